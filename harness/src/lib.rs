@@ -1,0 +1,9 @@
+//! Brownout: a chaos and load-testing harness that reproduces the failure modes behind HTTP 5xx
+//! responses and judges whether a service and its operations stack behave correctly while they
+//! happen. See the top-level README and `shared/DESIGN.md` for the big picture.
+
+pub mod error;
+pub mod postgres;
+pub mod process;
+pub mod tools;
+pub mod workdir;

@@ -1,0 +1,199 @@
+//! A throwaway PostgreSQL cluster: `initdb` into a directory, the real `postgres` server on
+//! 127.0.0.1 and a free port, trust auth, tuned for tests (no fsync). Used by the local platform and
+//! by the target-app's integration tests. Dropping it stops the server (fast shutdown).
+
+use crate::error::{BrownoutError, Result};
+use crate::process::{spawn, ChildSpec, ManagedChild};
+use crate::tools;
+use nix::sys::signal::Signal;
+use sqlx::Connection;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub const SUPERUSER: &str = "brownout";
+
+pub struct TempPostgres {
+    pub port: u16,
+    pub data_dir: PathBuf,
+    server: ManagedChild,
+    /// Only when the cluster owns its directory (standalone use in tests).
+    _owned_dir: Option<tempfile::TempDir>,
+}
+
+impl TempPostgres {
+    /// Starts a cluster in its own temp dir (tests).
+    pub async fn start_standalone() -> Result<TempPostgres> {
+        let dir = tempfile::Builder::new()
+            .prefix("brownout-pg-")
+            .tempdir()
+            .map_err(|e| BrownoutError::Environment(format!("cannot create a temp dir: {e}")))?;
+        crate::workdir::set_mode(dir.path(), 0o755)?;
+        let mut pg = TempPostgres::start_in(dir.path()).await?;
+        pg._owned_dir = Some(dir);
+        Ok(pg)
+    }
+
+    /// Runs `initdb` in `<parent>/pgdata` and starts the server; waits until it accepts connections.
+    pub async fn start_in(parent: &Path) -> Result<TempPostgres> {
+        let initdb = tools::find(&tools::INITDB)?;
+        let postgres = tools::find(&tools::POSTGRES)?;
+        let data_dir = parent.join("pgdata");
+        let log = parent.join("postgres.log");
+        let run_as = unprivileged_user()?;
+        std::fs::create_dir_all(&data_dir).map_err(crate::error::env_err("creating pgdata"))?;
+        if let Some((uid, gid)) = run_as {
+            for p in [&data_dir, &log] {
+                if !p.exists() {
+                    std::fs::write(p, b"")
+                        .map_err(crate::error::env_err("creating postgres log"))?;
+                }
+                nix::unistd::chown(p, Some(uid.into()), Some(gid.into())).map_err(|e| {
+                    BrownoutError::Environment(format!("cannot chown {}: {e}", p.display()))
+                })?;
+            }
+        }
+        crate::workdir::set_mode(&data_dir, 0o700)?;
+        let mut cmd = Command::new(&initdb);
+        cmd.args([
+            "-D",
+            &data_dir.to_string_lossy(),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ])
+        .current_dir(parent)
+        .env("LC_ALL", "C");
+        if let Some((uid, gid)) = run_as {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
+        let out = cmd.output().map_err(|e| {
+            BrownoutError::Environment(format!("cannot run {}: {e}", initdb.display()))
+        })?;
+        if !out.status.success() {
+            return Err(BrownoutError::Environment(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let mut last_err = String::new();
+        for _attempt in 0..3 {
+            let port = tools::free_port()?;
+            let mut spec = ChildSpec::new(&postgres, &data_dir, log.clone()).args([
+                "-D".to_string(),
+                data_dir.to_string_lossy().to_string(),
+                "-p".into(),
+                port.to_string(),
+                "-c".into(),
+                "listen_addresses=127.0.0.1".into(),
+                "-c".into(),
+                "unix_socket_directories=".into(),
+                "-c".into(),
+                "fsync=off".into(),
+                "-c".into(),
+                "synchronous_commit=off".into(),
+                "-c".into(),
+                "full_page_writes=off".into(),
+                "-c".into(),
+                "max_connections=200".into(),
+                "-c".into(),
+                "shared_buffers=64MB".into(),
+            ]);
+            spec.death_signal = Signal::SIGQUIT;
+            spec.run_as = run_as;
+            let server = spawn("postgres", &spec)?;
+            let mut pg = TempPostgres {
+                port,
+                data_dir: data_dir.clone(),
+                server,
+                _owned_dir: None,
+            };
+            match pg.wait_ready(Duration::from_secs(20)).await {
+                Ok(()) => return Ok(pg),
+                Err(e) => {
+                    last_err = e;
+                    pg.server.stop(Signal::SIGQUIT, Duration::from_secs(2));
+                }
+            }
+        }
+        Err(BrownoutError::Environment(format!(
+            "PostgreSQL did not start: {last_err} (see {})",
+            log.display()
+        )))
+    }
+
+    async fn wait_ready(&mut self, within: Duration) -> std::result::Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.server.try_wait() {
+                return Err(format!("postgres exited at start ({status})"));
+            }
+            match sqlx::PgConnection::connect(&self.url("postgres")).await {
+                Ok(conn) => {
+                    let _ = conn.close().await;
+                    return Ok(());
+                }
+                Err(e) if Instant::now() > deadline => return Err(e.to_string()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Connection URL for `database` as the superuser.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Creates a database and returns its URL.
+    pub async fn create_database(&self, name: &str) -> Result<String> {
+        let mut conn = sqlx::PgConnection::connect(&self.url("postgres"))
+            .await
+            .map_err(|e| {
+                BrownoutError::Environment(format!("cannot connect to PostgreSQL: {e}"))
+            })?;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| {
+                BrownoutError::Environment(format!("cannot create database {name}: {e}"))
+            })?;
+        let _ = conn.close().await;
+        Ok(self.url(name))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.server.pid()
+    }
+
+    /// Fast shutdown (SIGINT), SIGKILL after 5 s.
+    pub fn stop(&mut self) {
+        self.server.stop(Signal::SIGINT, Duration::from_secs(5));
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// PostgreSQL refuses to run as root: when we are root, run it as the `postgres` user (from the
+/// Debian package) or `nobody`.
+fn unprivileged_user() -> Result<Option<(u32, u32)>> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    for name in ["postgres", "nobody"] {
+        if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
+            return Ok(Some((user.uid.as_raw(), user.gid.as_raw())));
+        }
+    }
+    Err(BrownoutError::Environment(
+        "running as root, and neither a 'postgres' nor a 'nobody' user exists to run PostgreSQL as"
+            .into(),
+    ))
+}

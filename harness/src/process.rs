@@ -1,0 +1,165 @@
+//! Child processes that cannot outlive the harness. Every child gets a parent-death signal (so a
+//! `kill -9` of the harness takes it down), its own process group (so a terminal Ctrl-C reaches only
+//! the harness, which then stops children in order), its stdout/stderr in a log file, and its working
+//! directory inside the run's work dir (which is how [`crate::workdir`] sweeps leftovers).
+
+use crate::error::{BrownoutError, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// What to start.
+pub struct ChildSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Variables removed from the inherited environment.
+    pub env_remove: Vec<String>,
+    pub cwd: PathBuf,
+    pub log: PathBuf,
+    /// Signal the child gets when the harness dies (SIGKILL unless the program needs a clean stop).
+    pub death_signal: Signal,
+    /// Run as this (uid, gid), e.g. PostgreSQL refuses to run as root.
+    pub run_as: Option<(u32, u32)>,
+}
+
+impl ChildSpec {
+    pub fn new(program: impl Into<PathBuf>, cwd: &Path, log: PathBuf) -> Self {
+        ChildSpec {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            cwd: cwd.to_path_buf(),
+            log,
+            death_signal: Signal::SIGKILL,
+            run_as: None,
+        }
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+}
+
+/// A started child. Dropping it stops it (SIGTERM, a short wait, then SIGKILL).
+pub struct ManagedChild {
+    pub name: String,
+    child: Child,
+    stopped: bool,
+}
+
+pub fn spawn(name: &str, spec: &ChildSpec) -> Result<ManagedChild> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)
+        .map_err(|e| {
+            BrownoutError::Environment(format!("cannot open log {}: {e}", spec.log.display()))
+        })?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| BrownoutError::Environment(format!("cannot open log: {e}")))?;
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .current_dir(&spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0);
+    for k in &spec.env_remove {
+        cmd.env_remove(k);
+    }
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    if let Some((uid, gid)) = spec.run_as {
+        cmd.uid(uid).gid(gid);
+    }
+    let death_signal = spec.death_signal as libc::c_ulong;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The harness may have died between fork and prctl.
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| {
+        BrownoutError::Environment(format!(
+            "cannot start {} ({}): {e}",
+            name,
+            spec.program.display()
+        ))
+    })?;
+    tracing::debug!(name, pid = child.id(), "started");
+    Ok(ManagedChild {
+        name: name.to_string(),
+        child,
+        stopped: false,
+    })
+}
+
+impl ManagedChild {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if it has exited (reaps it).
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), sig);
+    }
+
+    /// Sends `sig`, waits up to `grace` for the exit, then SIGKILLs the whole process group.
+    /// Returns the exit status and whether SIGKILL was needed.
+    pub fn stop(&mut self, sig: Signal, grace: Duration) -> (Option<ExitStatus>, bool) {
+        self.stopped = true;
+        if let Some(status) = self.try_wait() {
+            self.kill_group();
+            return (Some(status), false);
+        }
+        self.signal(sig);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(status) = self.try_wait() {
+                self.kill_group();
+                return (Some(status), false);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill_group();
+        let status = self.child.wait().ok();
+        (status, true)
+    }
+
+    /// Kills anything left in the child's process group (e.g. worker processes).
+    fn kill_group(&self) {
+        let _ = kill(Pid::from_raw(-(self.child.id() as i32)), Signal::SIGKILL);
+    }
+}
+
+impl Drop for ManagedChild {
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.stop(Signal::SIGTERM, Duration::from_secs(3));
+        }
+    }
+}

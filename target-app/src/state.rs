@@ -1,0 +1,141 @@
+//! Shared state of one checkout replica: the DB pool, the payments client, the config and the
+//! shutdown flag. Built once at boot (after config validation and migrations).
+
+use crate::config::{Bug, Config};
+use crate::error::AppError;
+use crate::payments::{Breaker, Payments};
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Without the acquire timeout (`no-acquire-timeout`), a waiter waits this long: in effect forever.
+const UNBOUNDED: Duration = Duration::from_secs(24 * 3600);
+
+pub type SharedState = Arc<AppState>;
+
+pub struct AppState {
+    pub config: Config,
+    pool: Option<PgPool>,
+    pub payments: Payments,
+    shutting_down: AtomicBool,
+}
+
+impl AppState {
+    /// Builds the state and applies migrations (retrying for a few seconds while the DB starts).
+    pub async fn build(config: Config) -> anyhow::Result<SharedState> {
+        let pool = match &config.database_url {
+            Some(url) => Some(connect_pool(&config, url)?),
+            None => None,
+        };
+        if let Some(pool) = &pool {
+            migrate_with_retry(pool).await?;
+        }
+        let no_timeout = config.bugs.on(Bug::NoUpstreamTimeout);
+        let payments = Payments::new(
+            config.payments_url.clone(),
+            (!no_timeout).then_some(config.payments_timeout),
+            (!no_timeout)
+                .then(|| Breaker::new(config.breaker_failure_threshold, config.breaker_open_for)),
+        );
+        crate::metrics::METRICS
+            .db_pool_max
+            .set(i64::from(config.db_pool_size));
+        Ok(Arc::new(AppState {
+            config,
+            pool,
+            payments,
+            shutting_down: AtomicBool::new(false),
+        }))
+    }
+
+    /// The DB pool, or a 500 when the service booted without `DATABASE_URL` (skip-env-validation).
+    pub fn pool(&self) -> Result<&PgPool, AppError> {
+        self.pool
+            .as_ref()
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("DATABASE_URL is not configured")))
+    }
+
+    pub fn has_pool(&self) -> bool {
+        self.pool.is_some()
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        crate::metrics::METRICS.shutting_down.set(1);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Acquires a connection and runs `SELECT 1`, all within `within`: the database health check.
+    pub async fn check_database(&self, within: Duration) -> Result<(), String> {
+        let Some(pool) = &self.pool else {
+            return Err("DATABASE_URL is not configured".into());
+        };
+        let check = async {
+            let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+            sqlx::query("SELECT 1")
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(within, check).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "no database connection within {} ms (pool in use {}/{})",
+                within.as_millis(),
+                pool.size() as usize - pool.num_idle(),
+                self.config.db_pool_size
+            )),
+        }
+    }
+
+    /// Refreshes the pool gauges; called on each scrape.
+    pub fn observe_pool(&self) {
+        if let Some(pool) = &self.pool {
+            let m = &crate::metrics::METRICS;
+            let size = pool.size() as i64;
+            let idle = pool.num_idle() as i64;
+            m.db_pool_size.set(size);
+            m.db_pool_idle.set(idle);
+            m.db_pool_in_use.set(size - idle);
+        }
+    }
+}
+
+fn connect_pool(config: &Config, url: &str) -> anyhow::Result<PgPool> {
+    let statement_timeout = config.db_statement_timeout.as_millis().to_string();
+    let options = PgConnectOptions::from_str(url)
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?
+        .application_name(&config.replica_name)
+        .options([("statement_timeout", statement_timeout.as_str())]);
+    let acquire_timeout = if config.bugs.on(Bug::NoAcquireTimeout) {
+        UNBOUNDED
+    } else {
+        config.db_acquire_timeout
+    };
+    Ok(PgPoolOptions::new()
+        .max_connections(config.db_pool_size)
+        .min_connections(0)
+        .acquire_timeout(acquire_timeout)
+        .connect_lazy_with(options))
+}
+
+async fn migrate_with_retry(pool: &PgPool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match sqlx::migrate!("./migrations").run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "migrations failed, retrying");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => return Err(e).context("applying database migrations"),
+        }
+    }
+}
