@@ -2,8 +2,18 @@
 //! responses and judges whether a service and its operations stack behave correctly while they
 //! happen. See the top-level README and `shared/DESIGN.md` for the big picture.
 
+pub mod alerts;
 pub mod error;
+pub mod evidence;
+pub mod faults;
+pub mod integrity;
+pub mod judge;
+pub mod load;
+pub mod platform;
 pub mod postgres;
 pub mod process;
+pub mod report;
+pub mod runner;
+pub mod spec;
 pub mod tools;
 pub mod workdir;

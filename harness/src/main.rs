@@ -1,1 +1,184 @@
-fn main() {}
+//! `brownout`: the command line. `run` a scenario, `validate` scenario files, `list` scenarios.
+//! Exit codes: 0 all expectations held, 1 an expectation failed, 2 bad input, 3 environment.
+
+use clap::{Parser, Subcommand};
+use harness::error::BrownoutError;
+use harness::platform::local::LocalPlatform;
+use harness::runner::{self, RunOptions};
+use harness::spec;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "brownout",
+    version,
+    about = "Reproduce the failure modes behind HTTP 5xx and judge how the system behaves"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario (a name in the scenarios dir, or a path) on the local platform.
+    Run {
+        scenario: String,
+        /// Switch a bug of the app back on (repeatable), e.g. --bug no-acquire-timeout.
+        #[arg(long = "bug")]
+        bugs: Vec<String>,
+        #[arg(long, env = "BROWNOUT_SCENARIOS", default_value = "scenarios")]
+        scenarios_dir: PathBuf,
+        #[arg(long, env = "BROWNOUT_REPORTS", default_value = "reports")]
+        reports_dir: PathBuf,
+    },
+    /// Check scenario files (and their system files) without running anything.
+    Validate {
+        /// Files or directories; default: the scenarios dir.
+        paths: Vec<PathBuf>,
+        #[arg(long, env = "BROWNOUT_SCENARIOS", default_value = "scenarios")]
+        scenarios_dir: PathBuf,
+    },
+    /// List the scenarios with a one-line summary each.
+    List {
+        #[arg(long, env = "BROWNOUT_SCENARIOS", default_value = "scenarios")]
+        scenarios_dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BROWNOUT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate {
+            paths,
+            scenarios_dir,
+        } => validate(paths, &scenarios_dir),
+        Command::List { scenarios_dir } => list(&scenarios_dir),
+        Command::Run {
+            scenario,
+            bugs,
+            scenarios_dir,
+            reports_dir,
+        } => run(&scenario, bugs, &scenarios_dir, reports_dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("brownout: error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn run(
+    name: &str,
+    bugs: Vec<String>,
+    scenarios_dir: &std::path::Path,
+    reports_dir: PathBuf,
+) -> Result<ExitCode, BrownoutError> {
+    let path = spec::resolve_scenario(name, scenarios_dir)?;
+    let scenario = spec::load_scenario(&path)?;
+    spec::check_bugs(&scenario.system, &bugs)?;
+    let bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .ok_or_else(|| {
+            BrownoutError::Environment("cannot find the directory of the brownout binary".into())
+        })?;
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let interrupted = std::sync::atomic::AtomicBool::new(false);
+    // First Ctrl-C (or SIGTERM): stop the load and tear down cleanly. Second: exit at once; the
+    // children die with us (parent-death signal) and the next run sweeps the work dir.
+    ctrlc::set_handler(move || {
+        if interrupted.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("\nbrownout: second interrupt, exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("\nbrownout: interrupted, cleaning up (press Ctrl-C again to exit at once)");
+        goose::trigger_killswitch("interrupted");
+        let _ = cancel_tx.send(true);
+    })
+    .map_err(|e| BrownoutError::Environment(format!("cannot install the Ctrl-C handler: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| BrownoutError::Environment(format!("cannot start the async runtime: {e}")))?;
+    let opts = RunOptions {
+        bugs,
+        reports_dir,
+        bin_dir,
+    };
+    let outcome = runtime.block_on(async {
+        let mut platform = LocalPlatform::new();
+        runner::run(&scenario, &mut platform, &opts, cancel_rx).await
+    });
+    // Give the runtime a moment to finish supervisor tasks; children are already stopped.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    let outcome = outcome?;
+    Ok(if outcome.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn validate(
+    paths: Vec<PathBuf>,
+    scenarios_dir: &std::path::Path,
+) -> Result<ExitCode, BrownoutError> {
+    let paths = if paths.is_empty() {
+        vec![scenarios_dir.to_path_buf()]
+    } else {
+        paths
+    };
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            files.extend(spec::scenario_paths(&p)?);
+        } else {
+            files.push(p);
+        }
+    }
+    let mut bad = 0;
+    for f in &files {
+        match spec::load_scenario(f) {
+            Ok(s) => println!(
+                "ok    {} ({}, {} phases, {} expectations)",
+                f.display(),
+                s.name,
+                s.phases.len(),
+                s.expectations.len()
+            ),
+            Err(e) => {
+                bad += 1;
+                println!("error {e}");
+            }
+        }
+    }
+    if bad > 0 {
+        eprintln!("brownout: {bad} of {} files have errors", files.len());
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(scenarios_dir: &std::path::Path) -> Result<ExitCode, BrownoutError> {
+    for f in spec::scenario_paths(scenarios_dir)? {
+        match spec::load_scenario(&f) {
+            Ok(s) => println!("{:<20} {}", s.name, s.summary),
+            Err(e) => println!(
+                "{:<20} (invalid: {e})",
+                f.file_stem().unwrap_or_default().to_string_lossy()
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

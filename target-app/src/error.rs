@@ -42,7 +42,7 @@ impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::PoolTimedOut => {
-                crate::metrics::METRICS.db_acquire_timeouts.inc();
+                crate::state::note_acquire_timeout();
                 AppError::Unavailable("database pool exhausted".into())
             }
             // 57014: query_canceled (statement_timeout); 55P03: lock_not_available.

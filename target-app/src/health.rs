@@ -51,6 +51,7 @@ pub async fn ready(State(state): State<SharedState>) -> (StatusCode, Json<Value>
     let lenient = state.config.bugs.on(Bug::SkipEnvValidation);
     if state.has_pool() || !lenient {
         record("database", state.check_database(DB_CHECK_TIMEOUT).await);
+        record("pool", crate::state::check_pool_headroom());
     }
     match state.config.receipts_dir.as_deref() {
         Some(dir) => record("receipts", crate::receipts::probe_writable(dir).await),

@@ -16,6 +16,34 @@ const UNBOUNDED: Duration = Duration::from_secs(24 * 3600);
 
 pub type SharedState = Arc<AppState>;
 
+/// Readiness reports the pool as saturated while an acquire timed out this recently.
+pub const POOL_PRESSURE_WINDOW: Duration = Duration::from_secs(3);
+
+static BOOT: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
+/// Milliseconds since boot of the last pool acquire timeout, plus one (0: never).
+static LAST_ACQUIRE_TIMEOUT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Records a pool acquire timeout (for the metrics and the readiness pool check).
+pub fn note_acquire_timeout() {
+    crate::metrics::METRICS.db_acquire_timeouts.inc();
+    LAST_ACQUIRE_TIMEOUT.store(BOOT.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+}
+
+/// The pool-headroom check: fails while acquires have timed out within [`POOL_PRESSURE_WINDOW`].
+pub fn check_pool_headroom() -> Result<(), String> {
+    let last = LAST_ACQUIRE_TIMEOUT.load(Ordering::Relaxed);
+    if last == 0 {
+        return Ok(());
+    }
+    let ago = (BOOT.elapsed().as_millis() as u64 + 1).saturating_sub(last);
+    if ago < POOL_PRESSURE_WINDOW.as_millis() as u64 {
+        Err(format!("pool saturated: an acquire timed out {ago} ms ago"))
+    } else {
+        Ok(())
+    }
+}
+
 pub struct AppState {
     pub config: Config,
     pool: Option<PgPool>,

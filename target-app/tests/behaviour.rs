@@ -252,7 +252,11 @@ async fn pool_saturation_answers_fast_503_with_retry_after_and_readiness_drops()
         .unwrap();
     assert_eq!(ready.status(), 503);
     let body: serde_json::Value = ready.json().await.unwrap();
-    assert_eq!(body["failing"], serde_json::json!(["database"]), "{body}");
+    let failing = body["failing"].as_array().unwrap();
+    assert!(
+        failing.contains(&serde_json::json!("pool")),
+        "pool headroom reported: {body}"
+    );
     let live = client().get(app.url("/healthz/live")).send().await.unwrap();
     assert_eq!(
         live.status(),

@@ -1,0 +1,114 @@
+//! Polls Prometheus' alerts API and records every alert's state changes (inactive → pending →
+//! firing → inactive) in the evidence. The alert names come from the rules Prometheus loaded, so an
+//! alert that never leaves `inactive` is still known.
+
+use crate::evidence::Evidence;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    data: T,
+}
+
+#[derive(Deserialize)]
+struct AlertsData {
+    alerts: Vec<ApiAlert>,
+}
+
+#[derive(Deserialize)]
+struct ApiAlert {
+    labels: BTreeMap<String, String>,
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct RulesData {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Deserialize)]
+struct RuleGroup {
+    rules: Vec<Rule>,
+}
+
+#[derive(Deserialize)]
+struct Rule {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// The alerting rules Prometheus has loaded.
+pub async fn rule_names(client: &reqwest::Client, prometheus: &str) -> Vec<String> {
+    let Ok(r) = client
+        .get(format!("{prometheus}/api/v1/rules"))
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    match r.json::<Envelope<RulesData>>().await {
+        Ok(env) => env
+            .data
+            .groups
+            .into_iter()
+            .flat_map(|g| g.rules)
+            .filter(|r| r.kind == "alerting")
+            .map(|r| r.name)
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Polls every `every` until aborted.
+pub fn start_polling(
+    prometheus: String,
+    evidence: Evidence,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("http client");
+        let names = rule_names(&client, &prometheus).await;
+        for n in &names {
+            evidence.alert_state(n, "inactive");
+        }
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let Ok(r) = client
+                .get(format!("{prometheus}/api/v1/alerts"))
+                .send()
+                .await
+            else {
+                continue;
+            };
+            let Ok(env) = r.json::<Envelope<AlertsData>>().await else {
+                continue;
+            };
+            let mut states: BTreeMap<String, &str> =
+                names.iter().map(|n| (n.clone(), "inactive")).collect();
+            for a in &env.data.alerts {
+                let Some(name) = a.labels.get("alertname") else {
+                    continue;
+                };
+                let state = if a.state == "firing" {
+                    "firing"
+                } else {
+                    "pending"
+                };
+                let entry = states.entry(name.clone()).or_insert("inactive");
+                if *entry != "firing" {
+                    *entry = state;
+                }
+            }
+            for (name, state) in states {
+                evidence.alert_state(&name, state);
+            }
+        }
+    })
+}

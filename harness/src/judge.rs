@@ -1,0 +1,354 @@
+//! Judges a scenario's expectations from the recorded evidence, after the run. Each verdict has the
+//! expectation's id, pass/fail, and the evidence in words (`fault: 503 without Retry-After: 0 of 812`).
+
+use crate::evidence::{EvidenceData, Layer, Probe, ResponseRecord};
+use crate::integrity::Integrity;
+use crate::spec::{parse_duration, ExpectSpec, Scenario};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub id: String,
+    pub kind: String,
+    pub passed: bool,
+    pub evidence: String,
+}
+
+/// What judging needs beyond the evidence.
+pub struct JudgeInput<'a> {
+    pub scenario: &'a Scenario,
+    pub data: &'a EvidenceData,
+    pub restarts: &'a [(String, u32)],
+    pub integrity: Option<&'a Integrity>,
+}
+
+fn ms(s: &str) -> u64 {
+    parse_duration(s).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+/// Short label of a response: "503", "504 (ingress)", "no response".
+pub fn response_label(r: &ResponseRecord) -> String {
+    match r.layer {
+        Layer::Client => "no response".into(),
+        Layer::Ingress => format!("{} (ingress)", r.status),
+        Layer::App => r.status.to_string(),
+    }
+}
+
+fn histogram_of<'a>(rs: impl Iterator<Item = &'a ResponseRecord>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in rs {
+        *m.entry(response_label(r)).or_insert(0) += 1;
+    }
+    m
+}
+
+fn mix(m: &BTreeMap<String, usize>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k}×{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The latency at `percentile` (0-100) of `latencies_ms`, via an HDR histogram.
+pub fn percentile(latencies_ms: &[u64], percentile: f64) -> Option<u64> {
+    if latencies_ms.is_empty() {
+        return None;
+    }
+    let mut h =
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).expect("histogram bounds");
+    for &l in latencies_ms {
+        h.saturating_record(l.max(1));
+    }
+    Some(h.value_at_quantile(percentile / 100.0))
+}
+
+pub fn judge(input: &JudgeInput) -> Vec<Verdict> {
+    input
+        .scenario
+        .expectations
+        .iter()
+        .map(|e| judge_one(input, e))
+        .collect()
+}
+
+fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
+    let data = input.data;
+    let phase = |name: &str| {
+        input
+            .scenario
+            .phase_index(name)
+            .and_then(|i| data.phases.get(i))
+    };
+    let in_phase = |name: &str| {
+        let idx = input.scenario.phase_index(name);
+        data.responses.iter().filter(move |r| Some(r.phase) == idx)
+    };
+    let (kind, passed, evidence) = match e {
+        ExpectSpec::StatusCodes {
+            during,
+            allowed,
+            retry_after,
+            from_app,
+            ..
+        } => {
+            let rs: Vec<&ResponseRecord> = in_phase(during).collect();
+            let bad: Vec<&ResponseRecord> = rs
+                .iter()
+                .copied()
+                .filter(|r| r.layer == Layer::Client || !allowed.contains(&r.status))
+                .collect();
+            let mut parts = vec![format!(
+                "{during}: {} responses: {}",
+                rs.len(),
+                mix(&histogram_of(rs.iter().copied()))
+            )];
+            parts.push(format!(
+                "not allowed: {}{}",
+                bad.len(),
+                if bad.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", mix(&histogram_of(bad.iter().copied())))
+                }
+            ));
+            let mut ok = bad.is_empty() && !rs.is_empty();
+            for code in retry_after {
+                let with_code: Vec<_> = rs
+                    .iter()
+                    .filter(|r| r.status == *code && r.layer == Layer::App)
+                    .collect();
+                let missing = with_code.iter().filter(|r| !r.retry_after).count();
+                parts.push(format!(
+                    "{code} without Retry-After: {missing} of {}",
+                    with_code.len()
+                ));
+                ok &= missing == 0;
+            }
+            if *from_app {
+                let foreign = rs.iter().filter(|r| r.layer != Layer::App).count();
+                parts.push(format!("not from the app: {foreign}"));
+                ok &= foreign == 0;
+            }
+            if rs.is_empty() {
+                parts.push("no responses recorded".into());
+            }
+            ("status-codes", ok, parts.join("; "))
+        }
+        ExpectSpec::Latency {
+            during,
+            percentile: p,
+            below,
+            ..
+        } => {
+            let lat: Vec<u64> = in_phase(during).map(|r| r.latency_ms).collect();
+            let bound = ms(below);
+            match percentile(&lat, *p) {
+                Some(v) => (
+                    "latency",
+                    v <= bound,
+                    format!(
+                        "{during}: p{p} = {v} ms (bound {bound} ms) over {} responses",
+                        lat.len()
+                    ),
+                ),
+                None => ("latency", false, format!("{during}: no responses recorded")),
+            }
+        }
+        ExpectSpec::Readiness {
+            service,
+            during,
+            drops_within,
+            recovers_within,
+            ..
+        } => {
+            let Some(w) = phase(during) else {
+                return missing_phase(e);
+            };
+            let prefix = format!("{service}-");
+            let mut replicas: Vec<&str> = data
+                .probes
+                .iter()
+                .filter(|p| p.probe == Probe::Readiness && p.replica.starts_with(&prefix))
+                .map(|p| p.replica.as_str())
+                .collect();
+            replicas.sort();
+            replicas.dedup();
+            let (drop_bound, recover_bound) = (ms(drops_within), ms(recovers_within));
+            let mut ok = !replicas.is_empty();
+            let mut parts = Vec::new();
+            for rep in &replicas {
+                let recs: Vec<_> = data
+                    .probes
+                    .iter()
+                    .filter(|p| p.probe == Probe::Readiness && p.replica == *rep)
+                    .collect();
+                let dropped = recs
+                    .iter()
+                    .find(|p| !p.ok && p.t_ms >= w.start_ms && p.t_ms <= w.end_ms)
+                    .map(|p| p.t_ms - w.start_ms);
+                let state_at_end = recs
+                    .iter()
+                    .rev()
+                    .find(|p| p.t_ms <= w.end_ms)
+                    .is_some_and(|p| p.ok);
+                let recovered = if state_at_end {
+                    Some(0)
+                } else {
+                    recs.iter()
+                        .find(|p| p.ok && p.t_ms > w.end_ms)
+                        .map(|p| p.t_ms - w.end_ms)
+                };
+                let d_ok = dropped.is_some_and(|d| d <= drop_bound);
+                let r_ok = recovered.is_some_and(|r| r <= recover_bound);
+                ok &= d_ok && r_ok;
+                parts.push(format!(
+                    "{rep}: not ready {} after {during} start, ready again {} after its end",
+                    dropped.map_or("never".into(), secs),
+                    recovered.map_or("never".into(), secs)
+                ));
+            }
+            (
+                "readiness",
+                ok,
+                format!(
+                    "{} (bounds: drop {}, recover {})",
+                    parts.join("; "),
+                    secs(drop_bound),
+                    secs(recover_bound)
+                ),
+            )
+        }
+        ExpectSpec::Restarts { service, max, .. } => {
+            let prefix = format!("{service}-");
+            let rs: Vec<_> = input
+                .restarts
+                .iter()
+                .filter(|(n, _)| n.starts_with(&prefix))
+                .collect();
+            let total: u32 = rs.iter().map(|(_, c)| c).sum();
+            let live_fail = data
+                .probes
+                .iter()
+                .filter(|p| p.probe == Probe::Liveness && !p.ok && p.replica.starts_with(&prefix))
+                .count();
+            let list = rs
+                .iter()
+                .map(|(n, c)| format!("{n}: {c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            (
+                "restarts",
+                total <= *max,
+                format!("{total} restarts (max {max}) [{list}]; liveness failures: {live_fail}"),
+            )
+        }
+        ExpectSpec::Alert {
+            alert,
+            phase: pname,
+            fires_within,
+            clears_within,
+            ..
+        } => {
+            let Some(w) = phase(pname) else {
+                return missing_phase(e);
+            };
+            let recs: Vec<_> = data.alerts.iter().filter(|a| a.alert == *alert).collect();
+            let early = recs
+                .iter()
+                .find(|a| a.state != "inactive" && a.t_ms < w.start_ms);
+            let fired = recs
+                .iter()
+                .find(|a| a.state == "firing" && a.t_ms >= w.start_ms)
+                .map(|a| a.t_ms);
+            let cleared = fired.and_then(|f| {
+                let last = recs.iter().rev().find(|a| a.t_ms >= f)?;
+                (last.state == "inactive").then(|| last.t_ms.saturating_sub(w.end_ms))
+            });
+            let (fb, cb) = (ms(fires_within), ms(clears_within));
+            let fired_rel = fired.map(|f| f - w.start_ms);
+            let ok = early.is_none()
+                && fired_rel.is_some_and(|f| f <= fb)
+                && cleared.is_some_and(|c| c <= cb);
+            let mut text = format!(
+                "{alert}: fired {} after {pname} start (bound {}), cleared {} after its end (bound {})",
+                fired_rel.map_or("never".into(), secs),
+                secs(fb),
+                match (fired, cleared) {
+                    (None, _) => "n/a".to_string(),
+                    (Some(_), None) => "never".to_string(),
+                    (Some(_), Some(c)) => secs(c),
+                },
+                secs(cb)
+            );
+            match early {
+                Some(a) => text.push_str(&format!(
+                    "; FALSE ALARM: {} at {} before {pname}",
+                    a.state,
+                    secs(a.t_ms)
+                )),
+                None => text.push_str(&format!("; not active before {pname}")),
+            }
+            if recs.is_empty() {
+                text.push_str("; (no such alert rule was loaded)");
+            }
+            ("alert", ok, text)
+        }
+        ExpectSpec::Recovery { after, within, .. } => {
+            let Some(w) = phase(after) else {
+                return missing_phase(e);
+            };
+            let bound = ms(within);
+            let later: Vec<_> = data
+                .responses
+                .iter()
+                .filter(|r| r.t_ms >= w.end_ms)
+                .collect();
+            let is_bad = |r: &&&ResponseRecord| r.status >= 500 || r.layer == Layer::Client;
+            let last_bad = later.iter().filter(is_bad).map(|r| r.t_ms - w.end_ms).max();
+            let judged_after = later.iter().filter(|r| r.t_ms > w.end_ms + bound).count();
+            let ok = last_bad.is_none_or(|b| b <= bound) && judged_after > 0;
+            let bad_count = later.iter().filter(is_bad).count();
+            (
+                "recovery",
+                ok,
+                format!(
+                    "after {after} ended: {bad_count} 5xx/no-response, the last {} after heal (bound {}); {judged_after} responses after the bound",
+                    last_bad.map_or("none".into(), secs),
+                    secs(bound)
+                ),
+            )
+        }
+        ExpectSpec::DataIntegrity { .. } => match input.integrity {
+            Some(i) => ("data-integrity", i.ok(), i.summary()),
+            None => (
+                "data-integrity",
+                false,
+                "the integrity check could not run".into(),
+            ),
+        },
+    };
+    Verdict {
+        id: e.id().to_string(),
+        kind: kind.into(),
+        passed,
+        evidence,
+    }
+}
+
+fn missing_phase(e: &ExpectSpec) -> Verdict {
+    Verdict {
+        id: e.id().into(),
+        kind: "invalid".into(),
+        passed: false,
+        evidence: "refers to a phase that was not run".into(),
+    }
+}

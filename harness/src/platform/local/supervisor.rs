@@ -1,0 +1,296 @@
+//! Kubelet-like supervision of one replica: start the process, probe readiness and liveness on
+//! their periods with thresholds, restart with exponential back-off when it exits or liveness fails,
+//! and stop it with a termination grace period (SIGTERM, then SIGKILL). Probe flips and lifecycle
+//! events go to the evidence; readiness is published on a watch channel for the ingress.
+
+use crate::evidence::{Evidence, Probe};
+use crate::process::{spawn, ChildSpec, ManagedChild};
+use crate::spec::{parse_duration, ProbeSpec};
+use nix::sys::signal::Signal;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// A replica never seen live is restarted after this long (a startup-probe allowance).
+const STARTUP_ALLOWANCE: Duration = Duration::from_secs(60);
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Running this long without trouble resets the back-off.
+const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct Probes {
+    pub readiness: Option<ParsedProbe>,
+    pub liveness: Option<ParsedProbe>,
+}
+
+#[derive(Clone)]
+pub struct ParsedProbe {
+    pub path: String,
+    pub period: Duration,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+}
+
+impl ParsedProbe {
+    pub fn parse(p: &ProbeSpec) -> ParsedProbe {
+        ParsedProbe {
+            path: p.path.clone(),
+            // Validated when the system file was loaded.
+            period: parse_duration(&p.period).unwrap_or(Duration::from_secs(1)),
+            timeout: parse_duration(&p.timeout).unwrap_or(Duration::from_secs(1)),
+            failure_threshold: p.failure_threshold.max(1),
+            success_threshold: p.success_threshold.max(1),
+        }
+    }
+}
+
+/// What the rest of the platform holds of a supervised replica.
+pub struct ReplicaHandle {
+    pub name: String,
+    pub port: u16,
+    pub ready: watch::Receiver<bool>,
+    pub restarts: Arc<AtomicU32>,
+    stop_tx: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ReplicaHandle {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Asks the supervisor to stop the replica (SIGTERM, grace period, SIGKILL).
+    pub fn request_stop(&self) {
+        let _ = self.stop_tx.send(true);
+    }
+
+    /// Waits until the supervisor has stopped the replica.
+    pub async fn wait_stopped(&mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+pub struct ReplicaConfig {
+    pub name: String,
+    pub port: u16,
+    pub spec: ChildSpec,
+    pub probes: Probes,
+    pub grace: Duration,
+}
+
+pub fn start(config: ReplicaConfig, evidence: Evidence) -> ReplicaHandle {
+    let (ready_tx, ready) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let restarts = Arc::new(AtomicU32::new(0));
+    let name = config.name.clone();
+    let port = config.port;
+    let task = tokio::spawn(supervise(
+        config,
+        evidence,
+        ready_tx,
+        stop_rx,
+        restarts.clone(),
+    ));
+    ReplicaHandle {
+        name,
+        port,
+        ready,
+        restarts,
+        stop_tx,
+        task: Some(task),
+    }
+}
+
+fn describe(status: Option<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Some(s) if s.code().is_some() => format!("exit code {}", s.code().unwrap_or_default()),
+        Some(s) => format!("killed by signal {}", s.signal().unwrap_or_default()),
+        None => "unknown".into(),
+    }
+}
+
+/// The last non-empty line of a log file (shown as evidence when a replica exits).
+pub fn last_log_line(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
+async fn probe_once(client: &reqwest::Client, url: &str, timeout: Duration) -> (bool, String) {
+    match client.get(url).timeout(timeout).send().await {
+        Ok(r) if r.status().is_success() => (true, r.status().as_u16().to_string()),
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap_or_default();
+            (
+                false,
+                format!("{status} {}", body.chars().take(200).collect::<String>()),
+            )
+        }
+        Err(e) if e.is_timeout() => (false, format!("timed out after {} ms", timeout.as_millis())),
+        Err(e) if e.is_connect() => (false, "connection refused".into()),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
+enum Outcome {
+    Stop,
+    Restart(String),
+}
+
+async fn supervise(
+    config: ReplicaConfig,
+    evidence: Evidence,
+    ready_tx: watch::Sender<bool>,
+    mut stop_rx: watch::Receiver<bool>,
+    restarts: Arc<AtomicU32>,
+) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("http client");
+    let base = format!("http://127.0.0.1:{}", config.port);
+    let mut backoff = BACKOFF_START;
+    loop {
+        let mut child = match spawn(&config.name, &config.spec) {
+            Ok(c) => c,
+            Err(e) => {
+                evidence.lifecycle(&config.name, "failed-to-start", e.to_string());
+                return;
+            }
+        };
+        evidence.lifecycle(&config.name, "started", format!("pid {}", child.pid()));
+        let started = Instant::now();
+        let outcome = run_probes(
+            &config,
+            &evidence,
+            &client,
+            &base,
+            &mut child,
+            &ready_tx,
+            &mut stop_rx,
+        )
+        .await;
+        let _ = ready_tx.send(false);
+        match outcome {
+            Outcome::Stop => {
+                evidence.lifecycle(
+                    &config.name,
+                    "sigterm",
+                    format!("grace period {} s", config.grace.as_secs_f64()),
+                );
+                let (status, killed) = child.stop_async(Signal::SIGTERM, config.grace).await;
+                if killed {
+                    evidence.lifecycle(&config.name, "sigkill", "grace period over");
+                }
+                evidence.lifecycle(&config.name, "stopped", describe(status));
+                return;
+            }
+            Outcome::Restart(reason) => {
+                if child.try_wait().is_none() {
+                    evidence.lifecycle(&config.name, "sigterm", format!("restarting: {reason}"));
+                    let (status, killed) = child.stop_async(Signal::SIGTERM, config.grace).await;
+                    if killed {
+                        evidence.lifecycle(&config.name, "sigkill", "grace period over");
+                    }
+                    evidence.lifecycle(&config.name, "exited", describe(status));
+                }
+                if started.elapsed() > BACKOFF_RESET_AFTER {
+                    backoff = BACKOFF_START;
+                }
+                restarts.fetch_add(1, Ordering::SeqCst);
+                evidence.lifecycle(
+                    &config.name,
+                    "restarting",
+                    format!("{reason}; back-off {} s", backoff.as_secs()),
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop_rx.changed() => return,
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+async fn run_probes(
+    config: &ReplicaConfig,
+    evidence: &Evidence,
+    client: &reqwest::Client,
+    base: &str,
+    child: &mut ManagedChild,
+    ready_tx: &watch::Sender<bool>,
+    stop_rx: &mut watch::Receiver<bool>,
+) -> Outcome {
+    let period =
+        |p: &Option<ParsedProbe>| p.as_ref().map_or(Duration::from_secs(3600), |p| p.period);
+    let mut readiness_tick = tokio::time::interval(period(&config.probes.readiness));
+    let mut liveness_tick = tokio::time::interval(period(&config.probes.liveness));
+    let mut exit_tick = tokio::time::interval(Duration::from_millis(100));
+    for t in [&mut readiness_tick, &mut liveness_tick, &mut exit_tick] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    let started = Instant::now();
+    let (mut ready_ok, mut ready_fail) = (0u32, 0u32);
+    let mut live_fail = 0u32;
+    let mut seen_live = config.probes.liveness.is_none();
+    if config.probes.readiness.is_none() {
+        let _ = ready_tx.send(true);
+    }
+    loop {
+        tokio::select! {
+            _ = stop_rx.changed() => return Outcome::Stop,
+            _ = exit_tick.tick() => {
+                if let Some(status) = child.try_wait() {
+                    let line = last_log_line(&config.spec.log);
+                    evidence.lifecycle(&config.name, "exited", format!("{}; last log line: {line}", describe(Some(status))));
+                    return Outcome::Restart(format!("process exited ({})", describe(Some(status))));
+                }
+            }
+            _ = readiness_tick.tick(), if config.probes.readiness.is_some() => {
+                let p = config.probes.readiness.as_ref().expect("guarded");
+                let (ok, detail) = probe_once(client, &format!("{base}{}", p.path), p.timeout).await;
+                evidence.probe(&config.name, Probe::Readiness, ok, detail);
+                if ok { ready_ok += 1; ready_fail = 0; } else { ready_fail += 1; ready_ok = 0; }
+                if ok && ready_ok >= p.success_threshold && !*ready_tx.borrow() {
+                    let _ = ready_tx.send(true);
+                } else if !ok && ready_fail >= p.failure_threshold && *ready_tx.borrow() {
+                    let _ = ready_tx.send(false);
+                }
+            }
+            _ = liveness_tick.tick(), if config.probes.liveness.is_some() => {
+                let p = config.probes.liveness.as_ref().expect("guarded");
+                let (ok, detail) = probe_once(client, &format!("{base}{}", p.path), p.timeout).await;
+                if ok {
+                    seen_live = true;
+                    live_fail = 0;
+                } else if seen_live {
+                    live_fail += 1;
+                }
+                if seen_live {
+                    evidence.probe(&config.name, Probe::Liveness, ok, detail.clone());
+                }
+                if live_fail >= p.failure_threshold {
+                    return Outcome::Restart(format!("liveness failed {live_fail} times: {detail}"));
+                }
+                if !seen_live && started.elapsed() > STARTUP_ALLOWANCE {
+                    return Outcome::Restart(format!("not live after {} s", STARTUP_ALLOWANCE.as_secs()));
+                }
+            }
+        }
+    }
+}

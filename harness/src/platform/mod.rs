@@ -1,0 +1,64 @@
+//! Where the system under test runs. One trait, [`Platform`]; the local (embedded) platform is
+//! the first implementation, and a Kubernetes one fits behind the same calls: scenarios, faults and
+//! expectations only see [`Endpoints`] and the [`Evidence`](crate::evidence::Evidence) the platform
+//! records (probe timelines, restarts, ingress changes).
+
+pub mod local;
+
+use crate::error::Result;
+use crate::evidence::Evidence;
+use crate::spec::System;
+use std::path::PathBuf;
+
+/// How to deploy: bug switches for the app, where binaries and logs live.
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    /// Bug names passed to services that declare `bug_env`.
+    pub bugs: Vec<String>,
+    /// Directory of the workspace binaries (`{bin_dir}` in commands).
+    pub bin_dir: PathBuf,
+    /// Where every component's log is written (the run's report dir).
+    pub log_dir: PathBuf,
+}
+
+/// Addresses of a deployed system, as the harness (on this machine) reaches them.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// Base URL of the ingress route (`http://127.0.0.1:PORT`).
+    pub ingress_url: String,
+    pub prometheus_url: String,
+    /// Superuser URL of the system's database, for DB-side faults and integrity checks.
+    pub database_url: Option<String>,
+    /// Base URL of one replica of each service, by service name (e.g. the payments ledger).
+    pub service_urls: Vec<(String, String)>,
+}
+
+/// Settings of the ingress that shape what clients see, shown in every report (retries can mask
+/// errors, fail-open changes who answers when nothing is ready).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IngressSettings {
+    pub implementation: String,
+    pub retries: String,
+    pub connect_timeout: String,
+    pub read_timeout: String,
+    pub fail_open: bool,
+}
+
+#[allow(async_fn_in_trait)]
+pub trait Platform {
+    /// Starts everything the system needs and returns once every replica is ready.
+    async fn deploy(
+        &mut self,
+        system: &System,
+        opts: &DeployOptions,
+        evidence: &Evidence,
+    ) -> Result<Endpoints>;
+
+    fn ingress_settings(&self) -> IngressSettings;
+
+    /// Replica restarts so far, by replica name.
+    fn restarts(&self) -> Vec<(String, u32)>;
+
+    /// Stops everything it started, in order; idempotent.
+    async fn teardown(&mut self);
+}

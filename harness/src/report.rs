@@ -1,0 +1,260 @@
+//! Run reports: `report.json` (stable schema, versioned by `schema`), `report.md`, `junit.xml`
+//! for CI, and `responses.jsonl` (every recorded response), in `reports/<scenario>/<run-id>/`
+//! beside the component logs; `reports/<scenario>/latest` points at the newest run.
+
+use crate::evidence::{
+    AlertRecord, EventRecord, EvidenceData, Layer, LifecycleRecord, ProbeRecord,
+};
+use crate::integrity::Integrity;
+use crate::judge::{percentile, response_label, Verdict};
+use crate::platform::IngressSettings;
+use crate::spec::Scenario;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+pub struct Report {
+    pub schema: u32,
+    pub scenario: String,
+    pub summary: String,
+    pub run_id: String,
+    pub verdict: &'static str,
+    pub bugs: Vec<String>,
+    pub started_at: String,
+    pub wall_time_s: f64,
+    pub stack_up_s: f64,
+    pub harness_cpu_s: f64,
+    pub load: LoadInfo,
+    pub ingress: IngressSettings,
+    pub phases: Vec<PhaseStats>,
+    pub expectations: Vec<Verdict>,
+    pub restarts: BTreeMap<String, u32>,
+    pub integrity: Option<Integrity>,
+    pub timelines: Timelines,
+}
+
+#[derive(Serialize)]
+pub struct LoadInfo {
+    pub rate: u32,
+    pub users: u32,
+    pub timeout_s: f64,
+}
+
+#[derive(Serialize)]
+pub struct PhaseStats {
+    pub name: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub fault: Option<String>,
+    /// rate × duration
+    pub offered: u64,
+    /// Responses with an HTTP status.
+    pub completed: usize,
+    /// Client timeouts and connection errors.
+    pub no_response: usize,
+    pub by_status: BTreeMap<String, usize>,
+    pub latency_ms: Percentiles,
+}
+
+#[derive(Serialize)]
+pub struct Percentiles {
+    pub p50: Option<u64>,
+    pub p90: Option<u64>,
+    pub p99: Option<u64>,
+    pub max: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct Timelines {
+    pub probes: Vec<ProbeRecord>,
+    pub lifecycle: Vec<LifecycleRecord>,
+    pub alerts: Vec<AlertRecord>,
+    pub events: Vec<EventRecord>,
+}
+
+pub fn phase_stats(scenario: &Scenario, data: &EvidenceData, rate: u32) -> Vec<PhaseStats> {
+    data.phases
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let rs: Vec<_> = data.responses.iter().filter(|r| r.phase == i).collect();
+            let lat: Vec<u64> = rs.iter().map(|r| r.latency_ms).collect();
+            let mut by_status = BTreeMap::new();
+            for r in &rs {
+                *by_status.entry(response_label(r)).or_insert(0) += 1;
+            }
+            PhaseStats {
+                name: w.name.clone(),
+                start_ms: w.start_ms,
+                end_ms: w.end_ms,
+                fault: scenario
+                    .phases
+                    .get(i)
+                    .and_then(|p| p.fault.as_ref())
+                    .map(|f| f.kind().to_string()),
+                offered: (w.end_ms - w.start_ms) * rate as u64 / 1000,
+                completed: rs.iter().filter(|r| r.layer != Layer::Client).count(),
+                no_response: rs.iter().filter(|r| r.layer == Layer::Client).count(),
+                by_status,
+                latency_ms: Percentiles {
+                    p50: percentile(&lat, 50.0),
+                    p90: percentile(&lat, 90.0),
+                    p99: percentile(&lat, 99.0),
+                    max: lat.iter().max().copied(),
+                },
+            }
+        })
+        .collect()
+}
+
+pub fn timelines(data: &EvidenceData) -> Timelines {
+    Timelines {
+        probes: data.probes.clone(),
+        lifecycle: data.lifecycle.clone(),
+        alerts: data.alerts.clone(),
+        events: data.events.clone(),
+    }
+}
+
+/// Writes every report file into `dir` and points `latest` at it.
+pub fn write(dir: &Path, report: &Report, data: &EvidenceData) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(report)?,
+    )?;
+    std::fs::write(dir.join("report.md"), markdown(report))?;
+    std::fs::write(dir.join("junit.xml"), junit(report))?;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("responses.jsonl"))?);
+    for r in &data.responses {
+        serde_json::to_writer(&mut f, r)?;
+        f.write_all(b"\n")?;
+    }
+    f.flush()?;
+    if let Some(parent) = dir.parent() {
+        let latest = parent.join("latest");
+        let _ = std::fs::remove_file(&latest);
+        if let Some(name) = dir.file_name() {
+            std::os::unix::fs::symlink(name, &latest)?;
+        }
+    }
+    Ok(())
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+pub fn markdown(r: &Report) -> String {
+    let mut s = format!(
+        "# {} — {}\n\n{}\n\n- run: `{}` (started {})\n- bugs: {}\n- wall time: {:.1} s (stack up in {:.1} s), harness CPU {:.1} s\n- load: {} req/s offered, {} users, client timeout {:.1} s\n- ingress: {}, retries `{}`, connect timeout {}, read timeout {}, fail-open {}\n\n",
+        r.scenario, r.verdict.to_uppercase(), r.summary, r.run_id, r.started_at,
+        if r.bugs.is_empty() { "none (hardened app)".to_string() } else { r.bugs.join(", ") },
+        r.wall_time_s, r.stack_up_s, r.harness_cpu_s, r.load.rate, r.load.users, r.load.timeout_s,
+        r.ingress.implementation, r.ingress.retries, r.ingress.connect_timeout, r.ingress.read_timeout, r.ingress.fail_open
+    );
+    s.push_str("## Expectations\n\n| id | kind | verdict | evidence |\n|---|---|---|---|\n");
+    for v in &r.expectations {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            v.id,
+            v.kind,
+            if v.passed { "pass" } else { "**FAIL**" },
+            v.evidence.replace('|', "\\|")
+        ));
+    }
+    s.push_str("\n## Phases\n\n| phase | fault | offered | completed | no response | statuses | p50 | p90 | p99 | max (ms) |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for p in &r.phases {
+        let statuses = p
+            .by_status
+            .iter()
+            .map(|(k, v)| format!("{k}×{v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            p.name,
+            p.fault.as_deref().unwrap_or("-"),
+            p.offered,
+            p.completed,
+            p.no_response,
+            statuses,
+            opt(p.latency_ms.p50),
+            opt(p.latency_ms.p90),
+            opt(p.latency_ms.p99),
+            opt(p.latency_ms.max)
+        ));
+    }
+    s.push_str("\n## Timeline\n\n");
+    let mut lines: Vec<(u64, String)> = Vec::new();
+    for e in &r.timelines.events {
+        lines.push((e.t_ms, e.what.clone()));
+    }
+    for l in &r.timelines.lifecycle {
+        lines.push((l.t_ms, format!("{} {}: {}", l.replica, l.event, l.detail)));
+    }
+    for p in &r.timelines.probes {
+        lines.push((
+            p.t_ms,
+            format!(
+                "{} {:?} {}: {}",
+                p.replica,
+                p.probe,
+                if p.ok { "ok" } else { "FAIL" },
+                p.detail
+            ),
+        ));
+    }
+    for a in &r.timelines.alerts {
+        lines.push((a.t_ms, format!("alert {} → {}", a.alert, a.state)));
+    }
+    for p in &r.phases {
+        lines.push((p.start_ms, format!("phase {} begins", p.name)));
+    }
+    lines.sort_by_key(|(t, _)| *t);
+    for (t, l) in lines {
+        s.push_str(&format!("- `{:>7.1} s` {}\n", t as f64 / 1000.0, l));
+    }
+    s
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub fn junit(r: &Report) -> String {
+    let failures = r.expectations.iter().filter(|v| !v.passed).count();
+    let mut s = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"brownout.{}\" tests=\"{}\" failures=\"{}\" time=\"{:.1}\">\n",
+        xml_escape(&r.scenario), r.expectations.len(), failures, r.wall_time_s
+    );
+    for v in &r.expectations {
+        s.push_str(&format!(
+            "  <testcase classname=\"{}\" name=\"{}\">\n",
+            xml_escape(&r.scenario),
+            xml_escape(&v.id)
+        ));
+        if v.passed {
+            s.push_str(&format!(
+                "    <system-out>{}</system-out>\n",
+                xml_escape(&v.evidence)
+            ));
+        } else {
+            s.push_str(&format!(
+                "    <failure message=\"{}\">{}</failure>\n",
+                xml_escape(&v.evidence),
+                xml_escape(&v.evidence)
+            ));
+        }
+        s.push_str("  </testcase>\n");
+    }
+    s.push_str("</testsuite>\n");
+    s
+}

@@ -1,0 +1,375 @@
+//! Runs one scenario end to end: deploy the system on a platform, start the alert poller and the
+//! load, walk the phases (inject each phase's fault at its start, heal it at its end) with a live
+//! progress line, stop the load, check data integrity, tear everything down (on success, failure and
+//! Ctrl-C alike), judge the expectations and write the report.
+
+use crate::alerts;
+use crate::error::{BrownoutError, Result};
+use crate::evidence::{Evidence, Layer, Probe};
+use crate::faults::{self, ActiveFault};
+use crate::integrity;
+use crate::judge::{self, JudgeInput, Verdict};
+use crate::load;
+use crate::platform::{DeployOptions, Endpoints, Platform};
+use crate::report::{self, Report};
+use crate::spec::{ExpectSpec, Scenario};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Load runs this long before the first phase so users and connections are up (judged as baseline).
+const WARMUP: Duration = Duration::from_secs(2);
+
+pub struct RunOptions {
+    pub bugs: Vec<String>,
+    pub reports_dir: PathBuf,
+    pub bin_dir: PathBuf,
+}
+
+pub struct RunOutcome {
+    pub passed: bool,
+    pub report_dir: PathBuf,
+    pub verdicts: Vec<Verdict>,
+}
+
+/// What the live part of a run produced, before judging.
+struct Driven {
+    stack_up: Duration,
+    restarts: Vec<(String, u32)>,
+    integrity: Option<integrity::Integrity>,
+}
+
+async fn or_cancel<T>(
+    fut: impl std::future::Future<Output = T>,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<T> {
+    if *cancel.borrow() {
+        return Err(BrownoutError::Interrupted);
+    }
+    tokio::select! {
+        v = fut => Ok(v),
+        _ = cancel.wait_for(|c| *c) => Err(BrownoutError::Interrupted),
+    }
+}
+
+pub async fn run<P: Platform>(
+    scenario: &Scenario,
+    platform: &mut P,
+    opts: &RunOptions,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<RunOutcome> {
+    let started_at = chrono::Utc::now();
+    let wall = Instant::now();
+    let run_id = format!(
+        "{}-{:04x}",
+        started_at.format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u16>()
+    );
+    let reports_dir = std::path::absolute(&opts.reports_dir)
+        .map_err(|e| BrownoutError::Environment(format!("bad reports dir: {e}")))?;
+    let report_dir = reports_dir.join(&scenario.name).join(&run_id);
+    let log_dir = report_dir.join("logs");
+    std::fs::create_dir_all(&log_dir).map_err(|e| {
+        BrownoutError::Environment(format!("cannot create {}: {e}", log_dir.display()))
+    })?;
+    let deploy = DeployOptions {
+        bugs: opts.bugs.clone(),
+        bin_dir: opts.bin_dir.clone(),
+        log_dir,
+    };
+    let evidence = Evidence::new();
+    eprintln!(
+        "brownout: {} — {}{}",
+        scenario.name,
+        scenario.summary,
+        if opts.bugs.is_empty() {
+            String::new()
+        } else {
+            format!(" [bugs: {}]", opts.bugs.join(","))
+        }
+    );
+    let driven = drive(scenario, platform, &deploy, &evidence, &mut cancel).await;
+    eprintln!("brownout: tearing down");
+    platform.teardown().await;
+    let driven = driven?;
+
+    let data = evidence.with(std::mem::take);
+    let verdicts = judge::judge(&JudgeInput {
+        scenario,
+        data: &data,
+        restarts: &driven.restarts,
+        integrity: driven.integrity.as_ref(),
+    });
+    let passed = verdicts.iter().all(|v| v.passed);
+    let report = Report {
+        schema: report::SCHEMA_VERSION,
+        scenario: scenario.name.clone(),
+        summary: scenario.summary.clone(),
+        run_id,
+        verdict: if passed { "pass" } else { "fail" },
+        bugs: opts.bugs.clone(),
+        started_at: started_at.to_rfc3339(),
+        wall_time_s: wall.elapsed().as_secs_f64(),
+        stack_up_s: driven.stack_up.as_secs_f64(),
+        harness_cpu_s: cpu_seconds(),
+        load: report::LoadInfo {
+            rate: scenario.load.rate,
+            users: scenario.load.users,
+            timeout_s: scenario.load.timeout.as_secs_f64(),
+        },
+        ingress: platform.ingress_settings(),
+        phases: report::phase_stats(scenario, &data, scenario.load.rate),
+        expectations: verdicts.clone(),
+        restarts: driven.restarts.iter().cloned().collect(),
+        integrity: driven.integrity,
+        timelines: report::timelines(&data),
+    };
+    report::write(&report_dir, &report, &data).map_err(|e| {
+        BrownoutError::Environment(format!(
+            "cannot write the report in {}: {e}",
+            report_dir.display()
+        ))
+    })?;
+    print_summary(&report, &report_dir);
+    Ok(RunOutcome {
+        passed,
+        report_dir,
+        verdicts,
+    })
+}
+
+async fn drive<P: Platform>(
+    scenario: &Scenario,
+    platform: &mut P,
+    deploy: &DeployOptions,
+    evidence: &Evidence,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<Driven> {
+    let t0 = Instant::now();
+    eprintln!("brownout: starting the system (local platform)…");
+    let endpoints =
+        or_cancel(platform.deploy(&scenario.system, deploy, evidence), cancel).await??;
+    let stack_up = t0.elapsed();
+    eprintln!(
+        "brownout: system up in {:.1} s; ingress {}; prometheus {}",
+        stack_up.as_secs_f64(),
+        endpoints.ingress_url,
+        endpoints.prometheus_url
+    );
+    let poller = alerts::start_polling(
+        endpoints.prometheus_url.clone(),
+        evidence.clone(),
+        Duration::from_millis(500),
+    );
+    let max_run = scenario.total_duration() + WARMUP + Duration::from_secs(60);
+    let load = load::start(
+        &endpoints.ingress_url,
+        &scenario.load,
+        evidence.clone(),
+        max_run,
+    )?;
+    let phases = walk_phases(scenario, &endpoints, evidence, cancel).await;
+    evidence.end_phases();
+    let stopped = load.stop().await;
+    // One more alert poll after the load, then stop polling.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    poller.abort();
+    phases?;
+    stopped?;
+    let restarts = platform.restarts();
+    let integrity = if scenario
+        .expectations
+        .iter()
+        .any(|e| matches!(e, ExpectSpec::DataIntegrity { .. }))
+    {
+        let payments = endpoints
+            .service_urls
+            .iter()
+            .find(|(n, _)| n == "payments")
+            .map(|(_, u)| u.clone());
+        match (&endpoints.database_url, payments) {
+            (Some(db), Some(pay)) => {
+                let keys = evidence.with(|d| d.acknowledged_keys.clone());
+                match integrity::check(db, &pay, &keys).await {
+                    Ok(i) => Some(i),
+                    Err(e) => {
+                        evidence.event(format!("integrity check failed to run: {e}"));
+                        None
+                    }
+                }
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
+    Ok(Driven {
+        stack_up,
+        restarts,
+        integrity,
+    })
+}
+
+async fn walk_phases(
+    scenario: &Scenario,
+    endpoints: &Endpoints,
+    evidence: &Evidence,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<()> {
+    or_cancel(tokio::time::sleep(WARMUP), cancel).await?;
+    let tty = std::io::stderr().is_terminal();
+    for phase in &scenario.phases {
+        evidence.begin_phase(&phase.name);
+        let started = Instant::now();
+        let mut active: Option<ActiveFault> = None;
+        if let Some(spec) = &phase.fault {
+            let fault = or_cancel(faults::inject(spec, endpoints), cancel).await??;
+            evidence.event(format!("fault injected: {}", fault.describe()));
+            active = Some(fault);
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last_print = Instant::now();
+        let result = loop {
+            if started.elapsed() >= phase.duration {
+                break Ok(());
+            }
+            if let Err(e) = or_cancel(tick.tick(), cancel).await {
+                break Err(e);
+            }
+            let line = progress_line(
+                scenario,
+                evidence,
+                &phase.name,
+                started.elapsed(),
+                phase.duration,
+            );
+            if tty {
+                eprint!("\r{line:<110}");
+            } else if last_print.elapsed() >= Duration::from_secs(5) {
+                eprintln!("{line}");
+                last_print = Instant::now();
+            }
+        };
+        if tty {
+            eprintln!();
+        }
+        if let Some(fault) = active.take() {
+            match fault.heal().await {
+                Ok(()) => evidence.event(format!(
+                    "fault healed: {}",
+                    phase.fault.as_ref().map_or("", |f| f.kind())
+                )),
+                Err(e) => evidence.event(format!("fault heal failed: {e}")),
+            }
+        }
+        result?;
+    }
+    Ok(())
+}
+
+fn progress_line(
+    scenario: &Scenario,
+    evidence: &Evidence,
+    phase: &str,
+    elapsed: Duration,
+    total: Duration,
+) -> String {
+    let idx = scenario.phase_index(phase).unwrap_or(0);
+    evidence.with(|d| {
+        let rs: Vec<_> = d.responses.iter().filter(|r| r.phase == idx).collect();
+        let count = |f: &dyn Fn(&&crate::evidence::ResponseRecord) -> bool| rs.iter().filter(|r| f(r)).count();
+        let ok = count(&|r| (200..300).contains(&r.status));
+        let s503 = count(&|r| r.status == 503 && r.layer == Layer::App);
+        let other = count(&|r| r.status >= 500 && !(r.status == 503 && r.layer == Layer::App));
+        let none = count(&|r| r.layer == Layer::Client);
+        let mut ready: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
+        for p in d.probes.iter().filter(|p| p.probe == Probe::Readiness) {
+            ready.insert(p.replica.as_str(), p.ok);
+        }
+        let ready_n = ready.values().filter(|v| **v).count();
+        let mut alerts: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+        for a in &d.alerts {
+            alerts.insert(a.alert.as_str(), a.state.as_str());
+        }
+        let active: Vec<String> = alerts.iter().filter(|(_, s)| **s != "inactive").map(|(n, s)| format!("{n}={s}")).collect();
+        format!(
+            "  {phase:<10} {:>3}/{:<3}s  req {:>5}  2xx {:>5}  503 {:>4}  other-5xx {:>4}  no-resp {:>3}  ready {ready_n}/{}  alerts: {}",
+            elapsed.as_secs(),
+            total.as_secs(),
+            rs.len(),
+            ok,
+            s503,
+            other,
+            none,
+            ready.len(),
+            if active.is_empty() { "none".into() } else { active.join(" ") }
+        )
+    })
+}
+
+fn print_summary(r: &Report, dir: &std::path::Path) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "\n{:<28} {:<6} evidence", "expectation", "result");
+    for v in &r.expectations {
+        let _ = writeln!(
+            out,
+            "{:<28} {:<6} {}",
+            v.id,
+            if v.passed { "pass" } else { "FAIL" },
+            v.evidence
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nphase       offered  completed  no-resp  p50    p99    statuses"
+    );
+    for p in &r.phases {
+        let statuses = p
+            .by_status
+            .iter()
+            .map(|(k, v)| format!("{k}×{v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            out,
+            "{:<11} {:>7}  {:>9}  {:>7}  {:>5}  {:>5}  {statuses}",
+            p.name,
+            p.offered,
+            p.completed,
+            p.no_response,
+            p.latency_ms.p50.map_or("-".into(), |v| format!("{v}ms")),
+            p.latency_ms.p99.map_or("-".into(), |v| format!("{v}ms"))
+        );
+    }
+    let failed: Vec<&str> = r
+        .expectations
+        .iter()
+        .filter(|v| !v.passed)
+        .map(|v| v.id.as_str())
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n{}: {} of {} expectations held{}; wall {:.1} s, stack up {:.1} s, harness CPU {:.1} s\nreport: {}",
+        r.verdict.to_uppercase(),
+        r.expectations.len() - failed.len(),
+        r.expectations.len(),
+        if failed.is_empty() { String::new() } else { format!(" — failed: {}", failed.join(", ")) },
+        r.wall_time_s,
+        r.stack_up_s,
+        r.harness_cpu_s,
+        dir.join("report.md").display()
+    );
+}
+
+/// CPU time (user + system) used by this process so far.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}

@@ -1,0 +1,749 @@
+//! Scenario and system files: their TOML shape, loading, and validation. Every error names the
+//! file, line and column and what is allowed (exit code 2). A scenario refers to a system file, which
+//! describes the system under test once (services, replicas, commands, env, probes, grace periods,
+//! volumes, the ingress route and the alert rules), so users can describe their own app the same way.
+
+use crate::error::{BrownoutError, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+// ---------------------------------------------------------------- scenario files
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    pub name: String,
+    pub summary: String,
+    /// Path of the system file, relative to the scenario file.
+    pub system: Spanned<String>,
+    pub load: LoadSpec,
+    pub phases: Vec<PhaseSpec>,
+    #[serde(default)]
+    pub expect: Vec<Spanned<ExpectSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// Requests per second offered, kept steady while the system degrades.
+    pub rate: Spanned<u32>,
+    /// Concurrent virtual users; default: enough that `rate` holds while requests take `timeout`.
+    pub users: Option<u32>,
+    /// Client timeout per request.
+    #[serde(default = "default_timeout")]
+    pub timeout: Spanned<String>,
+    pub requests: Vec<RequestSpec>,
+}
+
+fn default_timeout() -> Spanned<String> {
+    Spanned::new(0..0, "10s".to_string())
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    pub name: String,
+    #[serde(default = "get")]
+    pub method: String,
+    pub path: String,
+    /// JSON body.
+    pub body: Option<String>,
+    #[serde(default = "one")]
+    pub weight: usize,
+    /// Send a fresh `Idempotency-Key` header; 2xx answers count as acknowledged (data integrity).
+    #[serde(default)]
+    pub idempotency_key: bool,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    pub name: Spanned<String>,
+    #[serde(rename = "for")]
+    pub duration: Spanned<String>,
+    pub fault: Option<Spanned<FaultSpec>>,
+}
+
+/// A fault, injected at the start of its phase and healed at its end.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum FaultSpec {
+    /// The harness holds DB-side what the app needs: an EXCLUSIVE lock on `tables` (blocks
+    /// writes, not reads), so every checkout holds its pooled connection until the statement timeout.
+    PoolExhaustion {
+        #[serde(default = "orders")]
+        tables: Vec<String>,
+    },
+}
+
+fn orders() -> Vec<String> {
+    vec!["orders".into()]
+}
+
+impl FaultSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FaultSpec::PoolExhaustion { .. } => "pool-exhaustion",
+        }
+    }
+}
+
+/// One expectation, judged from recorded evidence after the run.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ExpectSpec {
+    /// Only `allowed` statuses during `during`; `retry_after` statuses must carry Retry-After;
+    /// with `from_app`, every answer must come from the app (not made by the ingress).
+    StatusCodes {
+        id: String,
+        during: String,
+        allowed: Vec<u16>,
+        #[serde(default)]
+        retry_after: Vec<u16>,
+        #[serde(default)]
+        from_app: bool,
+    },
+    /// The `percentile` latency during `during` is below `below`.
+    Latency {
+        id: String,
+        during: String,
+        percentile: f64,
+        below: String,
+    },
+    /// Every replica of `service` turns not-ready within `drops_within` of the start of `during`,
+    /// and all are ready again within `recovers_within` of its end.
+    Readiness {
+        id: String,
+        service: String,
+        during: String,
+        drops_within: String,
+        recovers_within: String,
+    },
+    /// At most `max` restarts of `service`'s replicas over the whole run.
+    Restarts {
+        id: String,
+        service: String,
+        max: u32,
+    },
+    /// `alert` fires within `fires_within` of the start of phase `phase`, clears within
+    /// `clears_within` of its end, and is never pending or firing before `phase`.
+    Alert {
+        id: String,
+        alert: String,
+        phase: String,
+        fires_within: String,
+        clears_within: String,
+    },
+    /// No 5xx (nor client error) starts later than `within` after the end of phase `after`.
+    Recovery {
+        id: String,
+        after: String,
+        within: String,
+    },
+    /// After the run: every acknowledged checkout is a paid order, every paid order has exactly
+    /// one charge, and no charge lacks a paid order (the sample app's schema and payments stub).
+    DataIntegrity { id: String },
+}
+
+impl ExpectSpec {
+    pub fn id(&self) -> &str {
+        match self {
+            ExpectSpec::StatusCodes { id, .. }
+            | ExpectSpec::Latency { id, .. }
+            | ExpectSpec::Readiness { id, .. }
+            | ExpectSpec::Restarts { id, .. }
+            | ExpectSpec::Alert { id, .. }
+            | ExpectSpec::Recovery { id, .. }
+            | ExpectSpec::DataIntegrity { id } => id,
+        }
+    }
+    /// Phase names this expectation refers to.
+    fn phase_refs(&self) -> Vec<&str> {
+        match self {
+            ExpectSpec::StatusCodes { during, .. }
+            | ExpectSpec::Latency { during, .. }
+            | ExpectSpec::Readiness { during, .. } => vec![during],
+            ExpectSpec::Alert { phase, .. } => vec![phase],
+            ExpectSpec::Recovery { after, .. } => vec![after],
+            _ => vec![],
+        }
+    }
+    /// (field name, value) of each duration field.
+    fn durations(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            ExpectSpec::Latency { below, .. } => vec![("below", below)],
+            ExpectSpec::Readiness {
+                drops_within,
+                recovers_within,
+                ..
+            } => {
+                vec![
+                    ("drops_within", drops_within),
+                    ("recovers_within", recovers_within),
+                ]
+            }
+            ExpectSpec::Alert {
+                fires_within,
+                clears_within,
+                ..
+            } => {
+                vec![
+                    ("fires_within", fires_within),
+                    ("clears_within", clears_within),
+                ]
+            }
+            ExpectSpec::Recovery { within, .. } => vec![("within", within)],
+            _ => vec![],
+        }
+    }
+}
+
+// ---------------------------------------------------------------- system files
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemFile {
+    pub name: String,
+    pub database: Option<DatabaseSpec>,
+    pub services: Vec<ServiceSpec>,
+    pub ingress: IngressSpec,
+    pub prometheus: PrometheusSpec,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSpec {
+    /// Name of the database created in the throwaway PostgreSQL cluster.
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: Spanned<String>,
+    /// Program and arguments. `{bin_dir}` is the directory of the brownout binary (where cargo
+    /// puts the workspace's binaries).
+    pub command: Vec<String>,
+    #[serde(default = "one_u32")]
+    pub replicas: u32,
+    /// Environment; values may use `{listen_addr}`, `{replica}`, `{database_url}`,
+    /// `{service.<name>.url}` and `{volume.<name>}`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The variable that receives `--bug` names (comma-separated).
+    pub bug_env: Option<String>,
+    /// The bug names the service knows; `--bug` is checked against them (empty: not checked).
+    #[serde(default)]
+    pub bugs: Vec<String>,
+    #[serde(default = "default_grace")]
+    pub grace_period: String,
+    pub readiness: Option<ProbeSpec>,
+    pub liveness: Option<ProbeSpec>,
+    /// Path Prometheus scrapes on every replica.
+    pub metrics_path: Option<String>,
+    #[serde(default)]
+    pub volumes: Vec<VolumeSpec>,
+}
+
+fn one_u32() -> u32 {
+    1
+}
+fn default_grace() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSpec {
+    pub path: String,
+    #[serde(default = "probe_period")]
+    pub period: String,
+    #[serde(default = "probe_timeout")]
+    pub timeout: String,
+    #[serde(default = "three")]
+    pub failure_threshold: u32,
+    #[serde(default = "one_u32")]
+    pub success_threshold: u32,
+}
+
+fn probe_period() -> String {
+    "1s".into()
+}
+fn probe_timeout() -> String {
+    "1s".into()
+}
+fn three() -> u32 {
+    3
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSpec {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct IngressSpec {
+    /// The service the route sends traffic to.
+    pub service: String,
+    #[serde(default = "connect_timeout")]
+    pub connect_timeout: String,
+    #[serde(default = "read_timeout")]
+    pub read_timeout: String,
+    /// nginx `proxy_next_upstream`: "off" (default: never retry, so errors are not masked) or a
+    /// list such as "error timeout".
+    #[serde(default = "off")]
+    pub retries: String,
+    /// When no replica is ready, route to all of them instead of answering 503 from the ingress
+    /// (Envoy's panic routing). Default true.
+    #[serde(default = "yes")]
+    pub fail_open: bool,
+}
+
+fn connect_timeout() -> String {
+    "1s".into()
+}
+fn read_timeout() -> String {
+    "5s".into()
+}
+fn off() -> String {
+    "off".into()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusSpec {
+    #[serde(default = "probe_period")]
+    pub scrape_interval: String,
+    #[serde(default = "probe_period")]
+    pub evaluation_interval: String,
+    /// Rule files, relative to the system file.
+    #[serde(default)]
+    pub rule_files: Vec<String>,
+}
+
+// ---------------------------------------------------------------- loaded, validated form
+
+/// A validated scenario with its system, durations parsed and paths resolved.
+#[derive(Debug)]
+pub struct Scenario {
+    pub name: String,
+    pub summary: String,
+    pub path: PathBuf,
+    pub load: Load,
+    pub phases: Vec<Phase>,
+    pub expectations: Vec<ExpectSpec>,
+    pub system: System,
+}
+
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub rate: u32,
+    pub users: u32,
+    pub timeout: Duration,
+    pub requests: Vec<RequestSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub name: String,
+    pub duration: Duration,
+    pub fault: Option<FaultSpec>,
+}
+
+#[derive(Debug)]
+pub struct System {
+    pub name: String,
+    pub path: PathBuf,
+    pub file: SystemFile,
+    pub rule_files: Vec<PathBuf>,
+}
+
+impl Scenario {
+    pub fn phase_index(&self, name: &str) -> Option<usize> {
+        self.phases.iter().position(|p| p.name == name)
+    }
+    pub fn total_duration(&self) -> Duration {
+        self.phases.iter().map(|p| p.duration).sum()
+    }
+}
+
+/// Parses "30s", "500ms", "1m30s".
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("'{s}' is not a duration ({e}); write it like \"30s\", \"500ms\" or \"1m30s\"")
+    })
+}
+
+/// Where a byte offset sits in a text: 1-based line and column.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, col)
+}
+
+fn at(
+    path: &Path,
+    text: &str,
+    span: std::ops::Range<usize>,
+    msg: impl std::fmt::Display,
+) -> BrownoutError {
+    let (line, col) = line_col(text, span.start);
+    BrownoutError::BadInput(format!("{}:{line}:{col}: {msg}", path.display()))
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| BrownoutError::BadInput(format!("{}: cannot read: {e}", path.display())))
+}
+
+fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let msg = e.message().trim().to_string();
+        match e.span() {
+            Some(span) => at(path, text, span, msg),
+            None => BrownoutError::BadInput(format!("{}: {msg}", path.display())),
+        }
+    })
+}
+
+/// Loads and validates a scenario file and the system file it refers to.
+pub fn load_scenario(path: &Path) -> Result<Scenario> {
+    let text = read(path)?;
+    let file: ScenarioFile = parse_toml(path, &text)?;
+    let err = |span: std::ops::Range<usize>, msg: String| at(path, &text, span, msg);
+
+    let system_path = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(file.system.get_ref());
+    if !system_path.is_file() {
+        return Err(err(
+            file.system.span(),
+            format!("system file '{}' does not exist", system_path.display()),
+        ));
+    }
+    let system = load_system(&system_path)?;
+
+    if file.phases.is_empty() {
+        return Err(BrownoutError::BadInput(format!(
+            "{}: a scenario needs at least one [[phases]] entry",
+            path.display()
+        )));
+    }
+    let mut phases = Vec::new();
+    for p in &file.phases {
+        let name = p.name.get_ref().clone();
+        if phases.iter().any(|q: &Phase| q.name == name) {
+            return Err(err(
+                p.name.span(),
+                format!("phase '{name}' is defined twice"),
+            ));
+        }
+        let duration =
+            parse_duration(p.duration.get_ref()).map_err(|m| err(p.duration.span(), m))?;
+        if duration < Duration::from_secs(1) || duration > Duration::from_secs(6 * 3600) {
+            return Err(err(
+                p.duration.span(),
+                format!(
+                    "phase duration '{}' is impossible: it must be between 1s and 6h",
+                    p.duration.get_ref()
+                ),
+            ));
+        }
+        phases.push(Phase {
+            name,
+            duration,
+            fault: p.fault.as_ref().map(|f| f.get_ref().clone()),
+        });
+    }
+
+    let rate = *file.load.rate.get_ref();
+    if rate == 0 || rate > 5000 {
+        return Err(err(
+            file.load.rate.span(),
+            format!("load rate {rate} is out of range: 1 to 5000 requests per second"),
+        ));
+    }
+    let timeout = parse_duration(file.load.timeout.get_ref())
+        .map_err(|m| err(file.load.timeout.span(), m))?;
+    if timeout.is_zero() {
+        return Err(err(
+            file.load.timeout.span(),
+            "load timeout must be above 0".into(),
+        ));
+    }
+    if file.load.requests.is_empty() {
+        return Err(BrownoutError::BadInput(format!(
+            "{}: [load] needs at least one [[load.requests]] entry",
+            path.display()
+        )));
+    }
+    // Enough users that the rate holds even when every request waits for the full timeout.
+    let users = file.load.users.unwrap_or_else(|| {
+        (rate as f64 * timeout.as_secs_f64())
+            .ceil()
+            .clamp(4.0, 2000.0) as u32
+    });
+
+    let mut ids = Vec::new();
+    for e in &file.expect {
+        let spec = e.get_ref();
+        if ids.contains(&spec.id()) {
+            return Err(err(
+                e.span(),
+                format!("expectation id '{}' is used twice", spec.id()),
+            ));
+        }
+        ids.push(spec.id());
+        for phase in spec.phase_refs() {
+            if !phases.iter().any(|p| p.name == phase) {
+                let known: Vec<_> = phases.iter().map(|p| p.name.as_str()).collect();
+                return Err(err(
+                    e.span(),
+                    format!("expectation '{}' refers to phase '{phase}', which does not exist (phases: {})", spec.id(), known.join(", ")),
+                ));
+            }
+        }
+        for (field, value) in spec.durations() {
+            parse_duration(value).map_err(|m| {
+                err(
+                    e.span(),
+                    format!("expectation '{}': {field}: {m}", spec.id()),
+                )
+            })?;
+        }
+        if let ExpectSpec::Latency { percentile, .. } = spec {
+            if !(0.0..=100.0).contains(percentile) {
+                return Err(err(
+                    e.span(),
+                    format!(
+                        "expectation '{}': percentile {percentile} must be between 0 and 100",
+                        spec.id()
+                    ),
+                ));
+            }
+        }
+        if let ExpectSpec::Readiness { service, .. } | ExpectSpec::Restarts { service, .. } = spec {
+            if !system
+                .file
+                .services
+                .iter()
+                .any(|s| s.name.get_ref() == service)
+            {
+                return Err(err(e.span(), format!("expectation '{}' refers to service '{service}', which the system '{}' does not have", spec.id(), system.name)));
+            }
+        }
+    }
+    Ok(Scenario {
+        name: file.name,
+        summary: file.summary,
+        path: path.to_path_buf(),
+        load: Load {
+            rate,
+            users,
+            timeout,
+            requests: file.load.requests,
+        },
+        phases,
+        expectations: file.expect.into_iter().map(|e| e.into_inner()).collect(),
+        system,
+    })
+}
+
+/// Loads and validates a system file.
+pub fn load_system(path: &Path) -> Result<System> {
+    let text = read(path)?;
+    let file: SystemFile = parse_toml(path, &text)?;
+    let bad = |msg: String| BrownoutError::BadInput(format!("{}: {msg}", path.display()));
+    let mut names = Vec::new();
+    for s in &file.services {
+        let name = s.name.get_ref();
+        if names.contains(&name) {
+            return Err(at(
+                path,
+                &text,
+                s.name.span(),
+                format!("service '{name}' is defined twice"),
+            ));
+        }
+        names.push(name);
+        if s.command.is_empty() {
+            return Err(at(
+                path,
+                &text,
+                s.name.span(),
+                format!("service '{name}': command must not be empty"),
+            ));
+        }
+        if s.replicas == 0 || s.replicas > 20 {
+            return Err(at(
+                path,
+                &text,
+                s.name.span(),
+                format!("service '{name}': replicas must be between 1 and 20"),
+            ));
+        }
+        parse_duration(&s.grace_period).map_err(|m| {
+            at(
+                path,
+                &text,
+                s.name.span(),
+                format!("service '{name}': grace_period: {m}"),
+            )
+        })?;
+        for p in s.readiness.iter().chain(s.liveness.iter()) {
+            for (f, v) in [("period", &p.period), ("timeout", &p.timeout)] {
+                parse_duration(v).map_err(|m| {
+                    at(
+                        path,
+                        &text,
+                        s.name.span(),
+                        format!("service '{name}': probe {f}: {m}"),
+                    )
+                })?;
+            }
+        }
+    }
+    if !names.iter().any(|n| **n == file.ingress.service) {
+        return Err(bad(format!(
+            "[ingress] service '{}' is not one of the services ({})",
+            file.ingress.service,
+            names
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    for v in [
+        &file.ingress.connect_timeout,
+        &file.ingress.read_timeout,
+        &file.prometheus.scrape_interval,
+        &file.prometheus.evaluation_interval,
+    ] {
+        parse_duration(v).map_err(bad)?;
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let rule_files: Vec<PathBuf> = file
+        .prometheus
+        .rule_files
+        .iter()
+        .map(|r| dir.join(r))
+        .collect();
+    for r in &rule_files {
+        if !r.is_file() {
+            return Err(bad(format!("rule file '{}' does not exist", r.display())));
+        }
+    }
+    Ok(System {
+        name: file.name.clone(),
+        path: path.to_path_buf(),
+        file,
+        rule_files,
+    })
+}
+
+/// Checks `--bug` names against the bugs the system's services declare.
+pub fn check_bugs(system: &System, bugs: &[String]) -> Result<()> {
+    let known: Vec<&String> = system
+        .file
+        .services
+        .iter()
+        .filter(|s| s.bug_env.is_some())
+        .flat_map(|s| s.bugs.iter())
+        .collect();
+    if bugs.is_empty() {
+        return Ok(());
+    }
+    if !system.file.services.iter().any(|s| s.bug_env.is_some()) {
+        return Err(BrownoutError::BadInput(format!(
+            "--bug given, but no service of system '{}' has a bug_env to receive it",
+            system.name
+        )));
+    }
+    for b in bugs {
+        if !known.is_empty() && !known.contains(&b) {
+            return Err(BrownoutError::BadInput(format!(
+                "unknown bug '{b}' for system '{}' (known: {})",
+                system.name,
+                known
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every `*.toml` scenario directly in `dir`, sorted by name.
+pub fn scenario_paths(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| BrownoutError::BadInput(format!("{}: cannot list: {e}", dir.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// Resolves a scenario argument: a path to a file, or a name in `scenarios/`.
+pub fn resolve_scenario(arg: &str, scenarios_dir: &Path) -> Result<PathBuf> {
+    let as_path = PathBuf::from(arg);
+    if as_path.is_file() {
+        return Ok(as_path);
+    }
+    let named = scenarios_dir.join(format!("{arg}.toml"));
+    if named.is_file() {
+        return Ok(named);
+    }
+    let known: Vec<String> = scenario_paths(scenarios_dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().to_string()))
+        .collect();
+    Err(BrownoutError::BadInput(format!(
+        "unknown scenario '{arg}': no file {} (known: {})",
+        named.display(),
+        known.join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_is_one_based() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+
+    #[test]
+    fn durations_parse_and_bad_ones_explain_the_format() {
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("soon").unwrap_err().contains("\"30s\""));
+    }
+}
