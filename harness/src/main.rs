@@ -83,6 +83,8 @@ fn run(
     scenarios_dir: &std::path::Path,
     reports_dir: PathBuf,
 ) -> Result<ExitCode, BrownoutError> {
+    // Leftovers of a harness that was killed (kill -9) go first.
+    harness::workdir::sweep_dead_runs();
     let path = spec::resolve_scenario(name, scenarios_dir)?;
     let scenario = spec::load_scenario(&path)?;
     spec::check_bugs(&scenario.system, &bugs)?;

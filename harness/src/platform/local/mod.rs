@@ -56,10 +56,14 @@ impl LocalPlatform {
         if missing.is_empty() {
             return Ok(());
         }
-        let names: Vec<&str> = missing.iter().map(|p| p.name).collect();
+        let reasons: Vec<String> = missing
+            .iter()
+            .filter_map(|p| tools::find(p).err())
+            .map(|e| e.to_string())
+            .collect();
         Err(BrownoutError::Environment(format!(
-            "missing system programs: {}; {}",
-            names.join(", "),
+            "{}; {}",
+            reasons.join("; "),
             tools::install_hint(&missing)
         )))
     }

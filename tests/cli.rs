@@ -1,0 +1,150 @@
+//! Fast command-line tests of `brownout`: validation of deliberately broken files (one precise
+//! error each, exit 2), listing, bad arguments, missing system programs (exit 3), and the alert
+//! rule files passing `promtool check rules`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const BROWNOUT: &str = env!("CARGO_BIN_EXE_brownout");
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn brownout(args: &[&str]) -> Output {
+    Command::new(BROWNOUT)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run brownout")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn shipped_scenarios_validate() {
+    let out = brownout(&["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("ok    scenarios/pool-exhaustion.toml"));
+}
+
+#[test]
+fn each_broken_file_gets_one_precise_error() {
+    let cases = [
+        ("malformed.toml", "malformed.toml:2:34: invalid basic string"),
+        ("unknown-key.toml", "unknown-key.toml:6:1: unknown field `burst`, expected one of `rate`, `users`, `timeout`, `requests`"),
+        ("unknown-fault.toml", "unknown-fault.toml:13:18: unknown variant `cpu-hog`, expected `pool-exhaustion`"),
+        ("unknown-expectation.toml", "unknown-expectation.toml:16:8: unknown variant `good-vibes`"),
+        ("missing-phase.toml", "missing-phase.toml:14:1: expectation 'no-5xx' refers to phase 'chaos', which does not exist (phases: baseline)"),
+        ("bad-duration.toml", "bad-duration.toml:12:7: 'soon' is not a duration"),
+        ("impossible-duration.toml", "impossible-duration.toml:12:7: phase duration '0s' is impossible"),
+        ("missing-system.toml", "missing-system.toml:3:10: system file"),
+        ("duplicate-id.toml", "duplicate-id.toml:20:1: expectation id 'same' is used twice"),
+    ];
+    for (file, expected) in cases {
+        let path = format!("tests/fixtures/broken/{file}");
+        let out = brownout(&["validate", &path]);
+        assert_eq!(out.status.code(), Some(2), "{file}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let errors: Vec<&str> = stdout.lines().filter(|l| l.starts_with("error ")).collect();
+        assert_eq!(errors.len(), 1, "{file}: exactly one error: {stdout}");
+        assert!(
+            errors[0].contains(expected),
+            "{file}: expected «{expected}» in «{}»",
+            errors[0]
+        );
+    }
+    // A whole folder: every file reported, exit 2.
+    let out = brownout(&["validate", "tests/fixtures/broken"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("error "))
+            .count(),
+        9
+    );
+}
+
+#[test]
+fn list_shows_each_scenario_with_its_summary() {
+    let out = brownout(&["list"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out).contains("pool-exhaustion      Locks hold every pooled DB connection"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn unknown_scenario_and_unknown_bug_are_bad_input() {
+    let out = brownout(&["run", "no-such-scenario"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("unknown scenario 'no-such-scenario'"),
+        "{}",
+        text(&out)
+    );
+    let out = brownout(&["run", "pool-exhaustion", "--bug", "made-up"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out)
+            .contains("unknown bug 'made-up' for system 'checkout' (known: no-acquire-timeout"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_missing_program_is_an_environment_error_naming_the_fix() {
+    let reports = tempfile::tempdir().unwrap();
+    let out = Command::new(BROWNOUT)
+        .args([
+            "run",
+            "pool-exhaustion",
+            "--reports-dir",
+            reports.path().to_str().unwrap(),
+        ])
+        .env("BROWNOUT_PROMETHEUS", "/nonexistent/prometheus")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("BROWNOUT_PROMETHEUS points at /nonexistent/prometheus"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("install it with: sudo apt-get install"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn alert_rules_pass_promtool() {
+    let promtool = harness::tools::find(&harness::tools::PROMTOOL)
+        .expect("promtool installed (scripts/install-deps.sh)");
+    let rules: Vec<PathBuf> = std::fs::read_dir(root().join("scenarios/alerts"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+        .collect();
+    assert!(!rules.is_empty());
+    let out = Command::new(promtool)
+        .arg("check")
+        .arg("rules")
+        .args(&rules)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -1,0 +1,272 @@
+//! End-to-end: `brownout run pool-exhaustion` on the local platform, for real (PostgreSQL, nginx,
+//! Prometheus, goose). The hardened app passes every expectation; each bug fails exactly the
+//! expectations that should catch it. Cleanup is checked after Ctrl-C and after `kill -9`.
+//! These tests run one at a time (they share the machine's two cores); each run takes about a minute.
+//! `BROWNOUT_E2E_REPEAT=3` repeats each verdict run to check that verdicts are stable.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const BROWNOUT: &str = env!("CARGO_BIN_EXE_brownout");
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn app_binaries_built() {
+    let dir = Path::new(BROWNOUT).parent().unwrap();
+    for bin in ["checkout", "payments-stub"] {
+        assert!(dir.join(bin).is_file(), "{bin} is not built next to brownout: run `cargo build --workspace --bins` first (just test does)");
+    }
+}
+
+fn spawn_run(reports: &Path, bugs: &[&str], log: &Path) -> Child {
+    let mut cmd = Command::new(BROWNOUT);
+    cmd.args([
+        "run",
+        "pool-exhaustion",
+        "--reports-dir",
+        reports.to_str().unwrap(),
+    ])
+    .current_dir(root())
+    .stdout(Stdio::from(
+        std::fs::File::create(log.with_extension("out")).unwrap(),
+    ))
+    .stderr(Stdio::from(std::fs::File::create(log).unwrap()));
+    for b in bugs {
+        cmd.args(["--bug", b]);
+    }
+    cmd.spawn().expect("start brownout")
+}
+
+/// Runs the scenario and returns (exit code, ids of failed expectations).
+fn run_scenario(bugs: &[&str]) -> (i32, BTreeSet<String>) {
+    let reports = tempfile::tempdir().unwrap();
+    let log = reports.path().join("stderr.log");
+    let status = spawn_run(reports.path(), bugs, &log).wait().unwrap();
+    let report_path = reports.path().join("pool-exhaustion/latest/report.json");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap_or_else(|e| {
+            panic!(
+                "no report ({e}); stderr: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        }))
+        .unwrap();
+    let failed: BTreeSet<String> = report["expectations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["passed"] == false)
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    for e in report["expectations"].as_array().unwrap() {
+        eprintln!(
+            "  [{}] {} {}: {}",
+            bugs.join(","),
+            if e["passed"] == true { "pass" } else { "FAIL" },
+            e["id"],
+            e["evidence"]
+        );
+    }
+    assert_eq!(
+        report["verdict"],
+        if failed.is_empty() { "pass" } else { "fail" }
+    );
+    assert!(reports
+        .path()
+        .join("pool-exhaustion/latest/report.md")
+        .is_file());
+    assert!(reports
+        .path()
+        .join("pool-exhaustion/latest/junit.xml")
+        .is_file());
+    assert!(reports
+        .path()
+        .join("pool-exhaustion/latest/logs/checkout-0.log")
+        .is_file());
+    (status.code().unwrap_or(-1), failed)
+}
+
+fn repeats() -> usize {
+    std::env::var("BROWNOUT_E2E_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn hardened_app_passes_every_expectation() {
+    let _g = serial();
+    app_binaries_built();
+    for _ in 0..repeats() {
+        let (code, failed) = run_scenario(&[]);
+        assert_eq!(failed, set(&[]), "hardened app: nothing fails");
+        assert_eq!(code, 0);
+    }
+}
+
+#[test]
+fn no_acquire_timeout_is_caught_by_the_status_and_latency_expectations() {
+    let _g = serial();
+    app_binaries_built();
+    for _ in 0..repeats() {
+        let (code, failed) = run_scenario(&["no-acquire-timeout"]);
+        // Requests hang on the pool: the ingress answers 504 and p99 hits its read timeout.
+        assert_eq!(
+            failed,
+            set(&["fault-fast-503-from-app", "fault-p99-bounded"])
+        );
+        assert_eq!(code, 1);
+    }
+}
+
+#[test]
+fn liveness_checks_db_is_caught_by_the_restart_expectation() {
+    let _g = serial();
+    app_binaries_built();
+    for _ in 0..repeats() {
+        let (code, failed) = run_scenario(&["liveness-checks-db"]);
+        // Liveness fails with the DB, the supervisor restarts healthy replicas (restart storm);
+        // the ingress answers 502 for requests sent to a replica as it restarts.
+        assert_eq!(failed, set(&["fault-fast-503-from-app", "liveness-holds"]));
+        assert_eq!(code, 1);
+    }
+}
+
+/// Pids of every process whose cwd is inside a work dir of the harness `pid`.
+fn processes_of_run(pid: u32) -> (Vec<i32>, Vec<PathBuf>) {
+    let prefix = format!("brownout-run-{pid}-");
+    let dirs: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    let mut pids = Vec::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(n) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if let Ok(cwd) = std::fs::read_link(p.path().join("cwd")) {
+            if dirs.iter().any(|d| cwd.starts_with(d)) {
+                pids.push(n);
+            }
+        }
+    }
+    (pids, dirs)
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// Starts a run and waits until it is in the fault phase, holding DB locks; returns the child, the
+/// processes it started and the ports it printed. The caller signals and waits for the child.
+#[allow(clippy::zombie_processes)]
+fn run_until_fault(reports: &Path) -> (Child, Vec<i32>, Vec<PathBuf>, Vec<u16>, PathBuf) {
+    let log = reports.join("stderr.log");
+    let mut child = spawn_run(reports, &[], &log);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().any(|l| l.trim_start().starts_with("fault ")) {
+            let ports: Vec<u16> = text
+                .split("http://127.0.0.1:")
+                .skip(1)
+                .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+                .collect();
+            let (pids, dirs) = processes_of_run(child.id());
+            if pids.len() >= 5 && ports.len() == 2 {
+                return (child, pids, dirs, ports, log);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("expected postgres, nginx, prometheus and replicas ({pids:?}) and two ports ({ports:?}): {text}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("never reached the fault phase: {text}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn assert_nothing_left(pids: &[i32], ports: &[u16]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left: Vec<_> = pids.iter().filter(|p| alive(**p)).collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    for port in ports {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", *port)).is_err(),
+            "port {port} still answers"
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_mid_fault_cleans_up_everything() {
+    let _g = serial();
+    app_binaries_built();
+    let reports = tempfile::tempdir().unwrap();
+    let (mut child, pids, dirs, ports, log) = run_until_fault(reports.path());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_nothing_left(&pids, &ports);
+    // Processes gone means PostgreSQL is gone, and with it the held locks and connections.
+    for d in dirs {
+        assert!(!d.exists(), "temp dir left behind: {}", d.display());
+    }
+}
+
+#[test]
+fn kill_9_mid_fault_leaves_no_process_and_the_next_run_sweeps_the_temp_dir() {
+    let _g = serial();
+    app_binaries_built();
+    let reports = tempfile::tempdir().unwrap();
+    let (mut child, pids, dirs, ports, _log) = run_until_fault(reports.path());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Children die with the harness (parent-death signal).
+    assert_nothing_left(&pids, &ports);
+    assert!(
+        dirs.iter().all(|d| d.exists()),
+        "a killed harness cannot remove its temp dir"
+    );
+    // Any later run sweeps it, even one that stops at bad input.
+    let out = Command::new(BROWNOUT)
+        .args(["run", "no-such-scenario"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    for d in dirs {
+        assert!(!d.exists(), "not swept: {}", d.display());
+    }
+}
