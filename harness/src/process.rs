@@ -153,23 +153,20 @@ impl ManagedChild {
     /// Like [`ManagedChild::stop`], without blocking the async runtime.
     pub async fn stop_async(&mut self, sig: Signal, grace: Duration) -> (Option<ExitStatus>, bool) {
         self.stopped = true;
-        if self.try_wait().is_none() {
-            self.signal(sig);
-            let deadline = Instant::now() + grace;
-            while Instant::now() < deadline {
-                if let Some(status) = self.try_wait() {
-                    self.kill_group();
-                    return (Some(status), false);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        } else {
-            let status = self.try_wait();
+        if let Some(status) = self.try_wait() {
             self.kill_group();
-            return (status, false);
+            return (Some(status), false);
+        }
+        self.signal(sig);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(status) = self.try_wait() {
+                self.kill_group();
+                return (Some(status), false);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.kill_group();
-        self.signal(Signal::SIGKILL);
         for _ in 0..100 {
             if let Some(status) = self.try_wait() {
                 return (Some(status), true);

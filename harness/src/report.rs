@@ -76,6 +76,17 @@ pub struct Timelines {
     pub events: Vec<EventRecord>,
 }
 
+impl PhaseStats {
+    /// "200×27, 503×404": the status mix in words.
+    pub fn statuses_text(&self) -> String {
+        self.by_status
+            .iter()
+            .map(|(k, v)| format!("{k}×{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 pub fn phase_stats(scenario: &Scenario, data: &EvidenceData, rate: u32) -> Vec<PhaseStats> {
     data.phases
         .iter()
@@ -169,12 +180,7 @@ pub fn markdown(r: &Report) -> String {
     }
     s.push_str("\n## Phases\n\n| phase | fault | offered | completed | no response | statuses | p50 | p90 | p99 | max (ms) |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for p in &r.phases {
-        let statuses = p
-            .by_status
-            .iter()
-            .map(|(k, v)| format!("{k}×{v}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let statuses = p.statuses_text();
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             p.name,

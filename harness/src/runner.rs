@@ -325,12 +325,7 @@ fn print_summary(r: &Report, dir: &std::path::Path) {
         "\nphase       offered  completed  no-resp  p50    p99    statuses"
     );
     for p in &r.phases {
-        let statuses = p
-            .by_status
-            .iter()
-            .map(|(k, v)| format!("{k}×{v}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let statuses = p.statuses_text();
         let _ = writeln!(
             out,
             "{:<11} {:>7}  {:>9}  {:>7}  {:>5}  {:>5}  {statuses}",
