@@ -1,6 +1,7 @@
-//! End-to-end: `brownout run pool-exhaustion` on the local platform, for real (PostgreSQL, nginx,
-//! Prometheus, goose). The hardened app passes every expectation; each bug fails exactly the
-//! expectations that should catch it. Cleanup is checked after Ctrl-C and after `kill -9`.
+//! End-to-end: `brownout run <scenario>` on the local platform, for real (PostgreSQL, nginx,
+//! Prometheus, goose). For every scenario the hardened app passes every expectation, and each of
+//! its bugs fails exactly the expectations that should catch it. Cleanup is checked after Ctrl-C
+//! and after `kill -9`.
 //! These tests run one at a time (they share the machine's two cores); each run takes about a minute.
 //! `BROWNOUT_E2E_REPEAT=3` repeats each verdict run to check that verdicts are stable.
 
@@ -28,19 +29,14 @@ fn app_binaries_built() {
     }
 }
 
-fn spawn_run(reports: &Path, bugs: &[&str], log: &Path) -> Child {
+fn spawn_run(scenario: &str, reports: &Path, bugs: &[&str], log: &Path) -> Child {
     let mut cmd = Command::new(BROWNOUT);
-    cmd.args([
-        "run",
-        "pool-exhaustion",
-        "--reports-dir",
-        reports.to_str().unwrap(),
-    ])
-    .current_dir(root())
-    .stdout(Stdio::from(
-        std::fs::File::create(log.with_extension("out")).unwrap(),
-    ))
-    .stderr(Stdio::from(std::fs::File::create(log).unwrap()));
+    cmd.args(["run", scenario, "--reports-dir", reports.to_str().unwrap()])
+        .current_dir(root())
+        .stdout(Stdio::from(
+            std::fs::File::create(log.with_extension("out")).unwrap(),
+        ))
+        .stderr(Stdio::from(std::fs::File::create(log).unwrap()));
     for b in bugs {
         cmd.args(["--bug", b]);
     }
@@ -48,11 +44,14 @@ fn spawn_run(reports: &Path, bugs: &[&str], log: &Path) -> Child {
 }
 
 /// Runs the scenario and returns (exit code, ids of failed expectations).
-fn run_scenario(bugs: &[&str]) -> (i32, BTreeSet<String>) {
+fn run_scenario(scenario: &str, bugs: &[&str]) -> (i32, BTreeSet<String>) {
     let reports = tempfile::tempdir().unwrap();
     let log = reports.path().join("stderr.log");
-    let status = spawn_run(reports.path(), bugs, &log).wait().unwrap();
-    let report_path = reports.path().join("pool-exhaustion/latest/report.json");
+    let status = spawn_run(scenario, reports.path(), bugs, &log)
+        .wait()
+        .unwrap();
+    let latest = reports.path().join(scenario).join("latest");
+    let report_path = latest.join("report.json");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap_or_else(|e| {
             panic!(
@@ -107,43 +106,92 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
-#[test]
-fn hardened_app_passes_every_expectation() {
+/// Runs `scenario` with `bugs` (repeatedly with BROWNOUT_E2E_REPEAT) and checks that exactly
+/// `expected_failures` fail, and the exit code that follows from that.
+fn check(scenario: &str, bugs: &[&str], expected_failures: &[&str]) {
     let _g = serial();
     app_binaries_built();
     for _ in 0..repeats() {
-        let (code, failed) = run_scenario(&[]);
-        assert_eq!(failed, set(&[]), "hardened app: nothing fails");
-        assert_eq!(code, 0);
-    }
-}
-
-#[test]
-fn no_acquire_timeout_is_caught_by_the_status_and_latency_expectations() {
-    let _g = serial();
-    app_binaries_built();
-    for _ in 0..repeats() {
-        let (code, failed) = run_scenario(&["no-acquire-timeout"]);
-        // Requests hang on the pool: the ingress answers 504 and p99 hits its read timeout.
+        let (code, failed) = run_scenario(scenario, bugs);
         assert_eq!(
             failed,
-            set(&["fault-fast-503-from-app", "fault-p99-bounded"])
+            set(expected_failures),
+            "{scenario} with bugs {bugs:?}"
         );
-        assert_eq!(code, 1);
+        assert_eq!(code, if expected_failures.is_empty() { 0 } else { 1 });
     }
 }
 
 #[test]
-fn liveness_checks_db_is_caught_by_the_restart_expectation() {
-    let _g = serial();
-    app_binaries_built();
-    for _ in 0..repeats() {
-        let (code, failed) = run_scenario(&["liveness-checks-db"]);
-        // Liveness fails with the DB, the supervisor restarts healthy replicas (restart storm);
-        // the ingress answers 502 for requests sent to a replica as it restarts.
-        assert_eq!(failed, set(&["fault-fast-503-from-app", "liveness-holds"]));
-        assert_eq!(code, 1);
-    }
+fn pool_exhaustion_hardened_passes() {
+    check("pool-exhaustion", &[], &[]);
+}
+
+#[test]
+fn pool_exhaustion_catches_no_acquire_timeout() {
+    // Requests hang on the pool: the ingress answers 504 and p99 hits its read timeout.
+    check(
+        "pool-exhaustion",
+        &["no-acquire-timeout"],
+        &["fault-fast-503-from-app", "fault-p99-bounded"],
+    );
+}
+
+#[test]
+fn pool_exhaustion_catches_liveness_checks_db() {
+    // Liveness fails with the DB, the supervisor restarts healthy replicas (a restart storm), and
+    // the ingress answers 502 for requests sent to a replica as it restarts.
+    check(
+        "pool-exhaustion",
+        &["liveness-checks-db"],
+        &["fault-fast-503-from-app", "liveness-holds"],
+    );
+}
+
+#[test]
+fn missing_env_hardened_passes() {
+    check("missing-env", &[], &[]);
+}
+
+#[test]
+fn missing_env_catches_skip_env_validation() {
+    // The new revision boots without PAYMENTS_URL, turns ready, takes traffic and answers 500;
+    // the rollout completes instead of stalling, and no replica is ever down.
+    check(
+        "missing-env",
+        &["skip-env-validation"],
+        &[
+            "rollout-no-5xx",
+            "recovery-no-5xx",
+            "rollout-stalls",
+            "replica-down-alert",
+        ],
+    );
+}
+
+#[test]
+fn sigterm_grace_hardened_passes() {
+    check("sigterm-grace", &[], &[]);
+}
+
+#[test]
+fn sigterm_grace_catches_ignore_sigterm() {
+    // SIGTERM is ignored: readiness never fails and each replica needs SIGKILL after the grace period.
+    check(
+        "sigterm-grace",
+        &["ignore-sigterm"],
+        &["clean-terminations"],
+    );
+}
+
+#[test]
+fn sigterm_grace_catches_no_drain() {
+    // Exits at once: the ingress still routes to it during endpoint propagation and answers 502.
+    check(
+        "sigterm-grace",
+        &["no-drain"],
+        &["restart-no-errors", "clean-terminations"],
+    );
 }
 
 /// Pids of every process whose cwd is inside a work dir of the harness `pid`.
@@ -178,7 +226,7 @@ fn alive(pid: i32) -> bool {
 #[allow(clippy::zombie_processes)]
 fn run_until_fault(reports: &Path) -> (Child, Vec<i32>, Vec<PathBuf>, Vec<u16>, PathBuf) {
     let log = reports.join("stderr.log");
-    let mut child = spawn_run(reports, &[], &log);
+    let mut child = spawn_run("pool-exhaustion", reports, &[], &log);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();

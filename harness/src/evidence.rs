@@ -73,6 +73,19 @@ pub struct EventRecord {
     pub what: String,
 }
 
+/// One rolling update: when it began and ended, and how.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutRecord {
+    pub id: String,
+    pub service: String,
+    pub change: String,
+    pub started_ms: u64,
+    pub ended_ms: Option<u64>,
+    /// in progress, complete, stalled, failed, rolled back
+    pub outcome: String,
+    pub detail: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseWindow {
     pub name: String,
@@ -87,6 +100,7 @@ pub struct EvidenceData {
     pub probes: Vec<ProbeRecord>,
     pub lifecycle: Vec<LifecycleRecord>,
     pub alerts: Vec<AlertRecord>,
+    pub rollouts: Vec<RolloutRecord>,
     /// Fault injections/heals, ingress reloads and other notable moments.
     pub events: Vec<EventRecord>,
     /// Idempotency keys of acknowledged (2xx) requests, for the data-integrity check.
@@ -200,6 +214,40 @@ impl Evidence {
         let what = what.into();
         tracing::info!(%what, "event");
         self.with(|d| d.events.push(EventRecord { t_ms, what }));
+    }
+
+    pub fn rollout_started(&self, id: &str, service: &str, change: &str) {
+        let t = self.now_ms();
+        self.event(format!("rollout {id} started: {change}"));
+        self.with(|d| {
+            d.rollouts.push(RolloutRecord {
+                id: id.into(),
+                service: service.into(),
+                change: change.into(),
+                started_ms: t,
+                ended_ms: None,
+                outcome: "in progress".into(),
+                detail: String::new(),
+            })
+        });
+    }
+
+    /// Records how a rollout ended; a later outcome (e.g. rolled back after stalling) is kept in
+    /// the detail too.
+    pub fn rollout_ended(&self, id: &str, outcome: &str, detail: &str) {
+        let t = self.now_ms();
+        self.event(format!("rollout {id} {outcome}: {detail}"));
+        self.with(|d| {
+            if let Some(r) = d.rollouts.iter_mut().rev().find(|r| r.id == id) {
+                if r.ended_ms.is_none() {
+                    r.ended_ms = Some(t);
+                    r.outcome = outcome.into();
+                    r.detail = detail.into();
+                } else {
+                    r.detail = format!("{}; then {outcome}: {detail}", r.detail);
+                }
+            }
+        });
     }
 
     pub fn begin_phase(&self, name: &str) {

@@ -327,6 +327,116 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                 ),
             )
         }
+        ExpectSpec::Rollout {
+            service,
+            phase: pname,
+            outcome,
+            within,
+            ..
+        } => {
+            let Some(w) = phase(pname) else {
+                return missing_phase(e);
+            };
+            match data.rollouts.iter().find(|r| {
+                r.service == *service && r.started_ms >= w.start_ms && r.started_ms <= w.end_ms
+            }) {
+                None => (
+                    "rollout",
+                    false,
+                    format!("no rollout of {service} started during {pname}"),
+                ),
+                Some(r) => {
+                    let took = r.ended_ms.map(|end| end - r.started_ms);
+                    let in_time = match (outcome.as_str(), within) {
+                        ("complete", Some(bound)) => took.is_some_and(|t| t <= ms(bound)),
+                        _ => true,
+                    };
+                    let ok = r.outcome == *outcome && in_time;
+                    let bound = within
+                        .as_deref()
+                        .map_or(String::new(), |b| format!(" (bound {})", secs(ms(b))));
+                    (
+                        "rollout",
+                        ok,
+                        format!(
+                            "{} ({}): expected {outcome}{bound}, was {}: {}",
+                            r.id, r.change, r.outcome, r.detail
+                        ),
+                    )
+                }
+            }
+        }
+        ExpectSpec::Terminations {
+            service,
+            phase: pname,
+            ..
+        } => {
+            let Some(w) = phase(pname) else {
+                return missing_phase(e);
+            };
+            let prefix = format!("{service}-");
+            let sigterms: Vec<_> = data
+                .lifecycle
+                .iter()
+                .filter(|l| {
+                    l.event == "sigterm"
+                        && l.replica.starts_with(&prefix)
+                        && l.t_ms >= w.start_ms
+                        && l.t_ms <= w.end_ms
+                })
+                .collect();
+            let mut ok = !sigterms.is_empty();
+            let mut parts = Vec::new();
+            for t in &sigterms {
+                let end = data.lifecycle.iter().find(|l| {
+                    l.replica == t.replica
+                        && l.t_ms >= t.t_ms
+                        && (l.event == "stopped" || l.event == "sigkill")
+                });
+                let end_ms = end.map_or(u64::MAX, |l| l.t_ms);
+                // A readiness failure that the process itself answered (an HTTP status), not a refused connection.
+                let flip = data.probes.iter().find(|p| {
+                    p.replica == t.replica
+                        && p.probe == Probe::Readiness
+                        && !p.ok
+                        && p.t_ms >= t.t_ms
+                        && p.t_ms <= end_ms
+                        && p.detail.starts_with(|c: char| c.is_ascii_digit())
+                });
+                let last_served = data
+                    .responses
+                    .iter()
+                    .filter(|r| r.replica.as_deref() == Some(t.replica.as_str()))
+                    .map(|r| r.t_ms + r.latency_ms)
+                    .max();
+                let by_itself = end.is_some_and(|l| l.event == "stopped");
+                ok &= by_itself && flip.is_some();
+                let rel = |v: u64| format!("+{:.1} s", v.saturating_sub(t.t_ms) as f64 / 1000.0);
+                parts.push(format!(
+                    "{}: SIGTERM at {}, readiness failed {}, last request served {}, {} {}",
+                    t.replica,
+                    secs(t.t_ms),
+                    flip.map_or("never before exit".into(), |p| rel(p.t_ms)),
+                    last_served.map_or("never".into(), |v| if v >= t.t_ms {
+                        rel(v)
+                    } else {
+                        format!("{} before", secs(t.t_ms - v))
+                    }),
+                    match end {
+                        Some(l) if l.event == "stopped" => format!("exited {}", rel(l.t_ms)),
+                        Some(l) => format!("SIGKILLed {}", rel(l.t_ms)),
+                        None => "never exited".into(),
+                    },
+                    end.map_or(String::new(), |l| format!("({})", l.detail)),
+                ));
+            }
+            if sigterms.is_empty() {
+                parts.push(format!(
+                    "no replica of {service} got SIGTERM during {pname}"
+                ));
+            }
+            ("terminations", ok, parts.join("; "))
+        }
         ExpectSpec::DataIntegrity { .. } => match input.integrity {
             Some(i) => ("data-integrity", i.ok(), i.summary()),
             None => (

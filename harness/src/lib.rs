@@ -13,6 +13,7 @@ pub mod platform;
 pub mod postgres;
 pub mod process;
 pub mod report;
+pub mod rollout;
 pub mod runner;
 pub mod spec;
 pub mod tools;

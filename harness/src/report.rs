@@ -3,7 +3,7 @@
 //! beside the component logs; `reports/<scenario>/latest` points at the newest run.
 
 use crate::evidence::{
-    AlertRecord, EventRecord, EvidenceData, Layer, LifecycleRecord, ProbeRecord,
+    AlertRecord, EventRecord, EvidenceData, Layer, LifecycleRecord, ProbeRecord, RolloutRecord,
 };
 use crate::integrity::Integrity;
 use crate::judge::{percentile, response_label, Verdict};
@@ -73,6 +73,7 @@ pub struct Timelines {
     pub probes: Vec<ProbeRecord>,
     pub lifecycle: Vec<LifecycleRecord>,
     pub alerts: Vec<AlertRecord>,
+    pub rollouts: Vec<RolloutRecord>,
     pub events: Vec<EventRecord>,
 }
 
@@ -127,6 +128,7 @@ pub fn timelines(data: &EvidenceData) -> Timelines {
         probes: data.probes.clone(),
         lifecycle: data.lifecycle.clone(),
         alerts: data.alerts.clone(),
+        rollouts: data.rollouts.clone(),
         events: data.events.clone(),
     }
 }
@@ -162,11 +164,11 @@ fn opt(v: Option<u64>) -> String {
 
 pub fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "# {} — {}\n\n{}\n\n- run: `{}` (started {})\n- bugs: {}\n- wall time: {:.1} s (stack up in {:.1} s), harness CPU {:.1} s\n- load: {} req/s offered, {} users, client timeout {:.1} s\n- ingress: {}, retries `{}`, connect timeout {}, read timeout {}, fail-open {}\n\n",
+        "# {} — {}\n\n{}\n\n- run: `{}` (started {})\n- bugs: {}\n- wall time: {:.1} s (stack up in {:.1} s), harness CPU {:.1} s\n- load: {} req/s offered, {} users, client timeout {:.1} s\n- ingress: {}, retries `{}`, connect timeout {}, read timeout {}, fail-open {}, endpoint propagation delay {}\n\n",
         r.scenario, r.verdict.to_uppercase(), r.summary, r.run_id, r.started_at,
         if r.bugs.is_empty() { "none (hardened app)".to_string() } else { r.bugs.join(", ") },
         r.wall_time_s, r.stack_up_s, r.harness_cpu_s, r.load.rate, r.load.users, r.load.timeout_s,
-        r.ingress.implementation, r.ingress.retries, r.ingress.connect_timeout, r.ingress.read_timeout, r.ingress.fail_open
+        r.ingress.implementation, r.ingress.retries, r.ingress.connect_timeout, r.ingress.read_timeout, r.ingress.fail_open, r.ingress.propagation_delay
     );
     s.push_str("## Expectations\n\n| id | kind | verdict | evidence |\n|---|---|---|---|\n");
     for v in &r.expectations {

@@ -169,7 +169,7 @@ async fn drive<P: Platform>(
         evidence.clone(),
         max_run,
     )?;
-    let phases = walk_phases(scenario, &endpoints, evidence, cancel).await;
+    let phases = walk_phases(scenario, platform, &endpoints, evidence, cancel).await;
     evidence.end_phases();
     let stopped = load.stop().await;
     // One more alert poll after the load, then stop polling.
@@ -211,8 +211,9 @@ async fn drive<P: Platform>(
     })
 }
 
-async fn walk_phases(
+async fn walk_phases<P: Platform>(
     scenario: &Scenario,
+    platform: &mut P,
     endpoints: &Endpoints,
     evidence: &Evidence,
     cancel: &mut watch::Receiver<bool>,
@@ -224,7 +225,8 @@ async fn walk_phases(
         let started = Instant::now();
         let mut active: Option<ActiveFault> = None;
         if let Some(spec) = &phase.fault {
-            let fault = or_cancel(faults::inject(spec, endpoints), cancel).await??;
+            let fault =
+                or_cancel(faults::inject(spec, endpoints, platform, evidence), cancel).await??;
             evidence.event(format!("fault injected: {}", fault.describe()));
             active = Some(fault);
         }
@@ -255,7 +257,7 @@ async fn walk_phases(
             eprintln!();
         }
         if let Some(fault) = active.take() {
-            match fault.heal().await {
+            match fault.heal(platform, evidence).await {
                 Ok(()) => evidence.event(format!(
                     "fault healed: {}",
                     phase.fault.as_ref().map_or("", |f| f.kind())

@@ -84,6 +84,28 @@ pub enum FaultSpec {
         #[serde(default = "orders")]
         tables: Vec<String>,
     },
+    /// A rolling update of `service` to a revision with changed env (e.g. a required variable
+    /// removed). At heal, a rollout that did not complete is rolled back.
+    Rollout {
+        service: String,
+        #[serde(default)]
+        remove_env: Vec<String>,
+        #[serde(default)]
+        set_env: BTreeMap<String, String>,
+        #[serde(default = "progress_deadline")]
+        progress_deadline: String,
+    },
+    /// A rolling restart of `service` under load (a rollout of the same spec): every replica gets
+    /// SIGTERM and its grace period, after its replacement is ready.
+    RollingRestart {
+        service: String,
+        #[serde(default = "progress_deadline")]
+        progress_deadline: String,
+    },
+}
+
+fn progress_deadline() -> String {
+    "30s".into()
 }
 
 fn orders() -> Vec<String> {
@@ -94,6 +116,28 @@ impl FaultSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             FaultSpec::PoolExhaustion { .. } => "pool-exhaustion",
+            FaultSpec::Rollout { .. } => "rollout",
+            FaultSpec::RollingRestart { .. } => "rolling-restart",
+        }
+    }
+    /// The service a fault acts on, if it names one.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            FaultSpec::Rollout { service, .. } | FaultSpec::RollingRestart { service, .. } => {
+                Some(service)
+            }
+            FaultSpec::PoolExhaustion { .. } => None,
+        }
+    }
+    pub fn progress_deadline(&self) -> Option<&str> {
+        match self {
+            FaultSpec::Rollout {
+                progress_deadline, ..
+            }
+            | FaultSpec::RollingRestart {
+                progress_deadline, ..
+            } => Some(progress_deadline),
+            FaultSpec::PoolExhaustion { .. } => None,
         }
     }
 }
@@ -153,6 +197,22 @@ pub enum ExpectSpec {
     /// After the run: every acknowledged checkout is a paid order, every paid order has exactly
     /// one charge, and no charge lacks a paid order (the sample app's schema and payments stub).
     DataIntegrity { id: String },
+    /// The rollout of `service` started in phase `phase` ends `outcome` ("complete" or "stalled");
+    /// a complete one within `within` if given.
+    Rollout {
+        id: String,
+        service: String,
+        phase: String,
+        outcome: String,
+        within: Option<String>,
+    },
+    /// Every replica of `service` that got SIGTERM during `phase` failed readiness (answering,
+    /// not refusing) before it exited, and exited by itself within its grace period (no SIGKILL).
+    Terminations {
+        id: String,
+        service: String,
+        phase: String,
+    },
 }
 
 impl ExpectSpec {
@@ -164,7 +224,9 @@ impl ExpectSpec {
             | ExpectSpec::Restarts { id, .. }
             | ExpectSpec::Alert { id, .. }
             | ExpectSpec::Recovery { id, .. }
-            | ExpectSpec::DataIntegrity { id } => id,
+            | ExpectSpec::DataIntegrity { id }
+            | ExpectSpec::Rollout { id, .. }
+            | ExpectSpec::Terminations { id, .. } => id,
         }
     }
     /// Phase names this expectation refers to.
@@ -173,7 +235,9 @@ impl ExpectSpec {
             ExpectSpec::StatusCodes { during, .. }
             | ExpectSpec::Latency { during, .. }
             | ExpectSpec::Readiness { during, .. } => vec![during],
-            ExpectSpec::Alert { phase, .. } => vec![phase],
+            ExpectSpec::Alert { phase, .. }
+            | ExpectSpec::Rollout { phase, .. }
+            | ExpectSpec::Terminations { phase, .. } => vec![phase],
             ExpectSpec::Recovery { after, .. } => vec![after],
             _ => vec![],
         }
@@ -203,6 +267,9 @@ impl ExpectSpec {
                 ]
             }
             ExpectSpec::Recovery { within, .. } => vec![("within", within)],
+            ExpectSpec::Rollout {
+                within: Some(w), ..
+            } => vec![("within", w)],
             _ => vec![],
         }
     }
@@ -305,6 +372,10 @@ pub struct IngressSpec {
     /// list such as "error timeout".
     #[serde(default = "off")]
     pub retries: String,
+    /// How long a terminating replica is still routed to (endpoint removal reaching the ingress,
+    /// as in Kubernetes). Default 1s.
+    #[serde(default = "propagation_delay")]
+    pub propagation_delay: String,
     /// When no replica is ready, route to all of them instead of answering 503 from the ingress
     /// (Envoy's panic routing). Default true.
     #[serde(default = "yes")]
@@ -316,6 +387,9 @@ fn connect_timeout() -> String {
 }
 fn read_timeout() -> String {
     "5s".into()
+}
+fn propagation_delay() -> String {
+    "1s".into()
 }
 fn off() -> String {
     "off".into()
@@ -469,6 +543,27 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
                 ),
             ));
         }
+        if let Some(fault) = &p.fault {
+            let f = fault.get_ref();
+            if let Some(service) = f.service() {
+                if !system
+                    .file
+                    .services
+                    .iter()
+                    .any(|s| s.name.get_ref() == service)
+                {
+                    return Err(err(fault.span(), format!("fault {} refers to service '{service}', which the system '{}' does not have", f.kind(), system.name)));
+                }
+            }
+            if let Some(d) = f.progress_deadline() {
+                parse_duration(d).map_err(|m| {
+                    err(
+                        fault.span(),
+                        format!("fault {}: progress_deadline: {m}", f.kind()),
+                    )
+                })?;
+            }
+        }
         phases.push(Phase {
             name,
             duration,
@@ -542,7 +637,22 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
                 ));
             }
         }
-        if let ExpectSpec::Readiness { service, .. } | ExpectSpec::Restarts { service, .. } = spec {
+        if let ExpectSpec::Rollout { outcome, .. } = spec {
+            if outcome != "complete" && outcome != "stalled" {
+                return Err(err(
+                    e.span(),
+                    format!(
+                        "expectation '{}': outcome '{outcome}' must be \"complete\" or \"stalled\"",
+                        spec.id()
+                    ),
+                ));
+            }
+        }
+        if let ExpectSpec::Readiness { service, .. }
+        | ExpectSpec::Restarts { service, .. }
+        | ExpectSpec::Rollout { service, .. }
+        | ExpectSpec::Terminations { service, .. } = spec
+        {
             if !system
                 .file
                 .services
@@ -637,6 +747,7 @@ pub fn load_system(path: &Path) -> Result<System> {
     for v in [
         &file.ingress.connect_timeout,
         &file.ingress.read_timeout,
+        &file.ingress.propagation_delay,
         &file.prometheus.scrape_interval,
         &file.prometheus.evaluation_interval,
     ] {

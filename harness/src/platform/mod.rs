@@ -33,6 +33,29 @@ pub struct Endpoints {
     pub service_urls: Vec<(String, String)>,
 }
 
+/// What a new revision of a service changes (an empty change is a rolling restart).
+#[derive(Debug, Clone, Default)]
+pub struct RevisionChange {
+    pub remove_env: Vec<String>,
+    pub set_env: std::collections::BTreeMap<String, String>,
+}
+
+impl RevisionChange {
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self
+            .remove_env
+            .iter()
+            .map(|k| format!("without {k}"))
+            .collect();
+        parts.extend(self.set_env.iter().map(|(k, v)| format!("{k}={v}")));
+        if parts.is_empty() {
+            "restart (same spec)".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
 /// Settings of the ingress that shape what clients see, shown in every report (retries can mask
 /// errors, fail-open changes who answers when nothing is ready).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -42,6 +65,8 @@ pub struct IngressSettings {
     pub connect_timeout: String,
     pub read_timeout: String,
     pub fail_open: bool,
+    /// How long a terminating replica stays routed before endpoint removal reaches the ingress.
+    pub propagation_delay: String,
 }
 
 #[allow(async_fn_in_trait)]
@@ -58,6 +83,20 @@ pub trait Platform {
 
     /// Replica restarts so far, by replica name.
     fn restarts(&self) -> Vec<(String, u32)>;
+
+    /// Starts a rolling update of `service` to a new revision (surge one, never below the desired
+    /// ready count, stalled after `progress_deadline` without progress). Runs in the background.
+    async fn start_rollout(
+        &mut self,
+        service: &str,
+        change: &RevisionChange,
+        progress_deadline: std::time::Duration,
+        evidence: &Evidence,
+    ) -> Result<tokio::task::JoinHandle<crate::rollout::RolloutOutcome>>;
+
+    /// Undoes the last rollout of `service`: its new replicas are terminated, the previous
+    /// revision is current again.
+    async fn rollback(&mut self, service: &str, evidence: &Evidence);
 
     /// Stops everything it started, in order; idempotent.
     async fn teardown(&mut self);

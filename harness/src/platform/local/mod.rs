@@ -1,37 +1,73 @@
-//! The local (embedded) platform: every service a supervised child process on 127.0.0.1, a
-//! throwaway PostgreSQL, a real nginx ingress that follows readiness, and a throwaway Prometheus.
+//! The local (embedded) platform: every service a set of supervised child processes on 127.0.0.1,
+//! a throwaway PostgreSQL, a real nginx ingress that follows readiness, and a throwaway Prometheus.
+//! Replica sets change at run time (rolling updates, rollbacks); a controller task keeps the nginx
+//! upstreams and the Prometheus targets in step and forgets replicas once they have stopped.
 //! Needs no Docker; everything it starts lives under one work dir and stops at teardown.
 
 mod nginx;
 mod prometheus;
 pub mod supervisor;
 
-use super::{DeployOptions, Endpoints, IngressSettings, Platform};
+use super::{DeployOptions, Endpoints, IngressSettings, Platform, RevisionChange};
 use crate::error::{BrownoutError, Result};
 use crate::evidence::Evidence;
 use crate::postgres::TempPostgres;
 use crate::process::ChildSpec;
+use crate::rollout::{self, Fleet, RolloutOutcome};
 use crate::spec::{parse_duration, ServiceSpec, System};
 use crate::tools;
 use crate::workdir::WorkDir;
 use nginx::Nginx;
 use prometheus::{Prometheus, ScrapeJob};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use supervisor::{ParsedProbe, Probes, ReplicaConfig, ReplicaHandle};
 
 /// How long deploy waits for every replica to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the controller reconciles the ingress and the scrape targets.
+const CONTROLLER_PERIOD: Duration = Duration::from_millis(100);
+
+/// What starting a replica needs, shared with rollout tasks.
+struct SpawnContext {
+    workdir: PathBuf,
+    /// Template values (`{bin_dir}`, `{database_url}`, `{service.<name>.url}`).
+    vars: Mutex<BTreeMap<String, String>>,
+    opts: DeployOptions,
+}
+
+struct Replica {
+    handle: ReplicaHandle,
+    revision: u32,
+    /// When termination began, and whether the ingress was routing to it then.
+    terminating: Option<(Instant, bool)>,
+}
+
+/// One service: its current revision and its replicas (of any revision).
+struct ServiceState {
+    spec: ServiceSpec,
+    revision: u32,
+    /// The spec of the revision before the current one (for rollback).
+    previous: Option<(ServiceSpec, u32)>,
+    replicas: Vec<Replica>,
+    next_index: u32,
+    /// Each replica's restart count, kept after it is forgotten.
+    restarts: BTreeMap<String, u32>,
+}
+
+type SharedService = Arc<Mutex<ServiceState>>;
 
 #[derive(Default)]
 pub struct LocalPlatform {
     workdir: Option<WorkDir>,
     postgres: Option<TempPostgres>,
-    /// Replicas by service, in the order services were started.
-    services: Vec<(String, Vec<ReplicaHandle>)>,
-    ingress: Option<std::sync::Arc<tokio::sync::Mutex<Nginx>>>,
-    ingress_task: Option<tokio::task::JoinHandle<()>>,
+    ctx: Option<Arc<SpawnContext>>,
+    services: Vec<(String, SharedService)>,
+    ingress: Option<Arc<tokio::sync::Mutex<Nginx>>>,
+    controller: Option<tokio::task::JoinHandle<()>>,
     ingress_settings: Option<IngressSettings>,
     prometheus: Option<Prometheus>,
 }
@@ -67,6 +103,14 @@ impl LocalPlatform {
             tools::install_hint(&missing)
         )))
     }
+
+    fn service(&self, name: &str) -> Result<SharedService> {
+        self.services
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.clone())
+            .ok_or_else(|| BrownoutError::BadInput(format!("no service '{name}' in the system")))
+    }
 }
 
 /// Replaces `{key}` placeholders in a template.
@@ -78,72 +122,243 @@ fn fill(template: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
-impl LocalPlatform {
-    fn replica_config(
-        &self,
-        svc: &ServiceSpec,
-        index: u32,
-        vars: &BTreeMap<String, String>,
-        opts: &DeployOptions,
-    ) -> Result<ReplicaConfig> {
-        let workdir = self.workdir.as_ref().expect("deployed");
-        let name = format!("{}-{index}", svc.name.get_ref());
-        let port = tools::free_port()?;
-        let mut vars = vars.clone();
-        vars.insert("listen_addr".into(), format!("127.0.0.1:{port}"));
-        vars.insert("replica".into(), name.clone());
-        for v in &svc.volumes {
-            let dir = workdir.subdir(&format!("volumes/{name}/{}", v.name))?;
-            vars.insert(format!("volume.{}", v.name), dir.display().to_string());
-        }
-        let program = fill(&svc.command[0], &vars);
-        let cwd = workdir.subdir(&format!("replicas/{name}"))?;
-        let mut spec = ChildSpec::new(&program, &cwd, opts.log_dir.join(format!("{name}.log")))
-            .args(svc.command[1..].iter().map(|a| fill(a, &vars)));
-        spec.env_remove = vec!["RUST_LOG".into(), "RUST_BACKTRACE".into()];
-        for (k, v) in &svc.env {
-            spec = spec.env(k, fill(v, &vars));
-        }
-        if let Some(var) = &svc.bug_env {
-            spec = spec.env(var, opts.bugs.join(","));
-        }
-        if !std::path::Path::new(&program).is_file() {
-            return Err(BrownoutError::Environment(format!(
-                "service '{}': program {program} does not exist (build the workspace first: cargo build)",
-                svc.name.get_ref()
-            )));
-        }
-        Ok(ReplicaConfig {
-            name,
-            port,
-            spec,
-            probes: Probes {
-                readiness: svc.readiness.as_ref().map(ParsedProbe::parse),
-                liveness: svc.liveness.as_ref().map(ParsedProbe::parse),
-            },
-            grace: parse_duration(&svc.grace_period).unwrap_or(Duration::from_secs(30)),
-        })
+/// Replica names: `checkout-0` for the first revision, `checkout-r2-0` for the second, …
+fn replica_name(service: &str, revision: u32, index: u32) -> String {
+    if revision <= 1 {
+        format!("{service}-{index}")
+    } else {
+        format!("{service}-r{revision}-{index}")
     }
+}
 
-    async fn wait_ready(replicas: &mut [ReplicaHandle], opts: &DeployOptions) -> Result<()> {
-        for r in replicas.iter_mut() {
-            let wait = r.ready.wait_for(|ready| *ready);
-            match tokio::time::timeout(READY_TIMEOUT, wait).await {
-                Ok(Ok(_)) => {}
-                _ => {
-                    let log = opts.log_dir.join(format!("{}.log", r.name));
-                    return Err(BrownoutError::Environment(format!(
-                        "replica {} did not become ready within {} s; last log line: {} (log: {})",
-                        r.name,
-                        READY_TIMEOUT.as_secs(),
-                        supervisor::last_log_line(&log),
-                        log.display()
-                    )));
+fn replica_config(ctx: &SpawnContext, svc: &ServiceSpec, name: &str) -> Result<ReplicaConfig> {
+    let port = tools::free_port()?;
+    let mut vars = ctx.vars.lock().expect("vars lock").clone();
+    vars.insert("listen_addr".into(), format!("127.0.0.1:{port}"));
+    vars.insert("replica".into(), name.to_string());
+    let subdir = |rel: String| -> Result<PathBuf> {
+        let p = ctx.workdir.join(rel);
+        std::fs::create_dir_all(&p)
+            .map_err(crate::error::env_err(format!("creating {}", p.display())))?;
+        Ok(p)
+    };
+    for v in &svc.volumes {
+        let dir = subdir(format!("volumes/{name}/{}", v.name))?;
+        vars.insert(format!("volume.{}", v.name), dir.display().to_string());
+    }
+    let program = fill(&svc.command[0], &vars);
+    if !std::path::Path::new(&program).is_file() {
+        return Err(BrownoutError::Environment(format!(
+            "service '{}': program {program} does not exist (build the workspace first: cargo build --workspace --bins)",
+            svc.name.get_ref()
+        )));
+    }
+    let cwd = subdir(format!("replicas/{name}"))?;
+    let mut spec = ChildSpec::new(&program, &cwd, ctx.opts.log_dir.join(format!("{name}.log")))
+        .args(svc.command[1..].iter().map(|a| fill(a, &vars)));
+    spec.env_remove = vec!["RUST_LOG".into(), "RUST_BACKTRACE".into()];
+    for (k, v) in &svc.env {
+        spec = spec.env(k, fill(v, &vars));
+    }
+    if let Some(var) = &svc.bug_env {
+        spec = spec.env(var, ctx.opts.bugs.join(","));
+    }
+    Ok(ReplicaConfig {
+        name: name.to_string(),
+        port,
+        spec,
+        probes: Probes {
+            readiness: svc.readiness.as_ref().map(ParsedProbe::parse),
+            liveness: svc.liveness.as_ref().map(ParsedProbe::parse),
+        },
+        grace: parse_duration(&svc.grace_period).unwrap_or(Duration::from_secs(30)),
+    })
+}
+
+/// Starts one replica of the service's current revision.
+fn start_replica(
+    ctx: &SpawnContext,
+    state: &mut ServiceState,
+    evidence: &Evidence,
+) -> Result<String> {
+    let name = replica_name(state.spec.name.get_ref(), state.revision, state.next_index);
+    let config = replica_config(ctx, &state.spec, &name)?;
+    state.next_index += 1;
+    let handle = supervisor::start(config, evidence.clone());
+    state.replicas.push(Replica {
+        handle,
+        revision: state.revision,
+        terminating: None,
+    });
+    Ok(name)
+}
+
+fn terminate(state: &mut ServiceState, name: &str) {
+    if let Some(r) = state
+        .replicas
+        .iter_mut()
+        .find(|r| r.handle.name == name && r.terminating.is_none())
+    {
+        r.terminating = Some((Instant::now(), *r.handle.ready.borrow()));
+        r.handle.request_stop();
+    }
+}
+
+/// A service's replica set as a rollout drives it.
+struct LocalFleet {
+    ctx: Arc<SpawnContext>,
+    service: SharedService,
+    evidence: Evidence,
+}
+
+impl Fleet for LocalFleet {
+    fn old_replicas(&self) -> Vec<String> {
+        let s = self.service.lock().expect("service lock");
+        s.replicas
+            .iter()
+            .filter(|r| r.revision < s.revision && r.terminating.is_none())
+            .map(|r| r.handle.name.clone())
+            .collect()
+    }
+    fn start_new(&mut self) -> std::result::Result<String, String> {
+        let mut s = self.service.lock().expect("service lock");
+        start_replica(&self.ctx, &mut s, &self.evidence).map_err(|e| e.to_string())
+    }
+    fn is_ready(&self, name: &str) -> bool {
+        let s = self.service.lock().expect("service lock");
+        s.replicas
+            .iter()
+            .any(|r| r.handle.name == name && *r.handle.ready.borrow())
+    }
+    fn crash_info(&self, name: &str) -> (u32, String) {
+        let s = self.service.lock().expect("service lock");
+        let restarts = s
+            .replicas
+            .iter()
+            .find(|r| r.handle.name == name)
+            .map_or(0, |r| r.handle.restarts.load(Ordering::SeqCst));
+        (
+            restarts,
+            supervisor::last_log_line(&self.ctx.opts.log_dir.join(format!("{name}.log"))),
+        )
+    }
+    fn terminate(&mut self, name: &str) {
+        terminate(&mut self.service.lock().expect("service lock"), name);
+    }
+}
+
+/// Addresses the ingress should route to, and the fail-open set (all live replicas).
+fn routing(state: &ServiceState, propagation: Duration) -> (Vec<String>, Vec<String>) {
+    let mut ready = Vec::new();
+    let mut all = Vec::new();
+    for r in &state.replicas {
+        let addr = format!("127.0.0.1:{}", r.handle.port);
+        match r.terminating {
+            // Endpoint removal reaches the ingress only after the propagation delay.
+            Some((since, was_routed)) => {
+                if was_routed && since.elapsed() < propagation {
+                    ready.push(addr);
                 }
             }
+            None => {
+                if *r.handle.ready.borrow() {
+                    ready.push(addr.clone());
+                }
+                all.push(addr);
+            }
         }
-        Ok(())
     }
+    (ready, all)
+}
+
+/// The controller loop: forget stopped replicas, keep nginx upstreams and scrape targets current.
+async fn control(
+    services: Vec<(String, SharedService)>,
+    routed: SharedService,
+    propagation: Duration,
+    nginx: Arc<tokio::sync::Mutex<Nginx>>,
+    jobs: Vec<(SharedService, PathBuf)>,
+    evidence: Evidence,
+) {
+    let mut tick = tokio::time::interval(CONTROLLER_PERIOD);
+    let mut written: BTreeMap<PathBuf, Vec<(String, String)>> = BTreeMap::new();
+    loop {
+        tick.tick().await;
+        for (_, svc) in &services {
+            let mut s = svc.lock().expect("service lock");
+            let finished: Vec<(String, u32)> = s
+                .replicas
+                .iter()
+                // A terminated replica is forgotten only once its endpoint removal has reached
+                // the ingress (propagation delay), even if its process exited earlier.
+                .filter(|r| {
+                    r.handle.is_finished()
+                        && r.terminating
+                            .is_none_or(|(since, _)| since.elapsed() >= propagation)
+                })
+                .map(|r| {
+                    (
+                        r.handle.name.clone(),
+                        r.handle.restarts.load(Ordering::SeqCst),
+                    )
+                })
+                .collect();
+            for (name, restarts) in finished {
+                s.restarts.insert(name.clone(), restarts);
+                s.replicas.retain(|r| r.handle.name != name);
+            }
+        }
+        let (ready, all) = routing(&routed.lock().expect("service lock"), propagation);
+        nginx.lock().await.route_to(&ready, &all, &evidence);
+        for (svc, file) in &jobs {
+            let targets: Vec<(String, String)> = svc
+                .lock()
+                .expect("service lock")
+                .replicas
+                .iter()
+                .map(|r| {
+                    (
+                        r.handle.name.clone(),
+                        format!("127.0.0.1:{}", r.handle.port),
+                    )
+                })
+                .collect();
+            if written.get(file) != Some(&targets) {
+                if let Err(e) = prometheus::write_targets(file, &targets) {
+                    evidence.event(format!(
+                        "cannot write scrape targets {}: {e}",
+                        file.display()
+                    ));
+                }
+                written.insert(file.clone(), targets);
+            }
+        }
+    }
+}
+
+async fn wait_ready(service: &SharedService, opts: &DeployOptions) -> Result<()> {
+    let watches: Vec<(String, tokio::sync::watch::Receiver<bool>)> = service
+        .lock()
+        .expect("service lock")
+        .replicas
+        .iter()
+        .map(|r| (r.handle.name.clone(), r.handle.ready.clone()))
+        .collect();
+    for (name, mut ready) in watches {
+        if !matches!(
+            tokio::time::timeout(READY_TIMEOUT, ready.wait_for(|r| *r)).await,
+            Ok(Ok(_))
+        ) {
+            let log = opts.log_dir.join(format!("{name}.log"));
+            return Err(BrownoutError::Environment(format!(
+                "replica {name} did not become ready within {} s; last log line: {} (log: {})",
+                READY_TIMEOUT.as_secs(),
+                supervisor::last_log_line(&log),
+                log.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Platform for LocalPlatform {
@@ -156,60 +371,88 @@ impl Platform for LocalPlatform {
         Self::check_programs()?;
         let workdir = WorkDir::create()?;
         let pg_dir = workdir.subdir("postgres")?;
-        self.workdir = Some(workdir);
-
         let mut vars = BTreeMap::new();
         vars.insert("bin_dir".to_string(), opts.bin_dir.display().to_string());
+        let ctx = Arc::new(SpawnContext {
+            workdir: workdir.path().to_path_buf(),
+            vars: Mutex::new(vars),
+            opts: opts.clone(),
+        });
+        self.workdir = Some(workdir);
+        self.ctx = Some(ctx.clone());
+
         let mut database_url = None;
         if let Some(db) = &system.file.database {
             let pg = TempPostgres::start_in(&pg_dir).await?;
             let url = pg.create_database(&db.name).await?;
             evidence.event(format!("postgres ready on 127.0.0.1:{}", pg.port));
-            vars.insert("database_url".into(), url.clone());
+            ctx.vars
+                .lock()
+                .expect("vars lock")
+                .insert("database_url".into(), url.clone());
             database_url = Some(url);
             self.postgres = Some(pg);
         }
 
+        let workdir = self.workdir.as_ref().expect("set above");
+        let prom_dir = workdir.subdir("prometheus")?;
         let mut scrape_jobs = Vec::new();
+        let mut job_files = Vec::new();
         let mut service_urls = Vec::new();
-        for svc in &system.file.services {
-            let mut replicas = Vec::new();
-            for i in 0..svc.replicas {
-                let config = self.replica_config(svc, i, &vars, opts)?;
-                replicas.push(supervisor::start(config, evidence.clone()));
+        for spec in &system.file.services {
+            let name = spec.name.get_ref().clone();
+            let state = Arc::new(Mutex::new(ServiceState {
+                spec: spec.clone(),
+                revision: 1,
+                previous: None,
+                replicas: Vec::new(),
+                next_index: 0,
+                restarts: BTreeMap::new(),
+            }));
+            // Registered before starting, so teardown stops whatever started even if a later step fails.
+            self.services.push((name.clone(), state.clone()));
+            {
+                let mut s = state.lock().expect("service lock");
+                for _ in 0..spec.replicas {
+                    start_replica(&ctx, &mut s, evidence)?;
+                }
             }
-            let name = svc.name.get_ref().clone();
-            // Register before waiting, so teardown stops them even if waiting fails.
-            self.services.push((name.clone(), replicas));
-            let replicas = &mut self.services.last_mut().expect("just pushed").1;
-            Self::wait_ready(replicas, opts).await?;
-            evidence.event(format!("service {name}: {} replicas ready", replicas.len()));
-            vars.insert(format!("service.{name}.url"), replicas[0].url());
-            service_urls.push((name.clone(), replicas[0].url()));
-            if let Some(path) = &svc.metrics_path {
+            wait_ready(&state, opts).await?;
+            let first_url = state.lock().expect("service lock").replicas[0].handle.url();
+            evidence.event(format!("service {name}: {} replicas ready", spec.replicas));
+            ctx.vars
+                .lock()
+                .expect("vars lock")
+                .insert(format!("service.{name}.url"), first_url.clone());
+            service_urls.push((name.clone(), first_url));
+            if let Some(path) = &spec.metrics_path {
+                let file = prom_dir.join(format!("targets-{name}.json"));
+                let targets: Vec<(String, String)> = state
+                    .lock()
+                    .expect("service lock")
+                    .replicas
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.handle.name.clone(),
+                            format!("127.0.0.1:{}", r.handle.port),
+                        )
+                    })
+                    .collect();
+                prometheus::write_targets(&file, &targets)
+                    .map_err(crate::error::env_err("writing scrape targets"))?;
                 scrape_jobs.push(ScrapeJob {
                     service: name.clone(),
                     metrics_path: path.clone(),
-                    targets: replicas
-                        .iter()
-                        .map(|r| (r.name.clone(), format!("127.0.0.1:{}", r.port)))
-                        .collect(),
+                    targets_file: file.clone(),
                 });
+                job_files.push((state.clone(), file));
             }
         }
 
-        let workdir = self.workdir.as_ref().expect("set above");
         let ingress_spec = &system.file.ingress;
-        let routed = &self
-            .services
-            .iter()
-            .find(|(n, _)| *n == ingress_spec.service)
-            .expect("validated")
-            .1;
-        let all: Vec<String> = routed
-            .iter()
-            .map(|r| format!("127.0.0.1:{}", r.port))
-            .collect();
+        let routed = self.service(&ingress_spec.service)?;
+        let (_, all) = routing(&routed.lock().expect("service lock"), Duration::ZERO);
         let nginx = Nginx::start(
             &tools::find(&tools::NGINX)?,
             &workdir.subdir("nginx")?,
@@ -223,41 +466,30 @@ impl Platform for LocalPlatform {
             "ingress (nginx) on {ingress_url}: upstreams [{}]",
             all.join(", ")
         ));
-        let nginx = std::sync::Arc::new(tokio::sync::Mutex::new(nginx));
+        let nginx = Arc::new(tokio::sync::Mutex::new(nginx));
+        let propagation =
+            parse_duration(&ingress_spec.propagation_delay).unwrap_or(Duration::from_secs(1));
         self.ingress_settings = Some(IngressSettings {
             implementation: "nginx (local)".into(),
             retries: format!("proxy_next_upstream {}", ingress_spec.retries),
             connect_timeout: ingress_spec.connect_timeout.clone(),
             read_timeout: ingress_spec.read_timeout.clone(),
             fail_open: ingress_spec.fail_open,
+            propagation_delay: ingress_spec.propagation_delay.clone(),
         });
-        // The ingress controller: follow readiness.
-        let watchers: Vec<(String, tokio::sync::watch::Receiver<bool>)> = routed
-            .iter()
-            .map(|r| (format!("127.0.0.1:{}", r.port), r.ready.clone()))
-            .collect();
-        let controller_nginx = nginx.clone();
-        let controller_evidence = evidence.clone();
-        self.ingress_task = Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            loop {
-                tick.tick().await;
-                let ready: Vec<String> = watchers
-                    .iter()
-                    .filter(|(_, rx)| *rx.borrow())
-                    .map(|(a, _)| a.clone())
-                    .collect();
-                controller_nginx
-                    .lock()
-                    .await
-                    .route_to(&ready, &all, &controller_evidence);
-            }
-        }));
+        self.controller = Some(tokio::spawn(control(
+            self.services.clone(),
+            routed,
+            propagation,
+            nginx.clone(),
+            job_files,
+            evidence.clone(),
+        )));
         self.ingress = Some(nginx);
 
         let prometheus = Prometheus::start(
             &tools::find(&tools::PROMETHEUS)?,
-            &workdir.subdir("prometheus")?,
+            &prom_dir,
             &opts.log_dir,
             &scrape_jobs,
             &system.rule_files,
@@ -278,27 +510,107 @@ impl Platform for LocalPlatform {
     }
 
     fn ingress_settings(&self) -> IngressSettings {
-        self.ingress_settings.clone().unwrap_or(IngressSettings {
-            implementation: "nginx (local)".into(),
-            retries: "n/a".into(),
-            connect_timeout: "n/a".into(),
-            read_timeout: "n/a".into(),
-            fail_open: false,
-        })
+        self.ingress_settings
+            .clone()
+            .unwrap_or_else(|| IngressSettings {
+                implementation: "nginx (local)".into(),
+                retries: "n/a".into(),
+                connect_timeout: "n/a".into(),
+                read_timeout: "n/a".into(),
+                fail_open: false,
+                propagation_delay: "n/a".into(),
+            })
     }
 
     fn restarts(&self) -> Vec<(String, u32)> {
-        self.services
+        let mut all = BTreeMap::new();
+        for (_, svc) in &self.services {
+            let s = svc.lock().expect("service lock");
+            all.extend(s.restarts.iter().map(|(n, c)| (n.clone(), *c)));
+            all.extend(s.replicas.iter().map(|r| {
+                (
+                    r.handle.name.clone(),
+                    r.handle.restarts.load(Ordering::SeqCst),
+                )
+            }));
+        }
+        all.into_iter().collect()
+    }
+
+    async fn start_rollout(
+        &mut self,
+        service: &str,
+        change: &RevisionChange,
+        progress_deadline: Duration,
+        evidence: &Evidence,
+    ) -> Result<tokio::task::JoinHandle<RolloutOutcome>> {
+        let ctx = self
+            .ctx
+            .clone()
+            .ok_or_else(|| BrownoutError::Environment("rollout before deploy".into()))?;
+        let shared = self.service(service)?;
+        let revision = {
+            let mut s = shared.lock().expect("service lock");
+            let mut spec = s.spec.clone();
+            for k in &change.remove_env {
+                spec.env.remove(k);
+            }
+            spec.env.extend(change.set_env.clone());
+            s.previous = Some((std::mem::replace(&mut s.spec, spec), s.revision));
+            s.revision += 1;
+            s.next_index = 0;
+            s.revision
+        };
+        let id = rollout_id(service, revision);
+        evidence.rollout_started(&id, service, &change.describe());
+        let mut fleet = LocalFleet {
+            ctx,
+            service: shared,
+            evidence: evidence.clone(),
+        };
+        let evidence = evidence.clone();
+        let task = tokio::spawn(async move {
+            let outcome =
+                rollout::roll(&mut fleet, progress_deadline, Duration::from_millis(100)).await;
+            evidence.rollout_ended(&id, outcome.label(), &outcome.describe());
+            outcome
+        });
+        Ok(task)
+    }
+
+    async fn rollback(&mut self, service: &str, evidence: &Evidence) {
+        let Ok(shared) = self.service(service) else {
+            return;
+        };
+        let mut s = shared.lock().expect("service lock");
+        let Some((spec, revision)) = s.previous.take() else {
+            return;
+        };
+        let rolled = s.revision;
+        // Undo: the new revision's replicas go; the old revision is current again.
+        let new: Vec<String> = s
+            .replicas
             .iter()
-            .flat_map(|(_, rs)| {
-                rs.iter()
-                    .map(|r| (r.name.clone(), r.restarts.load(Ordering::SeqCst)))
-            })
-            .collect()
+            .filter(|r| r.revision == rolled)
+            .map(|r| r.handle.name.clone())
+            .collect();
+        for name in &new {
+            terminate(&mut s, name);
+        }
+        s.spec = spec;
+        s.revision = revision;
+        evidence.rollout_ended(
+            &rollout_id(service, rolled),
+            "rolled back",
+            &format!(
+                "rolled back to revision {revision}; terminated [{}]",
+                new.join(", ")
+            ),
+        );
     }
 
     async fn teardown(&mut self) {
-        if let Some(task) = self.ingress_task.take() {
+        if let Some(task) = self.controller.take() {
             task.abort();
         }
         if let Some(mut p) = self.prometheus.take() {
@@ -307,13 +619,17 @@ impl Platform for LocalPlatform {
         if let Some(nginx) = self.ingress.take() {
             nginx.lock().await.stop().await;
         }
-        // Services in reverse start order, replicas of one service together.
-        while let Some((_, mut replicas)) = self.services.pop() {
-            for r in &replicas {
-                r.request_stop();
+        // Services in reverse start order; all replicas of one service terminate together.
+        while let Some((_, svc)) = self.services.pop() {
+            let mut handles: Vec<ReplicaHandle> = {
+                let mut s = svc.lock().expect("service lock");
+                s.replicas.drain(..).map(|r| r.handle).collect()
+            };
+            for h in &handles {
+                h.request_stop();
             }
-            for r in replicas.iter_mut() {
-                r.wait_stopped().await;
+            for h in handles.iter_mut() {
+                h.wait_stopped().await;
             }
         }
         if let Some(mut pg) = self.postgres.take() {
@@ -322,4 +638,8 @@ impl Platform for LocalPlatform {
         // Dropping the work dir kills anything still running inside it and removes it.
         self.workdir = None;
     }
+}
+
+fn rollout_id(service: &str, revision: u32) -> String {
+    format!("{service}@r{revision}")
 }

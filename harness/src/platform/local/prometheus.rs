@@ -1,5 +1,5 @@
 //! A throwaway Prometheus on the local platform: scrapes every replica's metrics path each second
-//! and evaluates the system's alert rules; the harness polls its alerts API.
+//! (targets discovered from files the platform keeps current) and evaluates the system's alert rules; the harness polls its alerts API.
 
 use crate::error::{BrownoutError, Result};
 use crate::process::{spawn, ChildSpec, ManagedChild};
@@ -12,12 +12,23 @@ pub struct Prometheus {
     child: ManagedChild,
 }
 
-/// One scrape job: a service's replicas.
+/// One scrape job: a service's replicas, discovered from a file the platform rewrites whenever
+/// the replica set changes (Prometheus' file-based service discovery).
 pub struct ScrapeJob {
     pub service: String,
     pub metrics_path: String,
-    /// (replica name, host:port)
-    pub targets: Vec<(String, String)>,
+    pub targets_file: PathBuf,
+}
+
+/// Writes the targets file of a job atomically: (replica name, host:port) pairs.
+pub fn write_targets(path: &Path, targets: &[(String, String)]) -> std::io::Result<()> {
+    let groups: Vec<serde_json::Value> = targets
+        .iter()
+        .map(|(replica, addr)| serde_json::json!({"targets": [addr], "labels": {"replica": replica}}))
+        .collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&groups)?)?;
+    std::fs::rename(tmp, path)
 }
 
 fn config(jobs: &[ScrapeJob], rule_files: &[PathBuf], scrape: &str, evaluation: &str) -> String {
@@ -30,14 +41,11 @@ fn config(jobs: &[ScrapeJob], rule_files: &[PathBuf], scrape: &str, evaluation: 
     out.push_str("scrape_configs:\n");
     for j in jobs {
         out.push_str(&format!(
-            "  - job_name: '{}'\n    metrics_path: '{}'\n    static_configs:\n",
-            j.service, j.metrics_path
+            "  - job_name: '{}'\n    metrics_path: '{}'\n    file_sd_configs:\n      - files: ['{}']\n        refresh_interval: 1s\n",
+            j.service,
+            j.metrics_path,
+            j.targets_file.display()
         ));
-        for (replica, addr) in &j.targets {
-            out.push_str(&format!(
-                "      - targets: ['{addr}']\n        labels: {{replica: '{replica}'}}\n"
-            ));
-        }
     }
     out
 }

@@ -63,6 +63,11 @@ impl ReplicaHandle {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Whether the supervisor has ended (the replica was stopped, or could not start).
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+
     /// Asks the supervisor to stop the replica (SIGTERM, grace period, SIGKILL).
     pub fn request_stop(&self) {
         let _ = self.stop_tx.send(true);
@@ -147,7 +152,8 @@ async fn probe_once(client: &reqwest::Client, url: &str, timeout: Duration) -> (
 }
 
 enum Outcome {
-    Stop,
+    /// Stopped on request: SIGTERM, then SIGKILL if the grace period ran out.
+    Terminated,
     Restart(String),
 }
 
@@ -186,19 +192,7 @@ async fn supervise(
         .await;
         let _ = ready_tx.send(false);
         match outcome {
-            Outcome::Stop => {
-                evidence.lifecycle(
-                    &config.name,
-                    "sigterm",
-                    format!("grace period {} s", config.grace.as_secs_f64()),
-                );
-                let (status, killed) = child.stop_async(Signal::SIGTERM, config.grace).await;
-                if killed {
-                    evidence.lifecycle(&config.name, "sigkill", "grace period over");
-                }
-                evidence.lifecycle(&config.name, "stopped", describe(status));
-                return;
-            }
+            Outcome::Terminated => return,
             Outcome::Restart(reason) => {
                 if child.try_wait().is_none() {
                     evidence.lifecycle(&config.name, "sigterm", format!("restarting: {reason}"));
@@ -248,14 +242,37 @@ async fn run_probes(
     let (mut ready_ok, mut ready_fail) = (0u32, 0u32);
     let mut live_fail = 0u32;
     let mut seen_live = config.probes.liveness.is_none();
+    // Set once SIGTERM was sent: the moment the grace period ends.
+    let mut kill_at: Option<tokio::time::Instant> = None;
     if config.probes.readiness.is_none() {
         let _ = ready_tx.send(true);
     }
     loop {
+        let grace_over = async {
+            match kill_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = stop_rx.changed() => return Outcome::Stop,
+            _ = stop_rx.changed(), if kill_at.is_none() => {
+                // Like a kubelet: SIGTERM now, keep probing (the evidence shows readiness
+                // flipping during the drain), SIGKILL when the grace period is over.
+                evidence.lifecycle(&config.name, "sigterm", format!("grace period {} s", config.grace.as_secs_f64()));
+                child.signal(Signal::SIGTERM);
+                kill_at = Some(tokio::time::Instant::now() + config.grace);
+            }
+            _ = grace_over => {
+                let (status, _) = child.stop_async(Signal::SIGKILL, Duration::from_secs(1)).await;
+                evidence.lifecycle(&config.name, "sigkill", format!("grace period over; {}", describe(status)));
+                return Outcome::Terminated;
+            }
             _ = exit_tick.tick() => {
                 if let Some(status) = child.try_wait() {
+                    if kill_at.is_some() {
+                        evidence.lifecycle(&config.name, "stopped", format!("exited by itself: {}", describe(Some(status))));
+                        return Outcome::Terminated;
+                    }
                     let line = last_log_line(&config.spec.log);
                     evidence.lifecycle(&config.name, "exited", format!("{}; last log line: {line}", describe(Some(status))));
                     return Outcome::Restart(format!("process exited ({})", describe(Some(status))));
@@ -272,7 +289,7 @@ async fn run_probes(
                     let _ = ready_tx.send(false);
                 }
             }
-            _ = liveness_tick.tick(), if config.probes.liveness.is_some() => {
+            _ = liveness_tick.tick(), if config.probes.liveness.is_some() && kill_at.is_none() => {
                 let p = config.probes.liveness.as_ref().expect("guarded");
                 let (ok, detail) = probe_once(client, &format!("{base}{}", p.path), p.timeout).await;
                 if ok {
@@ -292,5 +309,66 @@ async fn run_probes(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_process_that_exits_at_boot_is_restarted_with_growing_back_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec =
+            ChildSpec::new("/bin/sh", dir.path(), dir.path().join("crasher.log")).args([
+                "-c",
+                "echo 'startup failed: required environment variable X is not set' >&2; exit 1",
+            ]);
+        spec.death_signal = Signal::SIGKILL;
+        let evidence = Evidence::new();
+        let mut handle = start(
+            ReplicaConfig {
+                name: "crasher-0".into(),
+                port: 9,
+                spec,
+                probes: Probes {
+                    readiness: None,
+                    liveness: None,
+                },
+                grace: Duration::from_secs(1),
+            },
+            evidence.clone(),
+        );
+        tokio::time::sleep(Duration::from_millis(7600)).await;
+        handle.request_stop();
+        handle.wait_stopped().await;
+        let starts: Vec<u64> = evidence.with(|d| {
+            d.lifecycle
+                .iter()
+                .filter(|l| l.event == "started")
+                .map(|l| l.t_ms)
+                .collect()
+        });
+        let exits: Vec<String> = evidence.with(|d| {
+            d.lifecycle
+                .iter()
+                .filter(|l| l.event == "exited")
+                .map(|l| l.detail.clone())
+                .collect()
+        });
+        // Back-off 1 s, 2 s, 4 s: starts near 0, 1, 3 and 7 s.
+        assert_eq!(starts.len(), 4, "starts at {starts:?}");
+        let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps[0] >= 950 && gaps[1] >= 1950 && gaps[2] >= 3950,
+            "back-off doubles: gaps {gaps:?} ms"
+        );
+        assert!(
+            exits
+                .iter()
+                .all(|e| e.contains("exit code 1") && e.contains("startup failed")),
+            "{exits:?}"
+        );
+        assert_eq!(handle.restarts.load(Ordering::SeqCst), 4);
     }
 }
