@@ -31,8 +31,18 @@ fn text(o: &Output) -> String {
 fn shipped_scenarios_validate() {
     let out = brownout(&["validate"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    for name in ["missing-env", "pool-exhaustion", "sigterm-grace"] {
-        assert!(text(&out).contains(&format!("ok    scenarios/{name}.toml")), "{}", text(&out));
+    for name in [
+        "disk-full",
+        "missing-env",
+        "pool-exhaustion",
+        "sigterm-grace",
+        "slow-upstream",
+    ] {
+        assert!(
+            text(&out).contains(&format!("ok    scenarios/{name}.toml")),
+            "{}",
+            text(&out)
+        );
     }
 }
 
@@ -41,7 +51,7 @@ fn each_broken_file_gets_one_precise_error() {
     let cases = [
         ("malformed.toml", "malformed.toml:2:34: invalid basic string"),
         ("unknown-key.toml", "unknown-key.toml:6:1: unknown field `burst`, expected one of `rate`, `users`, `timeout`, `requests`"),
-        ("unknown-fault.toml", "unknown-fault.toml:13:18: unknown variant `cpu-hog`, expected one of `pool-exhaustion`, `rollout`, `rolling-restart`"),
+        ("unknown-fault.toml", "unknown-fault.toml:13:18: unknown variant `cpu-hog`, expected one of `pool-exhaustion`, `rollout`, `rolling-restart`, `proxy`, `disk-full`"),
         ("unknown-expectation.toml", "unknown-expectation.toml:16:8: unknown variant `good-vibes`"),
         ("missing-phase.toml", "missing-phase.toml:14:1: expectation 'no-5xx' refers to phase 'chaos', which does not exist (phases: baseline)"),
         ("bad-duration.toml", "bad-duration.toml:12:7: 'soon' is not a duration"),

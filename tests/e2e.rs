@@ -69,7 +69,7 @@ fn run_scenario(scenario: &str, bugs: &[&str]) -> (i32, BTreeSet<String>) {
         .collect();
     for e in report["expectations"].as_array().unwrap() {
         eprintln!(
-            "  [{}] {} {}: {}",
+            "  {scenario} [{}] {} {}: {}",
             bugs.join(","),
             if e["passed"] == true { "pass" } else { "FAIL" },
             e["id"],
@@ -80,18 +80,9 @@ fn run_scenario(scenario: &str, bugs: &[&str]) -> (i32, BTreeSet<String>) {
         report["verdict"],
         if failed.is_empty() { "pass" } else { "fail" }
     );
-    assert!(reports
-        .path()
-        .join("pool-exhaustion/latest/report.md")
-        .is_file());
-    assert!(reports
-        .path()
-        .join("pool-exhaustion/latest/junit.xml")
-        .is_file());
-    assert!(reports
-        .path()
-        .join("pool-exhaustion/latest/logs/checkout-0.log")
-        .is_file());
+    for file in ["report.md", "junit.xml", "logs/checkout-0.log"] {
+        assert!(latest.join(file).is_file(), "{file} written");
+    }
     (status.code().unwrap_or(-1), failed)
 }
 
@@ -192,6 +183,36 @@ fn sigterm_grace_catches_no_drain() {
         &["no-drain"],
         &["restart-no-errors", "clean-terminations"],
     );
+}
+
+#[test]
+fn slow_upstream_hardened_passes() {
+    check("slow-upstream", &[], &[]);
+}
+
+#[test]
+fn slow_upstream_catches_no_upstream_timeout() {
+    // Checkouts wait on payments without bound: the ingress answers 504, p99 hits its read
+    // timeout, and there is no breaker to open.
+    check(
+        "slow-upstream",
+        &["no-upstream-timeout"],
+        &[
+            "slow-fails-fast-from-app",
+            "slow-p99-bounded",
+            "breaker-alert",
+        ],
+    );
+}
+
+#[test]
+fn disk_full_hardened_passes() {
+    check("disk-full", &[], &[]);
+}
+
+#[test]
+fn disk_full_catches_enospc_500() {
+    check("disk-full", &["enospc-500"], &["full-507-not-500"]);
 }
 
 /// Pids of every process whose cwd is inside a work dir of the harness `pid`.

@@ -199,7 +199,8 @@ impl Evidence {
         let t_ms = self.now_ms();
         self.with(|d| {
             let last = d.alerts.iter().rev().find(|a| a.alert == alert);
-            if last.map(|a| a.state.as_str()).unwrap_or("inactive") != state {
+            // The first state of every alert is recorded (so a silent alert is known), then changes.
+            if last.is_none_or(|a| a.state != state) {
                 d.alerts.push(AlertRecord {
                     t_ms,
                     alert: alert.into(),

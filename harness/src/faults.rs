@@ -24,6 +24,14 @@ pub enum ActiveFault {
         undo_unless_complete: bool,
         progress_deadline: Duration,
     },
+    /// A toxic on a fault proxy (or the proxy's listener taken down).
+    Proxy {
+        proxy: std::sync::Arc<crate::proxy::FaultProxy>,
+        down: bool,
+        what: String,
+    },
+    /// Every replica's volume filled to ENOSPC.
+    DiskFull { service: String, volume: String },
 }
 
 pub async fn inject<P: Platform>(
@@ -84,6 +92,28 @@ pub async fn inject<P: Platform>(
                 progress_deadline: deadline,
             })
         }
+        FaultSpec::Proxy { proxy, toxic } => {
+            let handle = platform.proxy(proxy).ok_or_else(|| {
+                BrownoutError::BadInput(format!("fault proxy: no proxy '{proxy}' is running"))
+            })?;
+            let what = format!("proxy {proxy}: {toxic:?}");
+            match toxic.to_toxic().map_err(BrownoutError::BadInput)? {
+                Some(t) => handle.add(t),
+                None => handle.take_down().await,
+            }
+            Ok(ActiveFault::Proxy {
+                proxy: handle,
+                down: matches!(toxic, crate::spec::ToxicSpec::Down {}),
+                what,
+            })
+        }
+        FaultSpec::DiskFull { service, volume } => {
+            platform.fill_volume(service, volume, evidence).await?;
+            Ok(ActiveFault::DiskFull {
+                service: service.clone(),
+                volume: volume.clone(),
+            })
+        }
         FaultSpec::RollingRestart {
             service,
             progress_deadline,
@@ -118,6 +148,10 @@ impl ActiveFault {
                 ..
             } => format!("rollout of {service}"),
             ActiveFault::Rollout { service, .. } => format!("rolling restart of {service}"),
+            ActiveFault::Proxy { what, .. } => what.clone(),
+            ActiveFault::DiskFull { service, volume } => {
+                format!("disk-full: volume {volume} of every {service} replica at ENOSPC")
+            }
         }
     }
 
@@ -153,6 +187,20 @@ impl ActiveFault {
                 if !matches!(outcome, Some(RolloutOutcome::Complete { .. })) {
                     platform.rollback(&service, evidence).await;
                 }
+            }
+            ActiveFault::Proxy { proxy, down, .. } => {
+                proxy.clear();
+                if down {
+                    proxy.bring_up().await.map_err(|e| {
+                        BrownoutError::Environment(format!(
+                            "proxy {}: cannot listen again: {e}",
+                            proxy.name
+                        ))
+                    })?;
+                }
+            }
+            ActiveFault::DiskFull { service, volume } => {
+                platform.free_volume(&service, &volume, evidence).await
             }
         }
         Ok(())

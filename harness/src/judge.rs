@@ -88,26 +88,43 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
             .phase_index(name)
             .and_then(|i| data.phases.get(i))
     };
-    let in_phase = |name: &str| {
+    // Responses in a phase, optionally only those to one load request (by name).
+    let in_phase = |name: &str, request: &Option<String>| {
         let idx = input.scenario.phase_index(name);
-        data.responses.iter().filter(move |r| Some(r.phase) == idx)
+        let req = request.as_ref().map(|r| {
+            input
+                .scenario
+                .load
+                .requests
+                .iter()
+                .position(|q| q.name == *r)
+        });
+        data.responses
+            .iter()
+            .filter(move |r| Some(r.phase) == idx && req.is_none_or(|q| q == Some(r.request)))
+    };
+    let scope = |during: &str, request: &Option<String>| match request {
+        Some(r) => format!("{during} ({r})"),
+        None => during.to_string(),
     };
     let (kind, passed, evidence) = match e {
         ExpectSpec::StatusCodes {
             during,
+            request,
             allowed,
             retry_after,
             from_app,
             ..
         } => {
-            let rs: Vec<&ResponseRecord> = in_phase(during).collect();
+            let rs: Vec<&ResponseRecord> = in_phase(during, request).collect();
             let bad: Vec<&ResponseRecord> = rs
                 .iter()
                 .copied()
                 .filter(|r| r.layer == Layer::Client || !allowed.contains(&r.status))
                 .collect();
             let mut parts = vec![format!(
-                "{during}: {} responses: {}",
+                "{}: {} responses: {}",
+                scope(during, request),
                 rs.len(),
                 mix(&histogram_of(rs.iter().copied()))
             )];
@@ -145,11 +162,13 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
         }
         ExpectSpec::Latency {
             during,
+            request,
             percentile: p,
             below,
             ..
         } => {
-            let lat: Vec<u64> = in_phase(during).map(|r| r.latency_ms).collect();
+            let lat: Vec<u64> = in_phase(during, request).map(|r| r.latency_ms).collect();
+            let during = &scope(during, request);
             let bound = ms(below);
             match percentile(&lat, *p) {
                 Some(v) => (

@@ -12,6 +12,7 @@ pub mod load;
 pub mod platform;
 pub mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod report;
 pub mod rollout;
 pub mod runner;

@@ -11,6 +11,9 @@ use goose::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A retry waits the answer's Retry-After, but never longer than this.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
+
 /// Header a response must carry to count as made by the app (not by the ingress).
 pub const REPLICA_HEADER: &str = "x-brownout-replica";
 
@@ -101,62 +104,86 @@ async fn send(
         "HEAD" => GooseMethod::Head,
         _ => GooseMethod::Get,
     };
-    let mut builder = user.get_request_builder(&method, &req.path)?;
     let key = req.idempotency_key.then(|| uuid_like(user));
-    if let Some(k) = &key {
-        builder = builder.header("Idempotency-Key", k.as_str());
-    }
-    if let Some(body) = &req.body {
-        builder = builder
-            .header("content-type", "application/json")
-            .body(body.clone());
-    }
-    let goose_request = GooseRequest::builder()
-        .method(method)
-        .path(req.path.as_str())
-        .set_request_builder(builder)
-        .build();
-    let response = user.request(goose_request).await?;
-    let latency_ms = response.request.response_time;
-    let now = ev.now_ms();
-    let t_ms = now.saturating_sub(latency_ms);
-    let record = match &response.response {
-        Ok(r) => {
-            let replica = r
-                .headers()
-                .get(REPLICA_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            ResponseRecord {
+    let max_attempts = 1 + req.retry.as_ref().map_or(0, |r| r.max);
+    for attempt in 1..=max_attempts {
+        let mut builder = user.get_request_builder(&method, &req.path)?;
+        if let Some(k) = &key {
+            builder = builder.header("Idempotency-Key", k.as_str());
+        }
+        if let Some(body) = &req.body {
+            builder = builder
+                .header("content-type", "application/json")
+                .body(body.clone());
+        }
+        let goose_request = GooseRequest::builder()
+            .method(method)
+            .path(req.path.as_str())
+            .set_request_builder(builder)
+            .build();
+        let response = user.request(goose_request).await?;
+        let latency_ms = response.request.response_time;
+        let t_ms = ev.now_ms().saturating_sub(latency_ms);
+        let mut retry_wait = None;
+        let record = match &response.response {
+            Ok(r) => {
+                let replica = r
+                    .headers()
+                    .get(REPLICA_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let status = r.status().as_u16();
+                if attempt < max_attempts
+                    && req.retry.as_ref().is_some_and(|rt| rt.on.contains(&status))
+                {
+                    let secs = r
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .unwrap_or(1.0);
+                    retry_wait = Some(Duration::from_secs_f64(
+                        secs.clamp(0.0, MAX_RETRY_WAIT.as_secs_f64()),
+                    ));
+                }
+                ResponseRecord {
+                    t_ms,
+                    phase: ev.phase_at(t_ms),
+                    request: index,
+                    status,
+                    latency_ms,
+                    layer: if replica.is_some() {
+                        Layer::App
+                    } else {
+                        Layer::Ingress
+                    },
+                    replica,
+                    retry_after: r.headers().contains_key("retry-after"),
+                }
+            }
+            Err(_) => ResponseRecord {
                 t_ms,
                 phase: ev.phase_at(t_ms),
                 request: index,
-                status: r.status().as_u16(),
+                status: 0,
                 latency_ms,
-                layer: if replica.is_some() {
-                    Layer::App
-                } else {
-                    Layer::Ingress
-                },
-                replica,
-                retry_after: r.headers().contains_key("retry-after"),
+                layer: Layer::Client,
+                replica: None,
+                retry_after: false,
+            },
+        };
+        let acknowledged = (200..300).contains(&record.status);
+        ev.response(record);
+        if acknowledged {
+            if let Some(k) = &key {
+                ev.acknowledged(k.clone());
             }
         }
-        Err(_) => ResponseRecord {
-            t_ms,
-            phase: ev.phase_at(t_ms),
-            request: index,
-            status: 0,
-            latency_ms,
-            layer: Layer::Client,
-            replica: None,
-            retry_after: false,
-        },
-    };
-    if let (Some(k), true) = (key, (200..300).contains(&record.status)) {
-        ev.acknowledged(k);
+        match retry_wait {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => break,
+        }
     }
-    ev.response(record);
     Ok(())
 }
 

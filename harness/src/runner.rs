@@ -74,6 +74,7 @@ pub async fn run<P: Platform>(
         BrownoutError::Environment(format!("cannot create {}: {e}", log_dir.display()))
     })?;
     let deploy = DeployOptions {
+        seed: scenario.seed,
         bugs: opts.bugs.clone(),
         bin_dir: opts.bin_dir.clone(),
         log_dir,

@@ -19,6 +19,9 @@ pub struct ScenarioFile {
     pub summary: String,
     /// Path of the system file, relative to the scenario file.
     pub system: Spanned<String>,
+    /// Seeds every random choice of the run (which connections a proxy toxic hits, jitter).
+    #[serde(default = "one_u64")]
+    pub seed: u64,
     pub load: LoadSpec,
     pub phases: Vec<PhaseSpec>,
     #[serde(default)]
@@ -56,6 +59,20 @@ pub struct RequestSpec {
     /// Send a fresh `Idempotency-Key` header; 2xx answers count as acknowledged (data integrity).
     #[serde(default)]
     pub idempotency_key: bool,
+    /// Retry answers with these statuses (same Idempotency-Key), waiting Retry-After (at most 2 s).
+    pub retry: Option<RetrySpec>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    pub on: Vec<u16>,
+    #[serde(default = "one_u32")]
+    pub max: u32,
+}
+
+fn one_u64() -> u64 {
+    1
 }
 
 fn get() -> String {
@@ -102,6 +119,111 @@ pub enum FaultSpec {
         #[serde(default = "progress_deadline")]
         progress_deadline: String,
     },
+    /// A toxic on one of the system's fault proxies (healed: removed).
+    Proxy { proxy: String, toxic: ToxicSpec },
+    /// Fills the volume `volume` of every replica of `service` until the kernel answers ENOSPC
+    /// (healed: the filler is deleted). The volume must have a `size` (a real small filesystem).
+    DiskFull { service: String, volume: String },
+}
+
+/// What a fault proxy does to connections; each applies to `fraction` of them (default all).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ToxicSpec {
+    Latency {
+        latency: String,
+        #[serde(default = "zero")]
+        jitter: String,
+        #[serde(default = "all")]
+        fraction: f64,
+    },
+    Timeout {
+        close_after: Option<String>,
+        #[serde(default = "all")]
+        fraction: f64,
+    },
+    Reset {
+        #[serde(default = "zero")]
+        after: String,
+        #[serde(default = "all")]
+        fraction: f64,
+    },
+    Refuse {
+        #[serde(default = "all")]
+        fraction: f64,
+    },
+    /// Nothing listens: connecting is refused.
+    Down {},
+    Bandwidth {
+        bytes_per_sec: u64,
+        #[serde(default = "all")]
+        fraction: f64,
+    },
+}
+
+fn zero() -> String {
+    "0s".into()
+}
+fn all() -> f64 {
+    1.0
+}
+
+impl ToxicSpec {
+    /// The proxy toxic, or `None` for `down` (which is not a toxic but the listener going away).
+    pub fn to_toxic(&self) -> std::result::Result<Option<crate::proxy::Toxic>, String> {
+        use crate::proxy::{Toxic, ToxicKind};
+        let d = |s: &str| parse_duration(s);
+        Ok(Some(match self {
+            ToxicSpec::Latency {
+                latency,
+                jitter,
+                fraction,
+            } => Toxic {
+                kind: ToxicKind::Latency {
+                    latency: d(latency)?,
+                    jitter: d(jitter)?,
+                },
+                fraction: *fraction,
+            },
+            ToxicSpec::Timeout {
+                close_after,
+                fraction,
+            } => Toxic {
+                kind: ToxicKind::Timeout {
+                    close_after: close_after.as_deref().map(d).transpose()?,
+                },
+                fraction: *fraction,
+            },
+            ToxicSpec::Reset { after, fraction } => Toxic {
+                kind: ToxicKind::Reset { after: d(after)? },
+                fraction: *fraction,
+            },
+            ToxicSpec::Refuse { fraction } => Toxic {
+                kind: ToxicKind::Refuse,
+                fraction: *fraction,
+            },
+            ToxicSpec::Bandwidth {
+                bytes_per_sec,
+                fraction,
+            } => Toxic {
+                kind: ToxicKind::Bandwidth {
+                    bytes_per_sec: *bytes_per_sec,
+                },
+                fraction: *fraction,
+            },
+            ToxicSpec::Down {} => return Ok(None),
+        }))
+    }
+    fn fraction(&self) -> f64 {
+        match self {
+            ToxicSpec::Latency { fraction, .. }
+            | ToxicSpec::Timeout { fraction, .. }
+            | ToxicSpec::Reset { fraction, .. }
+            | ToxicSpec::Refuse { fraction }
+            | ToxicSpec::Bandwidth { fraction, .. } => *fraction,
+            ToxicSpec::Down {} => 1.0,
+        }
+    }
 }
 
 fn progress_deadline() -> String {
@@ -118,6 +240,8 @@ impl FaultSpec {
             FaultSpec::PoolExhaustion { .. } => "pool-exhaustion",
             FaultSpec::Rollout { .. } => "rollout",
             FaultSpec::RollingRestart { .. } => "rolling-restart",
+            FaultSpec::Proxy { .. } => "proxy",
+            FaultSpec::DiskFull { .. } => "disk-full",
         }
     }
     /// The service a fault acts on, if it names one.
@@ -126,7 +250,7 @@ impl FaultSpec {
             FaultSpec::Rollout { service, .. } | FaultSpec::RollingRestart { service, .. } => {
                 Some(service)
             }
-            FaultSpec::PoolExhaustion { .. } => None,
+            _ => None,
         }
     }
     pub fn progress_deadline(&self) -> Option<&str> {
@@ -137,7 +261,7 @@ impl FaultSpec {
             | FaultSpec::RollingRestart {
                 progress_deadline, ..
             } => Some(progress_deadline),
-            FaultSpec::PoolExhaustion { .. } => None,
+            _ => None,
         }
     }
 }
@@ -151,6 +275,8 @@ pub enum ExpectSpec {
     StatusCodes {
         id: String,
         during: String,
+        /// Only responses to this load request (by name); default: all.
+        request: Option<String>,
         allowed: Vec<u16>,
         #[serde(default)]
         retry_after: Vec<u16>,
@@ -161,6 +287,7 @@ pub enum ExpectSpec {
     Latency {
         id: String,
         during: String,
+        request: Option<String>,
         percentile: f64,
         below: String,
     },
@@ -283,6 +410,9 @@ pub struct SystemFile {
     pub name: String,
     pub database: Option<DatabaseSpec>,
     pub services: Vec<ServiceSpec>,
+    /// Fault proxies in front of dependencies; services reach one at `{proxy.<name>.addr}`.
+    #[serde(default)]
+    pub proxies: Vec<ProxySpec>,
     pub ingress: IngressSpec,
     pub prometheus: PrometheusSpec,
 }
@@ -355,8 +485,41 @@ fn three() -> u32 {
 
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
+pub struct ProxySpec {
+    pub name: String,
+    /// A service name (its first replica) or "database".
+    pub upstream: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct VolumeSpec {
     pub name: String,
+    /// With a size (e.g. "16MiB"), the volume is a real filesystem of that size (a tmpfs mounted
+    /// per replica; needs root), so it can really fill up. Without, a plain directory.
+    pub size: Option<String>,
+}
+
+/// Parses "16MiB", "512KiB", "1GiB" or a plain byte count.
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = [
+        ("GiB", 1u64 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ]
+    .iter()
+    .find_map(|(suffix, m)| t.strip_suffix(suffix).map(|n| (n, *m)))
+    .unwrap_or((t, 1));
+    num.trim()
+        .parse::<u64>()
+        .map(|n| n * mult)
+        .ok()
+        .filter(|n| *n >= 64 * 1024)
+        .ok_or_else(|| format!("'{s}' is not a size of at least 64KiB; write it like \"16MiB\""))
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -422,6 +585,7 @@ pub struct Scenario {
     pub phases: Vec<Phase>,
     pub expectations: Vec<ExpectSpec>,
     pub system: System,
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -555,6 +719,43 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
                     return Err(err(fault.span(), format!("fault {} refers to service '{service}', which the system '{}' does not have", f.kind(), system.name)));
                 }
             }
+            if let FaultSpec::Proxy { proxy, toxic } = f {
+                if !system.file.proxies.iter().any(|p| p.name == *proxy) {
+                    let known: Vec<&str> = system
+                        .file
+                        .proxies
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect();
+                    return Err(err(fault.span(), format!("fault proxy refers to proxy '{proxy}', which the system does not have (proxies: {})", known.join(", "))));
+                }
+                toxic
+                    .to_toxic()
+                    .map_err(|m| err(fault.span(), format!("fault proxy: {m}")))?;
+                if !(0.0..=1.0).contains(&toxic.fraction()) {
+                    return Err(err(
+                        fault.span(),
+                        format!(
+                            "fault proxy: fraction {} must be between 0 and 1",
+                            toxic.fraction()
+                        ),
+                    ));
+                }
+            }
+            if let FaultSpec::DiskFull { service, volume } = f {
+                let svc = system
+                    .file
+                    .services
+                    .iter()
+                    .find(|s| s.name.get_ref() == service);
+                if !svc.is_some_and(|s| {
+                    s.volumes
+                        .iter()
+                        .any(|v| v.name == *volume && v.size.is_some())
+                }) {
+                    return Err(err(fault.span(), format!("fault disk-full: service '{service}' has no volume '{volume}' with a size (a real small filesystem is needed)")));
+                }
+            }
             if let Some(d) = f.progress_deadline() {
                 parse_duration(d).map_err(|m| {
                     err(
@@ -637,6 +838,23 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
                 ));
             }
         }
+        if let ExpectSpec::StatusCodes {
+            request: Some(r), ..
+        }
+        | ExpectSpec::Latency {
+            request: Some(r), ..
+        } = spec
+        {
+            if !file.load.requests.iter().any(|q| q.name == *r) {
+                return Err(err(
+                    e.span(),
+                    format!(
+                        "expectation '{}' refers to request '{r}', which [load] does not have",
+                        spec.id()
+                    ),
+                ));
+            }
+        }
         if let ExpectSpec::Rollout { outcome, .. } = spec {
             if outcome != "complete" && outcome != "stalled" {
                 return Err(err(
@@ -676,6 +894,7 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
         phases,
         expectations: file.expect.into_iter().map(|e| e.into_inner()).collect(),
         system,
+        seed: file.seed,
     })
 }
 
@@ -729,6 +948,33 @@ pub fn load_system(path: &Path) -> Result<System> {
                         s.name.span(),
                         format!("service '{name}': probe {f}: {m}"),
                     )
+                })?;
+            }
+        }
+    }
+    for p in &file.proxies {
+        if p.upstream != "database" && !names.iter().any(|n| **n == p.upstream) {
+            return Err(bad(format!(
+                "proxy '{}': upstream '{}' is neither a service nor \"database\"",
+                p.name, p.upstream
+            )));
+        }
+        if p.upstream == "database" && file.database.is_none() {
+            return Err(bad(format!(
+                "proxy '{}': upstream \"database\" but the system has no [database]",
+                p.name
+            )));
+        }
+    }
+    for s in &file.services {
+        for v in &s.volumes {
+            if let Some(size) = &v.size {
+                parse_size(size).map_err(|m| {
+                    bad(format!(
+                        "service '{}', volume '{}': {m}",
+                        s.name.get_ref(),
+                        v.name
+                    ))
                 })?;
             }
         }

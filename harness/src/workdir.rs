@@ -1,7 +1,7 @@
 //! The per-run work directory (`$TMPDIR/brownout-run-<pid>-<random>`): data dirs, configs and
 //! sockets of everything a run starts. Every child runs with its cwd inside it, so a later run can
 //! sweep what a `kill -9` of an earlier harness left behind: processes whose cwd is in a dead run's
-//! directory are killed and the directory removed.
+//! directory are killed, volumes mounted below it are unmounted, and the directory removed.
 
 use crate::error::{BrownoutError, Result};
 use std::path::{Path, PathBuf};
@@ -42,7 +42,33 @@ impl WorkDir {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         kill_processes_under(self.dir.path());
+        unmount_under(self.dir.path());
     }
+}
+
+/// Mount points at or below `dir` (from /proc/self/mountinfo), deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        // mountinfo escapes spaces and other specials as octal (\040).
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found
+}
+
+/// Detaches every mount at or below `dir` (volumes a run mounted), so the dir can be removed.
+pub fn unmount_under(dir: &Path) -> usize {
+    let mounts = mounts_under(dir);
+    for m in &mounts {
+        if let Err(e) = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH) {
+            eprintln!("brownout: cannot unmount {}: {e}", m.display());
+        }
+    }
+    mounts.len()
 }
 
 pub fn set_mode(p: &Path, mode: u32) -> Result<()> {
@@ -70,6 +96,7 @@ pub fn sweep_dead_runs() -> Vec<PathBuf> {
         }
         let path = entry.path();
         kill_processes_under(&path);
+        unmount_under(&path);
         if std::fs::remove_dir_all(&path).is_ok() {
             eprintln!(
                 "brownout: swept leftovers of an earlier run: {}",
@@ -106,4 +133,31 @@ pub fn kill_processes_under(dir: &Path) -> usize {
         }
     }
     killed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_unmounts_and_removes_the_work_dir_of_a_dead_run() {
+        // A pid that cannot be alive (above the kernel's pid_max).
+        let dead = std::env::temp_dir().join(format!("{PREFIX}4999999-test{}", std::process::id()));
+        let volume = dead.join("volumes/checkout-0/receipts");
+        std::fs::create_dir_all(&volume).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "brownout-test"])
+            .arg(&volume)
+            .status()
+            .unwrap();
+        assert!(
+            mounted.success(),
+            "mounting a tmpfs needs root (CAP_SYS_ADMIN)"
+        );
+        std::fs::write(volume.join("receipt.json"), b"{}").unwrap();
+        assert_eq!(mounts_under(&dead), vec![volume.clone()]);
+        let swept = sweep_dead_runs();
+        assert!(swept.contains(&dead), "{swept:?}");
+        assert!(mounts_under(&dead).is_empty() && !dead.exists());
+    }
 }

@@ -19,6 +19,8 @@ pub struct DeployOptions {
     pub bin_dir: PathBuf,
     /// Where every component's log is written (the run's report dir).
     pub log_dir: PathBuf,
+    /// Seed for the fault proxies' random choices.
+    pub seed: u64,
 }
 
 /// Addresses of a deployed system, as the harness (on this machine) reaches them.
@@ -97,6 +99,16 @@ pub trait Platform {
     /// Undoes the last rollout of `service`: its new replicas are terminated, the previous
     /// revision is current again.
     async fn rollback(&mut self, service: &str, evidence: &Evidence);
+
+    /// The fault proxy named in the system file.
+    fn proxy(&self, name: &str) -> Option<std::sync::Arc<crate::proxy::FaultProxy>>;
+
+    /// Fills the volume of every replica of `service` until the kernel answers ENOSPC.
+    async fn fill_volume(&mut self, service: &str, volume: &str, evidence: &Evidence)
+        -> Result<()>;
+
+    /// Frees what [`Platform::fill_volume`] wrote.
+    async fn free_volume(&mut self, service: &str, volume: &str, evidence: &Evidence);
 
     /// Stops everything it started, in order; idempotent.
     async fn teardown(&mut self);

@@ -13,8 +13,9 @@ use crate::error::{BrownoutError, Result};
 use crate::evidence::Evidence;
 use crate::postgres::TempPostgres;
 use crate::process::ChildSpec;
+use crate::proxy::FaultProxy;
 use crate::rollout::{self, Fleet, RolloutOutcome};
-use crate::spec::{parse_duration, ServiceSpec, System};
+use crate::spec::{parse_duration, parse_size, ServiceSpec, System};
 use crate::tools;
 use crate::workdir::WorkDir;
 use nginx::Nginx;
@@ -34,10 +35,14 @@ const CONTROLLER_PERIOD: Duration = Duration::from_millis(100);
 /// What starting a replica needs, shared with rollout tasks.
 struct SpawnContext {
     workdir: PathBuf,
-    /// Template values (`{bin_dir}`, `{database_url}`, `{service.<name>.url}`).
+    /// Template values (`{bin_dir}`, `{database_url}`, `{service.<name>.url}`, `{proxy.<name>.addr}`).
     vars: Mutex<BTreeMap<String, String>>,
     opts: DeployOptions,
+    evidence: Evidence,
 }
+
+/// Name of the file `fill_volume` writes into a volume.
+const FILLER: &str = ".brownout-filler";
 
 struct Replica {
     handle: ReplicaHandle,
@@ -70,6 +75,7 @@ pub struct LocalPlatform {
     controller: Option<tokio::task::JoinHandle<()>>,
     ingress_settings: Option<IngressSettings>,
     prometheus: Option<Prometheus>,
+    proxies: Vec<Arc<FaultProxy>>,
 }
 
 impl LocalPlatform {
@@ -102,6 +108,66 @@ impl LocalPlatform {
             reasons.join("; "),
             tools::install_hint(&missing)
         )))
+    }
+
+    /// Starts the system's fault proxies whose upstream is `upstream` ("database" or a service).
+    async fn start_proxies(
+        &mut self,
+        system: &System,
+        upstream: &str,
+        addr: std::net::SocketAddr,
+        ctx: &SpawnContext,
+        opts: &DeployOptions,
+        evidence: &Evidence,
+    ) -> Result<()> {
+        for (i, p) in system
+            .file
+            .proxies
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.upstream == upstream)
+        {
+            let proxy = FaultProxy::start(&p.name, 0, addr, opts.seed.wrapping_add(i as u64))
+                .await
+                .map_err(|e| {
+                    BrownoutError::Environment(format!(
+                        "fault proxy {}: cannot listen on 127.0.0.1: {e}",
+                        p.name
+                    ))
+                })?;
+            evidence.event(format!(
+                "fault proxy {} on {} → {upstream} ({addr})",
+                p.name,
+                proxy.addr()
+            ));
+            ctx.vars
+                .lock()
+                .expect("vars lock")
+                .insert(format!("proxy.{}.addr", p.name), proxy.addr());
+            self.proxies.push(Arc::new(proxy));
+        }
+        Ok(())
+    }
+
+    /// Volume directories of the live (not terminating) replicas of `service`.
+    fn volume_dirs(&self, service: &str, volume: &str) -> Result<Vec<(String, PathBuf)>> {
+        let ctx = self
+            .ctx
+            .as_ref()
+            .ok_or_else(|| BrownoutError::Environment("not deployed".into()))?;
+        let svc = self.service(service)?;
+        let s = svc.lock().expect("service lock");
+        Ok(s.replicas
+            .iter()
+            .filter(|r| r.terminating.is_none())
+            .map(|r| {
+                (
+                    r.handle.name.clone(),
+                    ctx.workdir
+                        .join(format!("volumes/{}/{volume}", r.handle.name)),
+                )
+            })
+            .collect())
     }
 
     fn service(&self, name: &str) -> Result<SharedService> {
@@ -144,6 +210,15 @@ fn replica_config(ctx: &SpawnContext, svc: &ServiceSpec, name: &str) -> Result<R
     };
     for v in &svc.volumes {
         let dir = subdir(format!("volumes/{name}/{}", v.name))?;
+        if let Some(size) = &v.size {
+            mount_volume(
+                &dir,
+                parse_size(size).unwrap_or(16 << 20),
+                name,
+                &v.name,
+                &ctx.evidence,
+            )?;
+        }
         vars.insert(format!("volume.{}", v.name), dir.display().to_string());
     }
     let program = fill(&svc.command[0], &vars);
@@ -173,6 +248,62 @@ fn replica_config(ctx: &SpawnContext, svc: &ServiceSpec, name: &str) -> Result<R
         },
         grace: parse_duration(&svc.grace_period).unwrap_or(Duration::from_secs(30)),
     })
+}
+
+/// Mounts a tmpfs of `bytes` at `dir`: a real filesystem that really fills up. Without the
+/// privilege to mount (not root), the volume stays a plain directory and the evidence says so; a
+/// disk-full fault then refuses to run.
+fn mount_volume(
+    dir: &std::path::Path,
+    bytes: u64,
+    replica: &str,
+    volume: &str,
+    evidence: &Evidence,
+) -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let data = format!("size={bytes},mode=0777");
+    match mount(
+        Some("brownout"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(data.as_str()),
+    ) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EPERM) => {
+            evidence.event(format!(
+                "volume {volume} of {replica}: not size-limited (mounting a tmpfs needs root); disk-full faults cannot run"
+            ));
+            Ok(())
+        }
+        Err(e) => Err(BrownoutError::Environment(format!(
+            "cannot mount a {bytes}-byte tmpfs for volume {volume} of {replica} at {}: {e}",
+            dir.display()
+        ))),
+    }
+}
+
+fn is_mount_point(dir: &std::path::Path) -> bool {
+    crate::workdir::mounts_under(dir).iter().any(|m| m == dir)
+}
+
+/// Writes a filler file into `dir` until the kernel answers ENOSPC; returns the bytes written.
+fn fill_until_enospc(dir: &std::path::Path) -> std::io::Result<u64> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join(FILLER))?;
+    let mut written = 0u64;
+    for chunk in [1 << 20, 4096, 512] {
+        let buf = vec![0u8; chunk];
+        loop {
+            match f.write_all(&buf).and_then(|_| f.flush()) {
+                Ok(()) => written += chunk as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let _ = f.sync_all();
+    Ok(written)
 }
 
 /// Starts one replica of the service's current revision.
@@ -377,6 +508,7 @@ impl Platform for LocalPlatform {
             workdir: workdir.path().to_path_buf(),
             vars: Mutex::new(vars),
             opts: opts.clone(),
+            evidence: evidence.clone(),
         });
         self.workdir = Some(workdir);
         self.ctx = Some(ctx.clone());
@@ -391,11 +523,15 @@ impl Platform for LocalPlatform {
                 .expect("vars lock")
                 .insert("database_url".into(), url.clone());
             database_url = Some(url);
+            let addr: std::net::SocketAddr = ([127, 0, 0, 1], pg.port).into();
             self.postgres = Some(pg);
+            self.start_proxies(system, "database", addr, &ctx, opts, evidence)
+                .await?;
         }
 
         let workdir = self.workdir.as_ref().expect("set above");
         let prom_dir = workdir.subdir("prometheus")?;
+        let nginx_dir = workdir.subdir("nginx")?;
         let mut scrape_jobs = Vec::new();
         let mut job_files = Vec::new();
         let mut service_urls = Vec::new();
@@ -418,7 +554,19 @@ impl Platform for LocalPlatform {
                 }
             }
             wait_ready(&state, opts).await?;
-            let first_url = state.lock().expect("service lock").replicas[0].handle.url();
+            let (first_url, first_port) = {
+                let s = state.lock().expect("service lock");
+                (s.replicas[0].handle.url(), s.replicas[0].handle.port)
+            };
+            self.start_proxies(
+                system,
+                &name,
+                ([127, 0, 0, 1], first_port).into(),
+                &ctx,
+                opts,
+                evidence,
+            )
+            .await?;
             evidence.event(format!("service {name}: {} replicas ready", spec.replicas));
             ctx.vars
                 .lock()
@@ -455,7 +603,7 @@ impl Platform for LocalPlatform {
         let (_, all) = routing(&routed.lock().expect("service lock"), Duration::ZERO);
         let nginx = Nginx::start(
             &tools::find(&tools::NGINX)?,
-            &workdir.subdir("nginx")?,
+            &nginx_dir,
             &opts.log_dir,
             ingress_spec,
             &all,
@@ -535,6 +683,53 @@ impl Platform for LocalPlatform {
             }));
         }
         all.into_iter().collect()
+    }
+
+    fn proxy(&self, name: &str) -> Option<Arc<FaultProxy>> {
+        self.proxies.iter().find(|p| p.name == name).cloned()
+    }
+
+    async fn fill_volume(
+        &mut self,
+        service: &str,
+        volume: &str,
+        evidence: &Evidence,
+    ) -> Result<()> {
+        for (replica, dir) in self.volume_dirs(service, volume)? {
+            if !is_mount_point(&dir) {
+                return Err(BrownoutError::Environment(format!(
+                    "disk-full: volume {volume} of {replica} is not a size-limited filesystem (mounting a tmpfs needs root); run brownout as root"
+                )));
+            }
+            let written = tokio::task::spawn_blocking(move || fill_until_enospc(&dir))
+                .await
+                .map_err(|e| {
+                    BrownoutError::Environment(format!("disk-full: filler task failed: {e}"))
+                })?
+                .map_err(|e| {
+                    BrownoutError::Environment(format!(
+                        "disk-full: filling {volume} of {replica} failed before ENOSPC: {e}"
+                    ))
+                })?;
+            evidence.event(format!(
+                "volume {volume} of {replica} full: {:.1} MiB written, then ENOSPC",
+                written as f64 / (1 << 20) as f64
+            ));
+        }
+        Ok(())
+    }
+
+    async fn free_volume(&mut self, service: &str, volume: &str, evidence: &Evidence) {
+        let Ok(dirs) = self.volume_dirs(service, volume) else {
+            return;
+        };
+        for (replica, dir) in dirs {
+            if std::fs::remove_file(dir.join(FILLER)).is_ok() {
+                evidence.event(format!(
+                    "volume {volume} of {replica}: filler removed, space is back"
+                ));
+            }
+        }
     }
 
     async fn start_rollout(
@@ -632,10 +827,13 @@ impl Platform for LocalPlatform {
                 h.wait_stopped().await;
             }
         }
+        // Proxies after their clients: open connections have closed with the replicas.
+        self.proxies.clear();
         if let Some(mut pg) = self.postgres.take() {
             tokio::task::block_in_place(|| pg.stop());
         }
-        // Dropping the work dir kills anything still running inside it and removes it.
+        // Dropping the work dir kills anything still running inside it, unmounts the volumes and
+        // removes it.
         self.workdir = None;
     }
 }

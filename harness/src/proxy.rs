@@ -1,0 +1,555 @@
+//! The fault proxy: a TCP proxy (tokio) placed in front of a dependency (the payments upstream,
+//! PostgreSQL, anything TCP) that can make it misbehave for real, Toxiproxy-style. Toxics are
+//! switched on and off at run time: added latency with jitter, a timeout (accept and hold without
+//! answering, optionally closing later), connection reset, refusal (accept then RST), the upstream
+//! being down (nothing listens), and a bandwidth limit. Each toxic applies to a fraction of
+//! connections, chosen by a seeded random generator so a run can be repeated. Toxics are re-read
+//! for every chunk, so they also hit connections opened before they were switched on (clients keep
+//! pooled connections). Latency and bandwidth act on data flowing back to the client.
+
+use rand::{Rng, SeedableRng};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// One kind of misbehaviour.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToxicKind {
+    /// Delay every chunk sent back to the client by `latency` ± `jitter`.
+    Latency { latency: Duration, jitter: Duration },
+    /// Forward nothing; close the connection after `close_after` if given, else hold it open.
+    Timeout { close_after: Option<Duration> },
+    /// Reset the connection (RST) after `after`.
+    Reset { after: Duration },
+    /// Accept new connections and reset them at once.
+    Refuse,
+    /// Limit data sent back to the client to `bytes_per_sec`.
+    Bandwidth { bytes_per_sec: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Toxic {
+    pub kind: ToxicKind,
+    /// Share of connections it applies to, 0.0 to 1.0.
+    pub fraction: f64,
+}
+
+impl Toxic {
+    pub fn always(kind: ToxicKind) -> Self {
+        Toxic {
+            kind,
+            fraction: 1.0,
+        }
+    }
+    fn applies(&self, draw: f64) -> bool {
+        draw < self.fraction
+    }
+}
+
+#[derive(Default)]
+struct State {
+    toxics: Vec<Toxic>,
+}
+
+/// A running proxy. Dropping it stops accepting; open connections end with their peers.
+pub struct FaultProxy {
+    pub name: String,
+    pub listen: SocketAddr,
+    upstream: SocketAddr,
+    state: Arc<RwLock<State>>,
+    rng: Arc<Mutex<rand::rngs::StdRng>>,
+    accept: Mutex<Option<JoinHandle<()>>>,
+    stats: Arc<Stats>,
+}
+
+/// Connection counters, for evidence.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub connections: std::sync::atomic::AtomicU64,
+    pub reset: std::sync::atomic::AtomicU64,
+    pub refused: std::sync::atomic::AtomicU64,
+}
+
+impl FaultProxy {
+    /// Listens on 127.0.0.1 (port 0: any free port) and forwards to `upstream`.
+    pub async fn start(
+        name: &str,
+        port: u16,
+        upstream: SocketAddr,
+        seed: u64,
+    ) -> std::io::Result<FaultProxy> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let listen = listener.local_addr()?;
+        let proxy = FaultProxy {
+            name: name.to_string(),
+            listen,
+            upstream,
+            state: Arc::new(RwLock::new(State::default())),
+            rng: Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(seed))),
+            accept: Mutex::new(None),
+            stats: Arc::new(Stats::default()),
+        };
+        proxy.spawn_accept(listener);
+        Ok(proxy)
+    }
+
+    fn spawn_accept(&self, listener: TcpListener) {
+        let (state, rng, upstream, stats) = (
+            self.state.clone(),
+            self.rng.clone(),
+            self.upstream,
+            self.stats.clone(),
+        );
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                stats
+                    .connections
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (draw, conn_seed) = {
+                    let mut r = rng.lock().expect("rng lock");
+                    (r.random::<f64>(), r.random::<u64>())
+                };
+                tokio::spawn(handle(
+                    client,
+                    upstream,
+                    state.clone(),
+                    draw,
+                    conn_seed,
+                    stats.clone(),
+                ));
+            }
+        });
+        *self.accept.lock().expect("accept lock") = Some(task);
+    }
+
+    pub fn addr(&self) -> String {
+        self.listen.to_string()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Adds a toxic (replacing one of the same kind).
+    pub fn add(&self, toxic: Toxic) {
+        let mut s = self.state.write().expect("state lock");
+        s.toxics
+            .retain(|t| std::mem::discriminant(&t.kind) != std::mem::discriminant(&toxic.kind));
+        s.toxics.push(toxic);
+    }
+
+    /// Removes every toxic.
+    pub fn clear(&self) {
+        self.state.write().expect("state lock").toxics.clear();
+    }
+
+    /// The upstream is down: stop listening, so connecting is refused by the kernel. Returns once
+    /// the listening socket is closed.
+    pub async fn take_down(&self) {
+        let task = self.accept.lock().expect("accept lock").take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listen again on the same address after [`FaultProxy::take_down`].
+    pub async fn bring_up(&self) -> std::io::Result<()> {
+        if self.accept.lock().expect("accept lock").is_some() {
+            return Ok(());
+        }
+        let listener = TcpListener::bind(self.listen).await?;
+        self.spawn_accept(listener);
+        Ok(())
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.accept.lock().expect("accept lock").take() {
+            task.abort();
+        }
+    }
+}
+
+/// Whether a reset toxic is due for a connection opened at `started`.
+fn reset_due(state: &RwLock<State>, draw: f64, started: tokio::time::Instant) -> bool {
+    current(state, draw)
+        .iter()
+        .any(|t| matches!(t, ToxicKind::Reset { after } if started.elapsed() >= *after))
+}
+
+fn current(state: &RwLock<State>, draw: f64) -> Vec<ToxicKind> {
+    state
+        .read()
+        .expect("state lock")
+        .toxics
+        .iter()
+        .filter(|t| t.applies(draw))
+        .map(|t| t.kind.clone())
+        .collect()
+}
+
+/// Sets SO_LINGER 0 on an open socket, so that closing it sends RST instead of FIN.
+fn linger_zero(fd: std::os::fd::RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket fd the caller keeps open, with a correctly sized struct.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Resets a connection (RST).
+fn reset(stream: TcpStream) {
+    use std::os::fd::AsRawFd;
+    linger_zero(stream.as_raw_fd());
+    drop(stream);
+}
+
+async fn handle(
+    client: TcpStream,
+    upstream: SocketAddr,
+    state: Arc<RwLock<State>>,
+    draw: f64,
+    seed: u64,
+    stats: Arc<Stats>,
+) {
+    if current(&state, draw).contains(&ToxicKind::Refuse) {
+        stats
+            .refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        reset(client);
+        return;
+    }
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        // The upstream itself refuses: pass that on as a reset.
+        reset(client);
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut client, mut server) = (client, server);
+    let started = tokio::time::Instant::now();
+    // Both directions and the watcher in one task, on borrowed halves: cutting the connection is
+    // dropping the sockets, which sends no FIN first (dropping an owned write half would).
+    let cut = {
+        let (client_read, client_write) = client.split();
+        let (server_read, server_write) = server.split();
+        let both = async {
+            tokio::join!(
+                pump(
+                    client_read,
+                    server_write,
+                    &state,
+                    draw,
+                    seed,
+                    started,
+                    false
+                ),
+                pump(
+                    server_read,
+                    client_write,
+                    &state,
+                    draw,
+                    seed ^ 0x5eed,
+                    started,
+                    true
+                ),
+            )
+        };
+        tokio::select! {
+            _ = both => None,
+            with_rst = ends(&state, draw, started) => Some(with_rst),
+        }
+    };
+    if cut == Some(true) {
+        use std::os::fd::AsRawFd;
+        linger_zero(client.as_raw_fd());
+        stats
+            .reset
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Resolves when a toxic ends the connection: `true` for a reset, `false` for a timeout that closes.
+async fn ends(state: &RwLock<State>, draw: f64, started: tokio::time::Instant) -> bool {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tick.tick().await;
+        let mut close = false;
+        for t in current(state, draw) {
+            match t {
+                ToxicKind::Reset { after } if started.elapsed() >= after => return true,
+                ToxicKind::Timeout {
+                    close_after: Some(after),
+                } if started.elapsed() >= after => close = true,
+                _ => {}
+            }
+        }
+        if close {
+            return false;
+        }
+    }
+}
+
+/// Copies one direction, applying the toxics that hold, delay or throttle data.
+async fn pump(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    state: &RwLock<State>,
+    draw: f64,
+    seed: u64,
+    started: tokio::time::Instant,
+    downstream: bool,
+) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown().await;
+                return;
+            }
+            Ok(n) => n,
+        };
+        // Once a reset is due nothing more goes through; the connection's watcher sends the RST.
+        if reset_due(state, draw, started) {
+            std::future::pending::<()>().await;
+        }
+        // A timeout toxic holds the data for as long as it is on.
+        while current(state, draw)
+            .iter()
+            .any(|t| matches!(t, ToxicKind::Timeout { .. }))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if downstream {
+            for t in current(state, draw) {
+                match t {
+                    ToxicKind::Latency { latency, jitter } => {
+                        let j = jitter.as_millis() as i64;
+                        let offset = if j > 0 { rng.random_range(-j..=j) } else { 0 };
+                        let ms = (latency.as_millis() as i64 + offset).max(0) as u64;
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                    }
+                    ToxicKind::Bandwidth { bytes_per_sec } if bytes_per_sec > 0 => {
+                        tokio::time::sleep(Duration::from_secs_f64(
+                            n as f64 / bytes_per_sec as f64,
+                        ))
+                        .await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// An upstream that answers every line with "pong <line>", plus a 64 KiB blob for "blob".
+    async fn upstream() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 256];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        let reply = if buf[..n].starts_with(b"blob") {
+                            vec![b'x'; 64 * 1024]
+                        } else {
+                            [b"pong ", &buf[..n]].concat()
+                        };
+                        if s.write_all(&reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Sends `msg` and reads until `want` bytes came back (or the connection ends/fails).
+    async fn exchange(addr: SocketAddr, msg: &[u8], want: usize) -> std::io::Result<Vec<u8>> {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(msg).await?;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        while out.len() < want {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        Ok(out)
+    }
+
+    async fn proxy(seed: u64) -> FaultProxy {
+        FaultProxy::start("test", 0, upstream().await, seed)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn forwards_unchanged_without_toxics() {
+        let p = proxy(1).await;
+        assert_eq!(
+            exchange(p.listen, b"ping\n", 10).await.unwrap(),
+            b"pong ping\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn latency_delays_the_answer_by_the_configured_time() {
+        let p = proxy(1).await;
+        p.add(Toxic::always(ToxicKind::Latency {
+            latency: Duration::from_millis(300),
+            jitter: Duration::from_millis(20),
+        }));
+        let t = Instant::now();
+        assert_eq!(
+            exchange(p.listen, b"ping\n", 10).await.unwrap(),
+            b"pong ping\n"
+        );
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(280), "delayed: {took:?}");
+        p.clear();
+        let t = Instant::now();
+        exchange(p.listen, b"ping\n", 10).await.unwrap();
+        assert!(
+            t.elapsed() < Duration::from_millis(280),
+            "healed: {:?}",
+            t.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn reset_is_seen_by_the_client_as_connection_reset() {
+        let p = proxy(1).await;
+        p.add(Toxic::always(ToxicKind::Reset {
+            after: Duration::ZERO,
+        }));
+        let err = exchange(p.listen, b"ping\n", 10).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+        assert!(p.stats().reset.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    }
+
+    #[tokio::test]
+    async fn refuse_resets_new_connections_and_down_refuses_to_connect() {
+        let p = proxy(1).await;
+        p.add(Toxic::always(ToxicKind::Refuse));
+        let err = exchange(p.listen, b"ping\n", 10).await.unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ),
+            "{err}"
+        );
+        p.clear();
+        p.take_down().await;
+        let err = TcpStream::connect(p.listen).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        p.bring_up().await.unwrap();
+        assert_eq!(
+            exchange(p.listen, b"ping\n", 10).await.unwrap(),
+            b"pong ping\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn timeout_holds_the_connection_without_answering_then_closes_if_asked() {
+        let p = proxy(1).await;
+        p.add(Toxic::always(ToxicKind::Timeout { close_after: None }));
+        let held = tokio::time::timeout(
+            Duration::from_millis(400),
+            exchange(p.listen, b"ping\n", 10),
+        )
+        .await;
+        assert!(held.is_err(), "no answer while the timeout toxic is on");
+        p.add(Toxic::always(ToxicKind::Timeout {
+            close_after: Some(Duration::from_millis(200)),
+        }));
+        let t = Instant::now();
+        let got = exchange(p.listen, b"ping\n", 10).await.unwrap_or_default();
+        assert!(
+            got.is_empty() && t.elapsed() >= Duration::from_millis(180),
+            "closed without data after ~200 ms: {:?}",
+            t.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn bandwidth_limits_throughput() {
+        let p = proxy(1).await;
+        p.add(Toxic::always(ToxicKind::Bandwidth {
+            bytes_per_sec: 128 * 1024,
+        }));
+        let t = Instant::now();
+        let got = exchange(p.listen, b"blob\n", 64 * 1024).await.unwrap();
+        assert_eq!(got.len(), 64 * 1024);
+        assert!(
+            t.elapsed() >= Duration::from_millis(450),
+            "64 KiB at 128 KiB/s: {:?}",
+            t.elapsed()
+        );
+    }
+
+    /// Which of `n` sequential connections were refused.
+    async fn refused_pattern(seed: u64, n: usize) -> Vec<bool> {
+        let p = proxy(seed).await;
+        p.add(Toxic {
+            kind: ToxicKind::Refuse,
+            fraction: 0.5,
+        });
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(exchange(p.listen, b"ping\n", 10).await.is_err());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_fraction_applies_to_about_that_share_and_a_seed_repeats_it() {
+        let a = refused_pattern(42, 60).await;
+        let b = refused_pattern(42, 60).await;
+        let c = refused_pattern(7, 60).await;
+        let hits = a.iter().filter(|x| **x).count();
+        assert!(
+            (15..=45).contains(&hits),
+            "about half of 60 refused: {hits}"
+        );
+        assert_eq!(a, b, "same seed, same connections hit");
+        assert_ne!(a, c, "another seed, another pattern");
+    }
+}
