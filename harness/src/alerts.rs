@@ -78,6 +78,8 @@ pub fn start_polling(
             evidence.alert_state(n, "inactive");
         }
         let mut tick = tokio::time::interval(every);
+        // Firing label sets already reported as events (which replica an alert is about).
+        let mut firing_seen = std::collections::BTreeSet::new();
         loop {
             tick.tick().await;
             let Ok(r) = client
@@ -101,6 +103,18 @@ pub fn start_polling(
                 } else {
                     "pending"
                 };
+                if state == "firing" {
+                    let labels: Vec<String> = a
+                        .labels
+                        .iter()
+                        .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "severity"))
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    let key = format!("{name} {{{}}}", labels.join(", "));
+                    if firing_seen.insert(key.clone()) {
+                        evidence.event(format!("alert firing: {key}"));
+                    }
+                }
                 let entry = states.entry(name.clone()).or_insert("inactive");
                 if *entry != "firing" {
                     *entry = state;

@@ -378,6 +378,23 @@ impl Fleet for LocalFleet {
     }
 }
 
+/// (replica name, host:port) of every replica Prometheus should scrape. Terminating replicas leave
+/// at once, as Kubernetes endpoints drop terminating pods: Prometheus applies discovery changes only
+/// every 5 s, and a replica that has exited must not look "down" meanwhile.
+fn scrape_targets(state: &ServiceState) -> Vec<(String, String)> {
+    state
+        .replicas
+        .iter()
+        .filter(|r| r.terminating.is_none())
+        .map(|r| {
+            (
+                r.handle.name.clone(),
+                format!("127.0.0.1:{}", r.handle.port),
+            )
+        })
+        .collect()
+}
+
 /// Addresses the ingress should route to, and the fail-open set (all live replicas).
 fn routing(state: &ServiceState, propagation: Duration) -> (Vec<String>, Vec<String>) {
     let mut ready = Vec::new();
@@ -442,19 +459,14 @@ async fn control(
         let (ready, all) = routing(&routed.lock().expect("service lock"), propagation);
         nginx.lock().await.route_to(&ready, &all, &evidence);
         for (svc, file) in &jobs {
-            let targets: Vec<(String, String)> = svc
-                .lock()
-                .expect("service lock")
-                .replicas
-                .iter()
-                .map(|r| {
-                    (
-                        r.handle.name.clone(),
-                        format!("127.0.0.1:{}", r.handle.port),
-                    )
-                })
-                .collect();
+            let targets = scrape_targets(&svc.lock().expect("service lock"));
             if written.get(file) != Some(&targets) {
+                let names: Vec<&str> = targets.iter().map(|(n, _)| n.as_str()).collect();
+                evidence.event(format!(
+                    "scrape targets {}: [{}]",
+                    file.file_name().unwrap_or_default().to_string_lossy(),
+                    names.join(", ")
+                ));
                 if let Err(e) = prometheus::write_targets(file, &targets) {
                     evidence.event(format!(
                         "cannot write scrape targets {}: {e}",
@@ -575,18 +587,7 @@ impl Platform for LocalPlatform {
             service_urls.push((name.clone(), first_url));
             if let Some(path) = &spec.metrics_path {
                 let file = prom_dir.join(format!("targets-{name}.json"));
-                let targets: Vec<(String, String)> = state
-                    .lock()
-                    .expect("service lock")
-                    .replicas
-                    .iter()
-                    .map(|r| {
-                        (
-                            r.handle.name.clone(),
-                            format!("127.0.0.1:{}", r.handle.port),
-                        )
-                    })
-                    .collect();
+                let targets = scrape_targets(&state.lock().expect("service lock"));
                 prometheus::write_targets(&file, &targets)
                     .map_err(crate::error::env_err("writing scrape targets"))?;
                 scrape_jobs.push(ScrapeJob {
