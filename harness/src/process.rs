@@ -128,40 +128,48 @@ impl ManagedChild {
         let _ = kill(Pid::from_raw(self.child.id() as i32), sig);
     }
 
+    /// Marks the child stopped and sends `sig`; if it had already exited, returns its status.
+    fn begin_stop(&mut self, sig: Signal) -> Option<ExitStatus> {
+        self.stopped = true;
+        let exited = self.reaped();
+        if exited.is_none() {
+            self.signal(sig);
+        }
+        exited
+    }
+
+    /// The exit status if the child has exited, after killing what is left of its process group.
+    fn reaped(&mut self) -> Option<ExitStatus> {
+        let status = self.try_wait()?;
+        self.kill_group();
+        Some(status)
+    }
+
     /// Sends `sig`, waits up to `grace` for the exit, then SIGKILLs the whole process group.
     /// Returns the exit status and whether SIGKILL was needed.
     pub fn stop(&mut self, sig: Signal, grace: Duration) -> (Option<ExitStatus>, bool) {
-        self.stopped = true;
-        if let Some(status) = self.try_wait() {
-            self.kill_group();
+        if let Some(status) = self.begin_stop(sig) {
             return (Some(status), false);
         }
-        self.signal(sig);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            if let Some(status) = self.try_wait() {
-                self.kill_group();
+            if let Some(status) = self.reaped() {
                 return (Some(status), false);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         self.kill_group();
-        let status = self.child.wait().ok();
-        (status, true)
+        (self.child.wait().ok(), true)
     }
 
     /// Like [`ManagedChild::stop`], without blocking the async runtime.
     pub async fn stop_async(&mut self, sig: Signal, grace: Duration) -> (Option<ExitStatus>, bool) {
-        self.stopped = true;
-        if let Some(status) = self.try_wait() {
-            self.kill_group();
+        if let Some(status) = self.begin_stop(sig) {
             return (Some(status), false);
         }
-        self.signal(sig);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            if let Some(status) = self.try_wait() {
-                self.kill_group();
+            if let Some(status) = self.reaped() {
                 return (Some(status), false);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
