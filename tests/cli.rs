@@ -50,7 +50,7 @@ fn shipped_scenarios_validate() {
 fn each_broken_file_gets_one_precise_error() {
     let cases = [
         ("malformed.toml", "malformed.toml:2:34: invalid basic string"),
-        ("unknown-key.toml", "unknown-key.toml:6:1: unknown field `burst`, expected one of `rate`, `users`, `timeout`, `requests`"),
+        ("unknown-key.toml", "unknown-key.toml:6:1: unknown field `burst`, expected one of `rate`, `max_in_flight`, `timeout`, `requests`"),
         ("unknown-fault.toml", "unknown-fault.toml:13:18: unknown variant `cpu-hog`, expected one of `pool-exhaustion`, `rollout`, `rolling-restart`, `proxy`, `disk-full`"),
         ("unknown-expectation.toml", "unknown-expectation.toml:16:8: unknown variant `good-vibes`"),
         ("missing-phase.toml", "missing-phase.toml:14:1: expectation 'no-5xx' refers to phase 'chaos', which does not exist (phases: baseline)"),

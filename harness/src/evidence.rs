@@ -4,16 +4,18 @@
 //! Judging (`judge`) and reports (`report`) read only this.
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Who produced a response.
+/// Who produced a response, as the ingress tells it (see [`crate::load::attribute`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layer {
-    /// The app (its replica header was present).
+    /// An upstream replica of the app made it; the ingress relayed it.
     App,
-    /// The ingress made it (no replica header): e.g. nginx 502/504.
+    /// The ingress made it itself: e.g. nginx's 504 after its read timeout, 502 when the
+    /// upstream refused the connection, 503 when it had no endpoint.
     Ingress,
     /// No HTTP response at all: client timeout or connection error.
     Client,
@@ -23,14 +25,48 @@ pub enum Layer {
 pub struct ResponseRecord {
     /// When the request was sent.
     pub t_ms: u64,
-    pub phase: usize,
+    /// The phase it was sent in; `None` during the warm-up (not judged).
+    pub phase: Option<usize>,
+    /// Index of the load request (`[[load.requests]]`).
     pub request: usize,
+    /// 1 for a scheduled send, 2… for its retries.
+    pub attempt: u32,
+    /// How much later than scheduled it was sent (for a retry: than its Retry-After).
+    pub late_ms: u64,
     /// HTTP status; 0 when there was no response (`layer` = client).
     pub status: u16,
+    /// From the send to the end of the answer's body (or the error).
     pub latency_ms: u64,
     pub layer: Layer,
+    /// The replica behind `upstream`, as the platform registered it.
     pub replica: Option<String>,
+    /// The upstream address the ingress proxied to.
+    pub upstream: Option<String>,
     pub retry_after: bool,
+    /// Sent as `X-Request-Id`: find the request in the app's and the ingress's logs.
+    pub request_id: String,
+}
+
+impl ResponseRecord {
+    /// Latency as a client scheduled it: the wait for a late send counts (no coordinated omission).
+    pub fn latency_from_schedule_ms(&self) -> u64 {
+        self.latency_ms + self.late_ms
+    }
+}
+
+/// What the load driver sent in one phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SendCounts {
+    /// Scheduled sends that went out (first attempts).
+    pub sent: u64,
+    /// Of those, how many started later than their schedule by more than [`crate::load::LATE_AFTER`].
+    pub late: u64,
+    /// The largest lateness of a scheduled send.
+    pub max_late_ms: u64,
+    /// Retries (second and later attempts).
+    pub retries: u64,
+    /// Scheduled sends per load request.
+    pub by_request: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -106,6 +142,11 @@ pub struct EvidenceData {
     /// Idempotency keys of acknowledged (2xx) requests, for the data-integrity check.
     #[serde(skip)]
     pub acknowledged_keys: Vec<String>,
+    /// Sends per phase (index = phase), and during the warm-up.
+    pub sends: Vec<SendCounts>,
+    pub warmup_sends: SendCounts,
+    /// Upstream address → replica, as the platform started replicas (latest first wins).
+    pub endpoints: BTreeMap<String, String>,
 }
 
 /// The shared recorder. Cheap to clone.
@@ -141,15 +182,48 @@ impl Evidence {
         f(&mut self.data.lock().expect("evidence lock"))
     }
 
-    /// The phase index at `t_ms`: before the first phase counts as phase 0 (warm-up is judged
-    /// as baseline), after the last as the last.
-    pub fn phase_at(&self, t_ms: u64) -> usize {
+    /// The phase index at `t_ms`: `None` before the first phase (the warm-up, not judged); after
+    /// the last, the last.
+    pub fn phase_at(&self, t_ms: u64) -> Option<usize> {
+        self.with(|d| d.phases.iter().rposition(|p| p.start_ms <= t_ms))
+    }
+
+    /// Counts a send (attempt 1 is the scheduled one) in its phase.
+    pub fn sent(&self, phase: Option<usize>, request: usize, attempt: u32, late: Duration) {
         self.with(|d| {
-            d.phases
-                .iter()
-                .rposition(|p| p.start_ms <= t_ms)
-                .unwrap_or(0)
-        })
+            let counts = match phase {
+                Some(i) => {
+                    if d.sends.len() <= i {
+                        d.sends.resize(i + 1, SendCounts::default());
+                    }
+                    &mut d.sends[i]
+                }
+                None => &mut d.warmup_sends,
+            };
+            if attempt > 1 {
+                counts.retries += 1;
+                return;
+            }
+            counts.sent += 1;
+            if late > crate::load::LATE_AFTER {
+                counts.late += 1;
+            }
+            counts.max_late_ms = counts.max_late_ms.max(late.as_millis() as u64);
+            if counts.by_request.len() <= request {
+                counts.by_request.resize(request + 1, 0);
+            }
+            counts.by_request[request] += 1;
+        });
+    }
+
+    /// Registers the replica that listens at `addr` (the ingress names upstreams by address).
+    pub fn endpoint(&self, addr: &str, replica: &str) {
+        self.with(|d| d.endpoints.insert(addr.to_string(), replica.to_string()));
+    }
+
+    /// The replica that listens at `addr`, if the platform registered one.
+    pub fn replica_at(&self, addr: &str) -> Option<String> {
+        self.with(|d| d.endpoints.get(addr).cloned())
     }
 
     pub fn response(&self, r: ResponseRecord) {

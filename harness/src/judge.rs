@@ -13,6 +13,52 @@ pub struct Verdict {
     pub kind: String,
     pub passed: bool,
     pub evidence: String,
+    /// Distance to every time or percentile bound the expectation has (bound − observed), so
+    /// near misses show before they flip. Empty for expectations without such a bound.
+    pub margins: Vec<Margin>,
+}
+
+/// How far an observed time was from its bound.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Margin {
+    /// What was measured, e.g. "checkout-0 readiness drop".
+    pub what: String,
+    pub bound_ms: u64,
+    /// `None`: it never happened (the bound was missed outright).
+    pub observed_ms: Option<u64>,
+    /// bound − observed; negative when the bound was exceeded, `None` when it never happened.
+    pub margin_ms: Option<i64>,
+}
+
+impl Margin {
+    pub fn new(what: impl Into<String>, bound_ms: u64, observed_ms: Option<u64>) -> Margin {
+        Margin {
+            what: what.into(),
+            bound_ms,
+            observed_ms,
+            margin_ms: observed_ms.map(|o| bound_ms as i64 - o as i64),
+        }
+    }
+}
+
+impl Verdict {
+    /// The margin closest to its bound (a missing observation counts as the smallest).
+    pub fn smallest_margin(&self) -> Option<&Margin> {
+        self.margins
+            .iter()
+            .min_by_key(|m| m.margin_ms.unwrap_or(i64::MIN))
+    }
+
+    /// "+1.2 s (checkout-0 readiness drop)", "never (…)", or "" without bounds.
+    pub fn margin_text(&self) -> String {
+        match self.smallest_margin() {
+            None => String::new(),
+            Some(m) => match m.margin_ms {
+                Some(v) => format!("{:+.2} s ({})", v as f64 / 1000.0, m.what),
+                None => format!("never ({})", m.what),
+            },
+        }
+    }
 }
 
 /// What judging needs beyond the evidence.
@@ -101,12 +147,13 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
         });
         data.responses
             .iter()
-            .filter(move |r| Some(r.phase) == idx && req.is_none_or(|q| q == Some(r.request)))
+            .filter(move |r| r.phase == idx && req.is_none_or(|q| q == Some(r.request)))
     };
     let scope = |during: &str, request: &Option<String>| match request {
         Some(r) => format!("{during} ({r})"),
         None => during.to_string(),
     };
+    let mut margins: Vec<Margin> = Vec::new();
     let (kind, passed, evidence) = match e {
         ExpectSpec::StatusCodes {
             during,
@@ -167,10 +214,14 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
             below,
             ..
         } => {
-            let lat: Vec<u64> = in_phase(during, request).map(|r| r.latency_ms).collect();
+            let lat: Vec<u64> = in_phase(during, request)
+                .map(|r| r.latency_from_schedule_ms())
+                .collect();
             let during = &scope(during, request);
             let bound = ms(below);
-            match percentile(&lat, *p) {
+            let observed = percentile(&lat, *p);
+            margins.push(Margin::new(format!("p{p}"), bound, observed));
+            match observed {
                 Some(v) => (
                     "latency",
                     v <= bound,
@@ -228,6 +279,16 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                 };
                 let d_ok = dropped.is_some_and(|d| d <= drop_bound);
                 let r_ok = recovered.is_some_and(|r| r <= recover_bound);
+                margins.push(Margin::new(
+                    format!("{rep} readiness drop"),
+                    drop_bound,
+                    dropped,
+                ));
+                margins.push(Margin::new(
+                    format!("{rep} readiness recovery"),
+                    recover_bound,
+                    recovered,
+                ));
                 ok &= d_ok && r_ok;
                 parts.push(format!(
                     "{rep}: not ready {} after {during} start, ready again {} after its end",
@@ -294,6 +355,8 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
             });
             let (fb, cb) = (ms(fires_within), ms(clears_within));
             let fired_rel = fired.map(|f| f - w.start_ms);
+            margins.push(Margin::new(format!("{alert} firing"), fb, fired_rel));
+            margins.push(Margin::new(format!("{alert} clearing"), cb, cleared));
             let ok = early.is_none()
                 && fired_rel.is_some_and(|f| f <= fb)
                 && cleared.is_some_and(|c| c <= cb);
@@ -335,6 +398,11 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
             let last_bad = later.iter().filter(is_bad).map(|r| r.t_ms - w.end_ms).max();
             let judged_after = later.iter().filter(|r| r.t_ms > w.end_ms + bound).count();
             let ok = last_bad.is_none_or(|b| b <= bound) && judged_after > 0;
+            margins.push(Margin::new(
+                "last 5xx/no-response after heal",
+                bound,
+                Some(last_bad.unwrap_or(0)),
+            ));
             let bad_count = later.iter().filter(is_bad).count();
             (
                 "recovery",
@@ -366,6 +434,9 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                 ),
                 Some(r) => {
                     let took = r.ended_ms.map(|end| end - r.started_ms);
+                    if let (true, Some(b)) = (outcome == "complete", within) {
+                        margins.push(Margin::new("rollout duration", ms(b), took));
+                    }
                     let in_time = match (outcome.as_str(), within) {
                         ("complete", Some(bound)) => took.is_some_and(|t| t <= ms(bound)),
                         _ => true,
@@ -470,6 +541,7 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
         kind: kind.into(),
         passed,
         evidence,
+        margins,
     }
 }
 
@@ -479,5 +551,6 @@ fn missing_phase(e: &ExpectSpec) -> Verdict {
         kind: "invalid".into(),
         passed: false,
         evidence: "refers to a phase that was not run".into(),
+        margins: Vec::new(),
     }
 }

@@ -104,7 +104,6 @@ fn run(
             std::process::exit(130);
         }
         eprintln!("\nbrownout: interrupted, cleaning up (press Ctrl-C again to exit at once)");
-        goose::trigger_killswitch("interrupted");
         let _ = cancel_tx.send(true);
     })
     .map_err(|e| BrownoutError::Environment(format!("cannot install the Ctrl-C handler: {e}")))?;

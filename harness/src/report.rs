@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 pub struct Report {
@@ -39,9 +39,15 @@ pub struct Report {
 
 #[derive(Serialize)]
 pub struct LoadInfo {
+    pub model: &'static str,
     pub rate: u32,
-    pub users: u32,
+    pub max_in_flight: u32,
     pub timeout_s: f64,
+    pub warmup_s: f64,
+    /// Scheduled sends during the warm-up (not judged).
+    pub warmup_sent: u64,
+    /// The harness's largest resident set over the run.
+    pub harness_max_rss_mb: f64,
 }
 
 #[derive(Serialize)]
@@ -50,13 +56,24 @@ pub struct PhaseStats {
     pub start_ms: u64,
     pub end_ms: u64,
     pub fault: Option<String>,
-    /// rate × duration
-    pub offered: u64,
-    /// Responses with an HTTP status.
+    /// rate × duration: what the scenario declares.
+    pub nominal: u64,
+    /// Scheduled sends that went out in the phase (measured).
+    pub sent: u64,
+    /// Of those, sent later than scheduled by more than 100 ms.
+    pub late: u64,
+    pub max_late_ms: u64,
+    /// Retries sent in the phase (not counted in `sent`).
+    pub retries: u64,
+    /// Answers with an HTTP status (any attempt).
     pub completed: usize,
-    /// Client timeouts and connection errors.
+    /// Client timeouts and connection errors (any attempt).
     pub no_response: usize,
+    /// The largest distance, in percentage points, between a load request's share of the scheduled
+    /// sends in any 5 s window of the phase and its declared weight.
+    pub mix_worst_window_pp: f64,
     pub by_status: BTreeMap<String, usize>,
+    /// Latency from each send's schedule (lateness included), every attempt.
     pub latency_ms: Percentiles,
 }
 
@@ -88,13 +105,58 @@ impl PhaseStats {
     }
 }
 
+/// Window over which the request mix is checked.
+pub const MIX_WINDOW_MS: u64 = 5_000;
+
+/// The worst distance (percentage points) of any request's share from its weight, over the
+/// consecutive 5 s windows of `[start_ms, end_ms)`, counting scheduled sends (first attempts).
+/// A trailing window shorter than half a window is left out (too few sends to mean anything).
+pub fn mix_worst_window_pp(
+    scenario: &Scenario,
+    responses: &[&crate::evidence::ResponseRecord],
+    start_ms: u64,
+    end_ms: u64,
+) -> f64 {
+    let weights: Vec<f64> = scenario
+        .load
+        .requests
+        .iter()
+        .map(|r| r.weight as f64)
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut worst = 0.0f64;
+    let mut from = start_ms;
+    while from + MIX_WINDOW_MS / 2 <= end_ms {
+        let to = (from + MIX_WINDOW_MS).min(end_ms);
+        let mut counts = vec![0usize; weights.len()];
+        for r in responses {
+            if r.attempt == 1 && r.t_ms >= from && r.t_ms < to {
+                counts[r.request] += 1;
+            }
+        }
+        let n: usize = counts.iter().sum();
+        if n > 0 {
+            for (c, w) in counts.iter().zip(&weights) {
+                worst = worst.max(((*c as f64 / n as f64) - w / total).abs() * 100.0);
+            }
+        }
+        from = to;
+    }
+    (worst * 10.0).round() / 10.0
+}
+
 pub fn phase_stats(scenario: &Scenario, data: &EvidenceData, rate: u32) -> Vec<PhaseStats> {
     data.phases
         .iter()
         .enumerate()
         .map(|(i, w)| {
-            let rs: Vec<_> = data.responses.iter().filter(|r| r.phase == i).collect();
-            let lat: Vec<u64> = rs.iter().map(|r| r.latency_ms).collect();
+            let rs: Vec<_> = data
+                .responses
+                .iter()
+                .filter(|r| r.phase == Some(i))
+                .collect();
+            let lat: Vec<u64> = rs.iter().map(|r| r.latency_from_schedule_ms()).collect();
+            let sends = data.sends.get(i).cloned().unwrap_or_default();
             let mut by_status = BTreeMap::new();
             for r in &rs {
                 *by_status.entry(response_label(r)).or_insert(0) += 1;
@@ -108,9 +170,14 @@ pub fn phase_stats(scenario: &Scenario, data: &EvidenceData, rate: u32) -> Vec<P
                     .get(i)
                     .and_then(|p| p.fault.as_ref())
                     .map(|f| f.kind().to_string()),
-                offered: (w.end_ms - w.start_ms) * rate as u64 / 1000,
+                nominal: (w.end_ms - w.start_ms) * rate as u64 / 1000,
+                sent: sends.sent,
+                late: sends.late,
+                max_late_ms: sends.max_late_ms,
+                retries: sends.retries,
                 completed: rs.iter().filter(|r| r.layer != Layer::Client).count(),
                 no_response: rs.iter().filter(|r| r.layer == Layer::Client).count(),
+                mix_worst_window_pp: mix_worst_window_pp(scenario, &rs, w.start_ms, w.end_ms),
                 by_status,
                 latency_ms: Percentiles {
                     p50: percentile(&lat, 50.0),
@@ -164,10 +231,10 @@ fn opt(v: Option<u64>) -> String {
 
 pub fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "# {} — {}\n\n{}\n\n- run: `{}` (started {})\n- bugs: {}\n- wall time: {:.1} s (stack up in {:.1} s), harness CPU {:.1} s\n- load: {} req/s offered, {} users, client timeout {:.1} s\n- ingress: {}, retries `{}`, connect timeout {}, read timeout {}, fail-open {}, endpoint propagation delay {}\n\n",
+        "# {} — {}\n\n{}\n\n- run: `{}` (started {})\n- bugs: {}\n- wall time: {:.1} s (stack up in {:.1} s), harness CPU {:.1} s\n- load: {}, {} req/s, at most {} in flight, client timeout {:.1} s, warm-up {:.0} s (not judged); harness max RSS {:.0} MB\n- ingress: {}, retries `{}`, connect timeout {}, read timeout {}, fail-open {}, endpoint propagation delay {}\n\n",
         r.scenario, r.verdict.to_uppercase(), r.summary, r.run_id, r.started_at,
         if r.bugs.is_empty() { "none (hardened app)".to_string() } else { r.bugs.join(", ") },
-        r.wall_time_s, r.stack_up_s, r.harness_cpu_s, r.load.rate, r.load.users, r.load.timeout_s,
+        r.wall_time_s, r.stack_up_s, r.harness_cpu_s, r.load.model, r.load.rate, r.load.max_in_flight, r.load.timeout_s, r.load.warmup_s, r.load.harness_max_rss_mb,
         r.ingress.implementation, r.ingress.retries, r.ingress.connect_timeout, r.ingress.read_timeout, r.ingress.fail_open, r.ingress.propagation_delay
     );
     s.push_str("## Expectations\n\n| id | kind | verdict | evidence |\n|---|---|---|---|\n");
@@ -180,14 +247,18 @@ pub fn markdown(r: &Report) -> String {
             v.evidence.replace('|', "\\|")
         ));
     }
-    s.push_str("\n## Phases\n\n| phase | fault | offered | completed | no response | statuses | p50 | p90 | p99 | max (ms) |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("\n## Phases\n\nLatency is measured from each send's schedule. *sent* counts scheduled sends that went out (retries apart), *late* those that started over 100 ms after their schedule, *mix* the worst 5 s window's distance from the declared weights.\n\n| phase | fault | nominal | sent | late | retries | mix (pp) | completed | no response | statuses | p50 | p90 | p99 | max (ms) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for p in &r.phases {
         let statuses = p.statuses_text();
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             p.name,
             p.fault.as_deref().unwrap_or("-"),
-            p.offered,
+            p.nominal,
+            p.sent,
+            p.late,
+            p.retries,
+            p.mix_worst_window_pp,
             p.completed,
             p.no_response,
             statuses,

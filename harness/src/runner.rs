@@ -18,8 +18,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// Load runs this long before the first phase so users and connections are up (judged as baseline).
-const WARMUP: Duration = Duration::from_secs(2);
+/// Load runs this long before the first phase, so connections and pools are warm; what it sends is
+/// recorded but not judged.
+const WARMUP: Duration = Duration::from_secs(3);
 
 pub struct RunOptions {
     pub bugs: Vec<String>,
@@ -115,9 +116,13 @@ pub async fn run<P: Platform>(
         stack_up_s: driven.stack_up.as_secs_f64(),
         harness_cpu_s: cpu_seconds(),
         load: report::LoadInfo {
+            model: "open: constant arrival rate, seeded stationary mix",
             rate: scenario.load.rate,
-            users: scenario.load.users,
+            max_in_flight: scenario.load.max_in_flight,
             timeout_s: scenario.load.timeout.as_secs_f64(),
+            warmup_s: WARMUP.as_secs_f64(),
+            warmup_sent: data.warmup_sends.sent,
+            harness_max_rss_mb: max_rss_mb(),
         },
         ingress: platform.ingress_settings(),
         phases: report::phase_stats(scenario, &data, scenario.load.rate),
@@ -167,6 +172,7 @@ async fn drive<P: Platform>(
     let load = load::start(
         &endpoints.ingress_url,
         &scenario.load,
+        scenario.seed,
         evidence.clone(),
         max_run,
     )?;
@@ -280,7 +286,7 @@ fn progress_line(
 ) -> String {
     let idx = scenario.phase_index(phase).unwrap_or(0);
     evidence.with(|d| {
-        let rs: Vec<_> = d.responses.iter().filter(|r| r.phase == idx).collect();
+        let rs: Vec<_> = d.responses.iter().filter(|r| r.phase == Some(idx)).collect();
         let count = |f: &dyn Fn(&&crate::evidence::ResponseRecord) -> bool| rs.iter().filter(|r| f(r)).count();
         let ok = count(&|r| (200..300).contains(&r.status));
         let s503 = count(&|r| r.status == 503 && r.layer == Layer::App);
@@ -313,27 +319,36 @@ fn progress_line(
 
 fn print_summary(r: &Report, dir: &std::path::Path) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "\n{:<28} {:<6} evidence", "expectation", "result");
+    let _ = writeln!(
+        out,
+        "\n{:<28} {:<6} {:<40} evidence",
+        "expectation", "result", "smallest margin"
+    );
     for v in &r.expectations {
         let _ = writeln!(
             out,
-            "{:<28} {:<6} {}",
+            "{:<28} {:<6} {:<40} {}",
             v.id,
             if v.passed { "pass" } else { "FAIL" },
+            v.margin_text(),
             v.evidence
         );
     }
     let _ = writeln!(
         out,
-        "\nphase       offered  completed  no-resp  p50    p99    statuses"
+        "\nphase       nominal  sent  late  retries  mix(pp)  completed  no-resp  p50    p99    statuses"
     );
     for p in &r.phases {
         let statuses = p.statuses_text();
         let _ = writeln!(
             out,
-            "{:<11} {:>7}  {:>9}  {:>7}  {:>5}  {:>5}  {statuses}",
+            "{:<11} {:>7}  {:>4}  {:>4}  {:>7}  {:>7}  {:>9}  {:>7}  {:>5}  {:>5}  {statuses}",
             p.name,
-            p.offered,
+            p.nominal,
+            p.sent,
+            p.late,
+            p.retries,
+            p.mix_worst_window_pp,
             p.completed,
             p.no_response,
             p.latency_ms.p50.map_or("-".into(), |v| format!("{v}ms")),
@@ -346,9 +361,11 @@ fn print_summary(r: &Report, dir: &std::path::Path) {
         .filter(|v| !v.passed)
         .map(|v| v.id.as_str())
         .collect();
+    let requests: u64 =
+        r.phases.iter().map(|p| p.sent + p.retries).sum::<u64>() + r.load.warmup_sent;
     let _ = writeln!(
         out,
-        "\n{}: {} of {} expectations held{}; wall {:.1} s, stack up {:.1} s, harness CPU {:.1} s\nreport: {}",
+        "\n{}: {} of {} expectations held{}; wall {:.1} s, stack up {:.1} s, harness CPU {:.1} s ({:.1} ms per 1,000 requests), max RSS {:.0} MB\nreport: {}",
         r.verdict.to_uppercase(),
         r.expectations.len() - failed.len(),
         r.expectations.len(),
@@ -356,18 +373,29 @@ fn print_summary(r: &Report, dir: &std::path::Path) {
         r.wall_time_s,
         r.stack_up_s,
         r.harness_cpu_s,
+        r.harness_cpu_s * 1e6 / requests.max(1) as f64,
+        r.load.harness_max_rss_mb,
         dir.join("report.md").display()
     );
 }
 
-/// CPU time (user + system) used by this process so far.
-fn cpu_seconds() -> f64 {
+fn rusage() -> libc::rusage {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage fills the struct it is given.
-    let usage = unsafe {
+    unsafe {
         libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
         usage.assume_init()
-    };
+    }
+}
+
+/// CPU time (user + system) used by this process so far.
+fn cpu_seconds() -> f64 {
+    let usage = rusage();
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// The largest resident set of this process so far, in MB (Linux reports KiB).
+fn max_rss_mb() -> f64 {
+    rusage().ru_maxrss as f64 / 1024.0
 }

@@ -33,8 +33,11 @@ pub struct ScenarioFile {
 pub struct LoadSpec {
     /// Requests per second offered, kept steady while the system degrades.
     pub rate: Spanned<u32>,
-    /// Concurrent virtual users; default: enough that `rate` holds while requests take `timeout`.
-    pub users: Option<u32>,
+    /// Most sends in flight at once (an open model: sends are scheduled at `rate` whatever the
+    /// system does, each one a task, not a user); default: enough that the rate holds while every
+    /// send and one retry take the full `timeout`. A send that finds the cap reached waits and is
+    /// counted late.
+    pub max_in_flight: Option<u32>,
     /// Client timeout per request.
     #[serde(default = "default_timeout")]
     pub timeout: Spanned<String>,
@@ -591,7 +594,7 @@ pub struct Scenario {
 #[derive(Debug, Clone)]
 pub struct Load {
     pub rate: u32,
-    pub users: u32,
+    pub max_in_flight: u32,
     pub timeout: Duration,
     pub requests: Vec<RequestSpec>,
 }
@@ -793,12 +796,24 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
             path.display()
         )));
     }
-    // Enough users that the rate holds even when every request waits for the full timeout.
-    let users = file.load.users.unwrap_or_else(|| {
-        (rate as f64 * timeout.as_secs_f64())
+    // Enough slots that the rate holds even when every send and a retry wait the full timeout.
+    let max_in_flight = file.load.max_in_flight.unwrap_or_else(|| {
+        (rate as f64 * timeout.as_secs_f64() * 2.0)
             .ceil()
-            .clamp(4.0, 2000.0) as u32
+            .clamp(16.0, 100_000.0) as u32
     });
+    if max_in_flight == 0 {
+        return Err(BrownoutError::BadInput(format!(
+            "{}: [load] max_in_flight must be above 0",
+            path.display()
+        )));
+    }
+    if file.load.requests.iter().all(|r| r.weight == 0) {
+        return Err(BrownoutError::BadInput(format!(
+            "{}: [load] every request has weight 0: give at least one a weight above 0",
+            path.display()
+        )));
+    }
 
     let mut ids = Vec::new();
     for e in &file.expect {
@@ -887,7 +902,7 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
         path: path.to_path_buf(),
         load: Load {
             rate,
-            users,
+            max_in_flight,
             timeout,
             requests: file.load.requests,
         },

@@ -314,6 +314,7 @@ fn start_replica(
 ) -> Result<String> {
     let name = replica_name(state.spec.name.get_ref(), state.revision, state.next_index);
     let config = replica_config(ctx, &state.spec, &name)?;
+    evidence.endpoint(&format!("127.0.0.1:{}", config.port), &name);
     state.next_index += 1;
     let handle = supervisor::start(config, evidence.clone());
     state.replicas.push(Replica {

@@ -35,7 +35,7 @@ pid {d}/nginx.pid;
 error_log {l}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    log_format brownout '$msec $status $request_time "$request" upstream=$upstream_addr upstream_status=$upstream_status';
+    log_format brownout '$msec $status $request_time "$request" request_id=$http_x_request_id upstream=$upstream_addr upstream_status=$upstream_status upstream_header_time=$upstream_header_time';
     access_log {l}/nginx-access.log brownout;
     client_body_temp_path {d}/tmp/client;
     proxy_temp_path {d}/tmp/proxy;
@@ -54,6 +54,12 @@ http {{
             proxy_send_timeout {read};
             proxy_next_upstream {retries};
             proxy_set_header X-Request-Id $http_x_request_id;
+            # Who answered: the upstream the ingress proxied to, and its header time ("-" when
+            # the ingress made the answer itself). The app cannot forge them.
+            proxy_hide_header {addr_header};
+            proxy_hide_header {time_header};
+            add_header {addr_header} $upstream_addr always;
+            add_header {time_header} $upstream_header_time always;
         }}
     }}
 }}
@@ -61,6 +67,8 @@ http {{
         connect = nginx_time(&spec.connect_timeout),
         read = nginx_time(&spec.read_timeout),
         retries = spec.retries,
+        addr_header = crate::load::UPSTREAM_ADDR_HEADER,
+        time_header = crate::load::UPSTREAM_HEADER_TIME_HEADER,
     )
 }
 

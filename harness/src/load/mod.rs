@@ -1,0 +1,319 @@
+//! The load: an **open** arrival model at a constant rate (like k6's `constant-arrival-rate`).
+//! Send *i* is scheduled at `start + i / rate`, whatever the system does; which request it is comes
+//! from a seeded, stationary [`mix`]. Each send runs as its own task on one shared HTTP client
+//! (connection pool), so a slow system costs in-flight tasks, not more clients; in-flight sends are
+//! capped (`max_in_flight`). A send that starts later than its schedule (the cap was reached, or
+//! the machine was too busy) is counted as *late* and its lateness recorded: latency is judged from
+//! the **scheduled** time, so a driver that falls behind cannot hide slow answers (no coordinated
+//! omission). Every load loop is bounded by `max_run` and by the number of sends that fit in it.
+//!
+//! Who answered comes from the ingress, not from the app: the ingress stamps every answer with the
+//! upstream it proxied ([`UPSTREAM_ADDR_HEADER`]) and the time that upstream's header arrived
+//! ([`UPSTREAM_HEADER_TIME_HEADER`], `-` when the ingress made the answer itself, e.g. a 504 after
+//! its read timeout or a 502 for a refused connection); the replica is looked up from the address.
+
+pub mod mix;
+
+use crate::error::{BrownoutError, Result};
+use crate::evidence::{Evidence, Layer, ResponseRecord};
+use crate::spec::{Load, RequestSpec};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A retry waits the answer's Retry-After, but never longer than this.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
+/// A send that starts more than this after its schedule counts as late.
+pub const LATE_AFTER: Duration = Duration::from_millis(100);
+
+/// Response header with the address of the upstream the ingress proxied the request to (the
+/// last one if it tried several). Every platform's ingress sets it; the app does not need to.
+pub const UPSTREAM_ADDR_HEADER: &str = "x-brownout-upstream";
+/// Response header with the upstream's header time (seconds), `-` when no upstream answered.
+pub const UPSTREAM_HEADER_TIME_HEADER: &str = "x-brownout-upstream-header-time";
+
+pub struct LoadRun {
+    stop: Arc<AtomicBool>,
+    stop_notify: Arc<tokio::sync::Notify>,
+    dispatcher: tokio::task::JoinHandle<tokio::task::JoinSet<()>>,
+    drain: Duration,
+}
+
+/// Who made an answer, from the ingress's stamps: (layer, upstream address).
+pub fn attribute(
+    upstream_addr: Option<&str>,
+    header_time: Option<&str>,
+) -> (Layer, Option<String>) {
+    // nginx lists every upstream it tried ("a, b") and internal redirects ("a : b"): the last one
+    // made the answer the client got.
+    let last = |v: &str| {
+        v.rsplit([',', ':'])
+            .next()
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let last_addr = upstream_addr.map(|v| {
+        v.rsplit([','])
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    });
+    match header_time.map(last) {
+        Some(t) if !t.is_empty() && t != "-" => (Layer::App, last_addr.filter(|a| !a.is_empty())),
+        _ => (Layer::Ingress, last_addr.filter(|a| !a.is_empty())),
+    }
+}
+
+/// Starts the load against `base_url`; it stops by itself after `max_run` at the latest.
+pub fn start(
+    base_url: &str,
+    load: &Load,
+    seed: u64,
+    evidence: Evidence,
+    max_run: Duration,
+) -> Result<LoadRun> {
+    let client = reqwest::Client::builder()
+        .timeout(load.timeout)
+        .pool_max_idle_per_host(usize::MAX)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()
+        .map_err(|e| BrownoutError::Environment(format!("HTTP client: {e}")))?;
+    let weights: Vec<usize> = load.requests.iter().map(|r| r.weight).collect();
+    let mut mix = mix::Mix::new(&weights, seed);
+    let requests: Arc<Vec<RequestSpec>> = Arc::new(load.requests.clone());
+    let base = base_url.trim_end_matches('/').to_string();
+    let rate = load.rate.max(1) as u64;
+    let slots = Arc::new(tokio::sync::Semaphore::new(load.max_in_flight as usize));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_notify = Arc::new(tokio::sync::Notify::new());
+    let nonce: u32 = rand::random();
+    let (stop2, notify2) = (stop.clone(), stop_notify.clone());
+    let dispatcher = tokio::spawn(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        let start = Instant::now();
+        let deadline = start + max_run;
+        // Bounded in count as well as in time.
+        let max_sends = rate * max_run.as_secs().max(1);
+        for seq in 0..max_sends {
+            let due = start + Duration::from_nanos(seq * 1_000_000_000 / rate);
+            if due > deadline || stop2.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = notify2.notified() => break,
+            }
+            // Reap finished sends so the set does not grow with the run.
+            while tasks.try_join_next().is_some() {}
+            let index = mix.next().unwrap_or(0);
+            let send = Send {
+                client: client.clone(),
+                url: format!("{base}{}", requests[index].path),
+                requests: requests.clone(),
+                index,
+                seq,
+                due,
+                request_id: format!("bo-{nonce:08x}-{seq}"),
+            };
+            let (ev, slots) = (evidence.clone(), slots.clone());
+            tasks.spawn(async move {
+                let Ok(_slot) = slots.acquire_owned().await else {
+                    return;
+                };
+                send.run(&ev).await;
+            });
+        }
+        tasks
+    });
+    Ok(LoadRun {
+        stop,
+        stop_notify,
+        dispatcher,
+        drain: load.timeout * 3 + MAX_RETRY_WAIT * 2,
+    })
+}
+
+impl LoadRun {
+    /// Stops scheduling sends and waits for those in flight (each is bounded by the client
+    /// timeout and its retries); any still running after that are abandoned.
+    pub async fn stop(self) -> Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.stop_notify.notify_one();
+        let mut tasks = self
+            .dispatcher
+            .await
+            .map_err(|e| BrownoutError::Environment(format!("load dispatcher failed: {e}")))?;
+        let drained = tokio::time::timeout(self.drain, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tasks.abort_all();
+            return Err(BrownoutError::Environment(format!(
+                "load: sends still in flight {} s after the load stopped",
+                self.drain.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One scheduled send, with its retries.
+struct Send {
+    client: reqwest::Client,
+    url: String,
+    requests: Arc<Vec<RequestSpec>>,
+    index: usize,
+    seq: u64,
+    due: Instant,
+    request_id: String,
+}
+
+impl Send {
+    async fn run(self, ev: &Evidence) {
+        let req = &self.requests[self.index];
+        let key = req
+            .idempotency_key
+            .then(|| format!("{}-key", self.request_id));
+        let max_attempts = 1 + req.retry.as_ref().map_or(0, |r| r.max);
+        let method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
+            .unwrap_or(reqwest::Method::GET);
+        let mut attempt = 1;
+        let mut wait_from = self.due;
+        loop {
+            let sent = Instant::now();
+            // Lateness of a scheduled send, or of a retry past its Retry-After.
+            let late = sent.saturating_duration_since(wait_from);
+            let t_ms = ev.ms_at(sent.into_std());
+            let phase = ev.phase_at(t_ms);
+            ev.sent(phase, self.index, attempt, late);
+            let request_id = format!("{}-{attempt}", self.request_id);
+            let mut builder = self
+                .client
+                .request(method.clone(), &self.url)
+                .header("x-request-id", &request_id);
+            if let Some(k) = &key {
+                builder = builder.header("idempotency-key", k);
+            }
+            if let Some(body) = &req.body {
+                builder = builder
+                    .header("content-type", "application/json")
+                    .body(body.clone());
+            }
+            let result = async {
+                let resp = builder.send().await?;
+                let status = resp.status().as_u16();
+                let header = |name: &str| {
+                    resp.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let upstream = header(UPSTREAM_ADDR_HEADER);
+                let header_time = header(UPSTREAM_HEADER_TIME_HEADER);
+                let retry_after = header("retry-after");
+                // Read the whole body: the answer is complete, and the connection can be reused.
+                resp.bytes().await?;
+                Ok::<_, reqwest::Error>((status, upstream, header_time, retry_after))
+            }
+            .await;
+            let latency_ms = sent.elapsed().as_millis() as u64;
+            let mut retry_wait = None;
+            let record = match result {
+                Ok((status, upstream, header_time, retry_after)) => {
+                    let (layer, upstream) = attribute(upstream.as_deref(), header_time.as_deref());
+                    if attempt < max_attempts
+                        && req.retry.as_ref().is_some_and(|rt| rt.on.contains(&status))
+                    {
+                        let secs = retry_after
+                            .as_deref()
+                            .and_then(|v| v.trim().parse::<f64>().ok())
+                            .unwrap_or(1.0);
+                        retry_wait = Some(Duration::from_secs_f64(
+                            secs.clamp(0.0, MAX_RETRY_WAIT.as_secs_f64()),
+                        ));
+                    }
+                    ResponseRecord {
+                        t_ms,
+                        phase,
+                        request: self.index,
+                        attempt,
+                        late_ms: late.as_millis() as u64,
+                        status,
+                        latency_ms,
+                        replica: upstream.as_deref().and_then(|a| ev.replica_at(a)),
+                        upstream,
+                        layer,
+                        retry_after: retry_after.is_some(),
+                        request_id,
+                    }
+                }
+                Err(_) => ResponseRecord {
+                    t_ms,
+                    phase,
+                    request: self.index,
+                    attempt,
+                    late_ms: late.as_millis() as u64,
+                    status: 0,
+                    latency_ms,
+                    layer: Layer::Client,
+                    replica: None,
+                    upstream: None,
+                    retry_after: false,
+                    request_id,
+                },
+            };
+            let acknowledged = (200..300).contains(&record.status);
+            ev.response(record);
+            if acknowledged {
+                if let Some(k) = &key {
+                    ev.acknowledged(k.clone());
+                }
+            }
+            match retry_wait {
+                Some(wait) => {
+                    wait_from = Instant::now() + wait;
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                None => break,
+            }
+        }
+        let _ = self.seq;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ingress_stamps_say_who_answered() {
+        // nginx relayed the upstream's own answer (even its own 504): the app made it.
+        assert_eq!(
+            attribute(Some("127.0.0.1:4001"), Some("0.002")),
+            (Layer::App, Some("127.0.0.1:4001".into()))
+        );
+        // nginx gave up (read timeout) or could not connect: it made the 504/502 itself.
+        assert_eq!(
+            attribute(Some("127.0.0.1:4001"), Some("-")),
+            (Layer::Ingress, Some("127.0.0.1:4001".into()))
+        );
+        // No upstream at all (nginx answered from its own config).
+        assert_eq!(attribute(None, None), (Layer::Ingress, None));
+        // Several upstreams tried: the last one answered.
+        assert_eq!(
+            attribute(Some("127.0.0.1:4001, 127.0.0.1:4002"), Some("-, 0.010")),
+            (Layer::App, Some("127.0.0.1:4002".into()))
+        );
+        assert_eq!(
+            attribute(Some("127.0.0.1:4001, 127.0.0.1:4002"), Some("0.010, -")),
+            (Layer::Ingress, Some("127.0.0.1:4002".into()))
+        );
+    }
+}
