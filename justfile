@@ -8,28 +8,36 @@ default:
 deps:
     @scripts/install-deps.sh
 
-# Build the harness and the sample app.
+# Build the harness and the sample app (release: what is measured is not a debug build).
 build:
-    cargo build --workspace --bins
+    cargo build --workspace --bins --release
 
 # Run a scenario on the local platform, e.g. `just scenario pool-exhaustion --bug no-acquire-timeout`.
 scenario NAME *ARGS: deps build
-    ./target/debug/brownout run {{NAME}} {{ARGS}}
+    ./target/release/brownout run {{NAME}} {{ARGS}}
 
 # Check scenario files without running anything (default: everything in scenarios/).
 validate *PATHS: build
-    ./target/debug/brownout validate {{PATHS}}
+    ./target/release/brownout validate {{PATHS}}
 
 # List the scenarios.
 list: build
-    ./target/debug/brownout list
+    ./target/release/brownout list
 
-# Run the whole test suite: format and lint checks, unit, integration and end-to-end tests.
+# Run the whole test suite (release builds): format and lint checks, unit, integration and end-to-end tests.
 test: deps
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
-    cargo build --workspace --bins
-    cargo test --workspace
+    cargo build --workspace --bins --release
+    cargo test --workspace --release
+
+# Run the e2e matrix N times and print per scenario × bug the verdicts and the smallest margin per
+# time-bound expectation (PROFILE: release or debug). Reports stay in reports/stability-PROFILE/.
+stability N="3" PROFILE="release": deps
+    cargo build --workspace --bins {{ if PROFILE == "release" { "--release" } else { "" } }}
+    rm -rf reports/stability-{{PROFILE}}
+    -BROWNOUT_E2E_REPEAT={{N}} BROWNOUT_E2E_REPORTS=reports/stability-{{PROFILE}} cargo test {{ if PROFILE == "release" { "--release" } else { "" } }} -p harness --test e2e
+    ./target/{{PROFILE}}/brownout summarize reports/stability-{{PROFILE}}
 
 # Run the checkout service by hand (needs DATABASE_URL, PAYMENTS_URL, RECEIPTS_DIR).
 app *ARGS:

@@ -2,8 +2,12 @@
 //! Prometheus, goose). For every scenario the hardened app passes every expectation, and each of
 //! its bugs fails exactly the expectations that should catch it. Cleanup is checked after Ctrl-C
 //! and after `kill -9`.
+//! An app that sets no header (`plain-app`) is attributed by the ingress, and drains with a pre-stop
+//! hook. Every run also checks, from `responses.jsonl`, that the load offered the declared mix in
+//! every 5 s window and the declared rate in every phase.
 //! These tests run one at a time (they share the machine's two cores); each run takes about a minute.
-//! `BROWNOUT_E2E_REPEAT=3` repeats each verdict run to check that verdicts are stable.
+//! `BROWNOUT_E2E_REPEAT=3` repeats each verdict run to check that verdicts are stable;
+//! `BROWNOUT_E2E_REPORTS=DIR` keeps every run's report there (`just stability` summarizes them).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -43,23 +47,47 @@ fn spawn_run(scenario: &str, reports: &Path, bugs: &[&str], log: &Path) -> Child
     cmd.spawn().expect("start brownout")
 }
 
-/// Runs the scenario and returns (exit code, ids of failed expectations).
-fn run_scenario(scenario: &str, bugs: &[&str]) -> (i32, BTreeSet<String>) {
-    let reports = tempfile::tempdir().unwrap();
-    let log = reports.path().join("stderr.log");
-    let status = spawn_run(scenario, reports.path(), bugs, &log)
-        .wait()
-        .unwrap();
-    let latest = reports.path().join(scenario).join("latest");
+/// Where a run writes its report: a kept directory when BROWNOUT_E2E_REPORTS is set.
+fn reports_dir() -> (Option<tempfile::TempDir>, PathBuf) {
+    match std::env::var_os("BROWNOUT_E2E_REPORTS") {
+        Some(d) => {
+            let d = std::path::absolute(PathBuf::from(d)).unwrap();
+            std::fs::create_dir_all(&d).unwrap();
+            (None, d)
+        }
+        None => {
+            let t = tempfile::tempdir().unwrap();
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    }
+}
+
+/// Runs the scenario (a name or a path) and returns (exit code, ids of failed expectations, the
+/// run's report directory). The report dir lives as long as the returned guard.
+fn run_scenario_at(
+    scenario: &str,
+    bugs: &[&str],
+) -> (i32, BTreeSet<String>, PathBuf, Option<tempfile::TempDir>) {
+    let (guard, reports) = reports_dir();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("stderr.log");
+    let status = spawn_run(scenario, &reports, bugs, &log).wait().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    // The run prints its report path last: `report: <dir>/report.md`.
+    let out = std::fs::read_to_string(log.with_extension("out")).unwrap_or_default();
+    let latest = out
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("report: "))
+        .map(|p| Path::new(p).parent().unwrap().to_path_buf())
+        .unwrap_or_else(|| panic!("no report path printed; stderr: {stderr}"));
     let report_path = latest.join("report.json");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap_or_else(|e| {
-            panic!(
-                "no report ({e}); stderr: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        }))
-        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&report_path)
+            .unwrap_or_else(|e| panic!("no report ({e}); stderr: {stderr}")),
+    )
+    .unwrap();
     let failed: BTreeSet<String> = report["expectations"]
         .as_array()
         .unwrap()
@@ -80,10 +108,85 @@ fn run_scenario(scenario: &str, bugs: &[&str]) -> (i32, BTreeSet<String>) {
         report["verdict"],
         if failed.is_empty() { "pass" } else { "fail" }
     );
-    for file in ["report.md", "junit.xml", "logs/checkout-0.log"] {
+    for file in ["report.md", "junit.xml", "responses.jsonl"] {
         assert!(latest.join(file).is_file(), "{file} written");
     }
-    (status.code().unwrap_or(-1), failed)
+    assert_load_offered_what_was_declared(scenario, &report, &latest);
+    (status.code().unwrap_or(-1), failed, latest, guard)
+}
+
+fn run_scenario(scenario: &str, bugs: &[&str]) -> (i32, BTreeSet<String>) {
+    let (code, failed, latest, _guard) = run_scenario_at(scenario, bugs);
+    assert!(latest.join("logs").is_dir());
+    (code, failed)
+}
+
+/// The load's promise, checked from `responses.jsonl` on a real run: in every 5 s window of every
+/// phase, each request's share of the scheduled sends is within 5 points of its declared weight,
+/// and in every phase the scheduled sends are within 3 % of rate × duration.
+fn assert_load_offered_what_was_declared(scenario: &str, report: &serde_json::Value, dir: &Path) {
+    let path = if scenario.ends_with(".toml") {
+        root().join(scenario)
+    } else {
+        root().join("scenarios").join(format!("{scenario}.toml"))
+    };
+    let spec: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let weights: Vec<f64> = spec["load"]["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.get("weight").and_then(|w| w.as_integer()).unwrap_or(1) as f64)
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let rate = spec["load"]["rate"].as_integer().unwrap() as f64;
+    let sends: Vec<(u64, usize)> = std::fs::read_to_string(dir.join("responses.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["attempt"] == 1)
+        .map(|r| {
+            (
+                r["t_ms"].as_u64().unwrap(),
+                r["request"].as_u64().unwrap() as usize,
+            )
+        })
+        .collect();
+    for phase in report["phases"].as_array().unwrap() {
+        let (start, end) = (
+            phase["start_ms"].as_u64().unwrap(),
+            phase["end_ms"].as_u64().unwrap(),
+        );
+        let name = phase["name"].as_str().unwrap();
+        let in_phase = sends
+            .iter()
+            .filter(|(t, _)| *t >= start && *t < end)
+            .count() as f64;
+        let nominal = rate * (end - start) as f64 / 1000.0;
+        assert!(
+            (in_phase - nominal).abs() <= nominal * 0.03 + 1.0,
+            "{scenario} {name}: {in_phase} sends, nominal {nominal}"
+        );
+        let mut from = start;
+        while from + 2_500 <= end {
+            let to = (from + 5_000).min(end);
+            let mut counts = vec![0.0; weights.len()];
+            for (t, i) in &sends {
+                if *t >= from && *t < to {
+                    counts[*i] += 1.0;
+                }
+            }
+            let n: f64 = counts.iter().sum();
+            for (i, (c, w)) in counts.iter().zip(&weights).enumerate() {
+                let share = c / n;
+                assert!(
+                    (share - w / total).abs() <= 0.05,
+                    "{scenario} {name} window {from}..{to} ms: request {i} share {share:.3}, weight {:.3}",
+                    w / total
+                );
+            }
+            from = to;
+        }
+    }
 }
 
 fn repeats() -> usize {
@@ -213,6 +316,84 @@ fn disk_full_hardened_passes() {
 #[test]
 fn disk_full_catches_enospc_500() {
     check("disk-full", &["enospc-500"], &["full-507-not-500"]);
+}
+
+fn responses(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("responses.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn an_app_that_sets_no_header_is_attributed_by_the_ingress() {
+    // plain-app sets no header and closes its listener on SIGTERM. Its answers are the app's, by
+    // replica; while the ingress still routes to a terminated replica (1 s propagation delay), its
+    // refused connections are 502s made by the ingress, named with that replica.
+    let _g = serial();
+    app_binaries_built();
+    let (code, failed, dir, _guard) = run_scenario_at("tests/fixtures/plain/restart.toml", &[]);
+    assert_eq!(failed, set(&["restart-no-errors"]));
+    assert_eq!(code, 1);
+    let rs = responses(&dir);
+    let ok: Vec<_> = rs.iter().filter(|r| r["status"] == 200).collect();
+    assert!(ok.len() > 500, "{} answers", ok.len());
+    for r in &ok {
+        assert_eq!(r["layer"], "app", "{r}");
+        let replica = r["replica"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no replica: {r}"));
+        assert!(replica.starts_with("plain-"), "{r}");
+    }
+    // Both first-revision replicas and both of their replacements served.
+    let replicas: BTreeSet<&str> = ok.iter().map(|r| r["replica"].as_str().unwrap()).collect();
+    assert_eq!(
+        replicas,
+        ["plain-0", "plain-1", "plain-r2-0", "plain-r2-1"]
+            .into_iter()
+            .collect()
+    );
+    let refused: Vec<_> = rs.iter().filter(|r| r["status"] == 502).collect();
+    assert!(
+        !refused.is_empty(),
+        "the drain without pre-stop refuses connections"
+    );
+    for r in &refused {
+        assert_eq!(r["layer"], "ingress", "{r}");
+        let replica = r["replica"].as_str().unwrap_or_default();
+        assert!(
+            replica == "plain-0" || replica == "plain-1",
+            "a terminated replica: {r}"
+        );
+    }
+}
+
+#[test]
+fn a_pre_stop_hook_lets_an_app_that_closes_its_listener_drain() {
+    let _g = serial();
+    app_binaries_built();
+    let (code, failed, dir, _guard) =
+        run_scenario_at("tests/fixtures/plain/restart-pre-stop.toml", &[]);
+    assert_eq!(failed, set(&[]));
+    assert_eq!(code, 0);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let lifecycle = report["timelines"]["lifecycle"].as_array().unwrap();
+    for replica in ["plain-0", "plain-1"] {
+        let at = |event: &str| {
+            lifecycle
+                .iter()
+                .find(|l| l["replica"] == replica && l["event"] == event)
+                .and_then(|l| l["t_ms"].as_u64())
+                .unwrap_or_else(|| panic!("{replica} has no {event}"))
+        };
+        let waited = at("sigterm") - at("pre-stop");
+        assert!(
+            (1900..3000).contains(&waited),
+            "{replica}: SIGTERM {waited} ms after pre-stop"
+        );
+    }
 }
 
 /// Pids of every process whose cwd is inside a work dir of the harness `pid`.

@@ -502,8 +502,16 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                 let by_itself = end.is_some_and(|l| l.event == "stopped");
                 ok &= by_itself && flip.is_some();
                 let rel = |v: u64| format!("+{:.1} s", v.saturating_sub(t.t_ms) as f64 / 1000.0);
+                let pre_stop = data
+                    .lifecycle
+                    .iter()
+                    .rev()
+                    .find(|l| l.replica == t.replica && l.event == "pre-stop" && l.t_ms <= t.t_ms)
+                    .map_or(String::new(), |l| {
+                        format!(" (after pre-stop {} from {})", l.detail, secs(l.t_ms))
+                    });
                 parts.push(format!(
-                    "{}: SIGTERM at {}, readiness failed {}, last request served {}, {} {}",
+                    "{}: SIGTERM at {}{pre_stop}, readiness failed {}, last request served {}, {} {}",
                     t.replica,
                     secs(t.t_ms),
                     flip.map_or("never before exit".into(), |p| rel(p.t_ms)),

@@ -17,5 +17,6 @@ pub mod report;
 pub mod rollout;
 pub mod runner;
 pub mod spec;
+pub mod summary;
 pub mod tools;
 pub mod workdir;

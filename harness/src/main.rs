@@ -40,6 +40,9 @@ enum Command {
         #[arg(long, env = "BROWNOUT_SCENARIOS", default_value = "scenarios")]
         scenarios_dir: PathBuf,
     },
+    /// Summarize many runs: verdicts per scenario × bugs and the smallest margin per expectation,
+    /// from every report.json below a directory (e.g. what `just stability` wrote).
+    Summarize { dir: PathBuf },
     /// List the scenarios with a one-line summary each.
     List {
         #[arg(long, env = "BROWNOUT_SCENARIOS", default_value = "scenarios")]
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             scenarios_dir,
         } => validate(paths, &scenarios_dir),
         Command::List { scenarios_dir } => list(&scenarios_dir),
+        Command::Summarize { dir } => summarize(&dir),
         Command::Run {
             scenario,
             bugs,
@@ -75,6 +79,26 @@ fn main() -> ExitCode {
             e.exit_code()
         }
     }
+}
+
+fn summarize(dir: &std::path::Path) -> Result<ExitCode, BrownoutError> {
+    let (summaries, errors) = harness::summary::summarize(dir);
+    for e in &errors {
+        eprintln!("brownout: not a report: {e}");
+    }
+    if summaries.is_empty() {
+        return Err(BrownoutError::BadInput(format!(
+            "{}: no report.json below it (run scenarios with --reports-dir {} first)",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    print!("{}", harness::summary::render(&summaries));
+    Ok(if summaries.values().all(|s| s.passed == s.runs) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn run(

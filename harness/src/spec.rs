@@ -447,6 +447,11 @@ pub struct ServiceSpec {
     pub bugs: Vec<String>,
     #[serde(default = "default_grace")]
     pub grace_period: String,
+    /// Runs when a replica is terminated, before its SIGTERM, like Kubernetes'
+    /// `lifecycle.preStop`; it counts inside the grace period. `{ sleep = "2s" }` keeps the replica
+    /// serving while the ingress stops routing to it (what most servers, which close their
+    /// listener on SIGTERM, need); `{ http = "/path" }` calls that path on the replica and waits.
+    pub pre_stop: Option<PreStopSpec>,
     pub readiness: Option<ProbeSpec>,
     pub liveness: Option<ProbeSpec>,
     /// Path Prometheus scrapes on every replica.
@@ -458,6 +463,14 @@ pub struct ServiceSpec {
 fn one_u32() -> u32 {
     1
 }
+/// A pre-stop hook (see [`ServiceSpec::pre_stop`]).
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum PreStopSpec {
+    Sleep(String),
+    Http(String),
+}
+
 fn default_grace() -> String {
     "30s".into()
 }
@@ -946,7 +959,7 @@ pub fn load_system(path: &Path) -> Result<System> {
                 format!("service '{name}': replicas must be between 1 and 20"),
             ));
         }
-        parse_duration(&s.grace_period).map_err(|m| {
+        let grace = parse_duration(&s.grace_period).map_err(|m| {
             at(
                 path,
                 &text,
@@ -954,6 +967,30 @@ pub fn load_system(path: &Path) -> Result<System> {
                 format!("service '{name}': grace_period: {m}"),
             )
         })?;
+        match &s.pre_stop {
+            Some(PreStopSpec::Sleep(d)) => {
+                let sleep = parse_duration(d).map_err(|m| {
+                    at(
+                        path,
+                        &text,
+                        s.name.span(),
+                        format!("service '{name}': pre_stop sleep: {m}"),
+                    )
+                })?;
+                if sleep >= grace {
+                    return Err(at(path, &text, s.name.span(), format!("service '{name}': pre_stop sleep {d} must be shorter than grace_period {} (it counts inside it)", s.grace_period)));
+                }
+            }
+            Some(PreStopSpec::Http(p)) if !p.starts_with('/') => {
+                return Err(at(
+                    path,
+                    &text,
+                    s.name.span(),
+                    format!("service '{name}': pre_stop http path '{p}' must start with /"),
+                ));
+            }
+            _ => {}
+        }
         for p in s.readiness.iter().chain(s.liveness.iter()) {
             for (f, v) in [("period", &p.period), ("timeout", &p.timeout)] {
                 parse_duration(v).map_err(|m| {

@@ -106,6 +106,8 @@ pub struct Config {
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
     pub retry_after_secs: u32,
+    /// How many receipt files the receipts volume keeps (the newest); older ones are pruned.
+    pub receipts_keep: usize,
     pub bugs: Bugs,
 }
 
@@ -135,6 +137,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("DRAIN_DELAY_MS", "2000"),
     ("SHUTDOWN_TIMEOUT_MS", "10000"),
     ("RETRY_AFTER_SECS", "1"),
+    ("RECEIPTS_KEEP", "1000"),
     ("CHECKOUT_BUGS", ""),
 ];
 
@@ -230,6 +233,7 @@ impl Config {
             drain_delay: millis("DRAIN_DELAY_MS")?,
             shutdown_timeout: millis("SHUTDOWN_TIMEOUT_MS")?,
             retry_after_secs: number("RETRY_AFTER_SECS")?.max(1) as u32,
+            receipts_keep: number("RECEIPTS_KEEP")?.max(1) as usize,
             bugs,
         })
     }

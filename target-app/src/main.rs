@@ -41,6 +41,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     use anyhow::Context;
     let addr = config.listen_addr;
     tracing::info!(replica = %config.replica_name, bugs = %config.bugs, %addr, "starting");
+    if let Some(dir) = &config.receipts_dir {
+        target_app::receipts::spawn_pruner(dir.clone(), config.receipts_keep);
+    }
     let state = target_app::state::AppState::build(config).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await

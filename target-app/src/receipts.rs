@@ -1,6 +1,8 @@
 //! Receipt files on the receipts volume (`RECEIPTS_DIR`): written and fsynced per checkout, probed
 //! by readiness, and measured (free bytes) for metrics. A full disk (ENOSPC) is a 507, not a 500,
-//! unless the `enospc-500` bug is on.
+//! unless the `enospc-500` bug is on. The volume stays bounded under steady load: a pruner keeps the
+//! newest `RECEIPTS_KEEP` receipts (each takes at least a 4 KiB page) and removes the rest, so only a
+//! fault, not the app's own traffic, fills it.
 
 use crate::error::AppError;
 use std::io::Write;
@@ -82,4 +84,81 @@ pub fn space(dir: &Path) -> Option<(u64, u64)> {
     let s = nix::sys::statvfs::statvfs(dir).ok()?;
     let frag = s.fragment_size() as u64;
     Some((s.blocks_available() as u64 * frag, s.blocks() as u64 * frag))
+}
+
+/// Removes all but the newest `keep` receipts (`*.json`) in `dir`; returns how many it removed.
+/// Temp files, probes and anything else on the volume are left alone.
+pub fn prune(dir: &Path, keep: usize) -> std::io::Result<usize> {
+    let mut receipts: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".json") && !name.starts_with('.')
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if receipts.len() <= keep {
+        return Ok(0);
+    }
+    receipts.sort();
+    let excess = receipts.len() - keep;
+    let mut removed = 0;
+    for (_, path) in receipts.into_iter().take(excess) {
+        if std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Prunes `dir` every second for as long as the process runs.
+pub fn spawn_pruner(dir: PathBuf, keep: usize) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let d = dir.clone();
+            match tokio::task::spawn_blocking(move || prune(&d, keep)).await {
+                Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "receipts pruned"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune receipts"),
+                _ => {}
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest_receipts_and_nothing_else_is_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..20 {
+            std::fs::write(dir.path().join(format!("order-{i:02}.json")), b"{}").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        std::fs::write(dir.path().join(".brownout-filler"), b"x").unwrap();
+        std::fs::write(dir.path().join(".order-99.tmp"), b"x").unwrap();
+        assert_eq!(prune(dir.path(), 5).unwrap(), 15);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".brownout-filler",
+                ".order-99.tmp",
+                "order-15.json",
+                "order-16.json",
+                "order-17.json",
+                "order-18.json",
+                "order-19.json"
+            ]
+        );
+        assert_eq!(prune(dir.path(), 5).unwrap(), 0);
+    }
 }

@@ -43,6 +43,8 @@ struct SpawnContext {
 
 /// Name of the file `fill_volume` writes into a volume.
 const FILLER: &str = ".brownout-filler";
+/// How often a filled volume is topped up to ENOSPC again while the fault lasts.
+const TOP_UP_PERIOD: Duration = Duration::from_millis(200);
 
 struct Replica {
     handle: ReplicaHandle,
@@ -76,6 +78,11 @@ pub struct LocalPlatform {
     ingress_settings: Option<IngressSettings>,
     prometheus: Option<Prometheus>,
     proxies: Vec<Arc<FaultProxy>>,
+    /// Threads that keep filled volumes full, until `free_volume` stops them.
+    fillers: Vec<(
+        Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
 }
 
 impl LocalPlatform {
@@ -170,6 +177,20 @@ impl LocalPlatform {
             .collect())
     }
 
+    /// Stops the threads that keep volumes full and waits for them (each ends within a period).
+    async fn stop_fillers(&mut self) {
+        let fillers = std::mem::take(&mut self.fillers);
+        for (stop, _) in &fillers {
+            stop.store(true, Ordering::SeqCst);
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for (_, thread) in fillers {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+
     fn service(&self, name: &str) -> Result<SharedService> {
         self.services
             .iter()
@@ -247,6 +268,12 @@ fn replica_config(ctx: &SpawnContext, svc: &ServiceSpec, name: &str) -> Result<R
             liveness: svc.liveness.as_ref().map(ParsedProbe::parse),
         },
         grace: parse_duration(&svc.grace_period).unwrap_or(Duration::from_secs(30)),
+        pre_stop: svc.pre_stop.as_ref().map(|p| match p {
+            crate::spec::PreStopSpec::Sleep(d) => {
+                supervisor::PreStop::Sleep(parse_duration(d).unwrap_or_default())
+            }
+            crate::spec::PreStopSpec::Http(path) => supervisor::PreStop::Http(path.clone()),
+        }),
     })
 }
 
@@ -287,10 +314,13 @@ fn is_mount_point(dir: &std::path::Path) -> bool {
     crate::workdir::mounts_under(dir).iter().any(|m| m == dir)
 }
 
-/// Writes a filler file into `dir` until the kernel answers ENOSPC; returns the bytes written.
+/// Appends to a filler file in `dir` until the kernel answers ENOSPC; returns the bytes written.
 fn fill_until_enospc(dir: &std::path::Path) -> std::io::Result<u64> {
     use std::io::Write;
-    let mut f = std::fs::File::create(dir.join(FILLER))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(FILLER))?;
     let mut written = 0u64;
     for chunk in [1 << 20, 4096, 512] {
         let buf = vec![0u8; chunk];
@@ -703,7 +733,8 @@ impl Platform for LocalPlatform {
                     "disk-full: volume {volume} of {replica} is not a size-limited filesystem (mounting a tmpfs needs root); run brownout as root"
                 )));
             }
-            let written = tokio::task::spawn_blocking(move || fill_until_enospc(&dir))
+            let target = dir.clone();
+            let written = tokio::task::spawn_blocking(move || fill_until_enospc(&target))
                 .await
                 .map_err(|e| {
                     BrownoutError::Environment(format!("disk-full: filler task failed: {e}"))
@@ -717,11 +748,25 @@ impl Platform for LocalPlatform {
                 "volume {volume} of {replica} full: {:.1} MiB written, then ENOSPC",
                 written as f64 / (1 << 20) as f64
             ));
+            // Keep it full, like a runaway writer: whatever the app frees (e.g. by pruning old
+            // files) is taken again within TOP_UP_PERIOD, until the fault is healed.
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (d, s) = (dir.clone(), stop.clone());
+            let thread = std::thread::spawn(move || {
+                while !s.load(Ordering::SeqCst) {
+                    std::thread::sleep(TOP_UP_PERIOD);
+                    if !s.load(Ordering::SeqCst) {
+                        let _ = fill_until_enospc(&d);
+                    }
+                }
+            });
+            self.fillers.push((stop, thread));
         }
         Ok(())
     }
 
     async fn free_volume(&mut self, service: &str, volume: &str, evidence: &Evidence) {
+        self.stop_fillers().await;
         let Ok(dirs) = self.volume_dirs(service, volume) else {
             return;
         };
@@ -807,6 +852,7 @@ impl Platform for LocalPlatform {
     }
 
     async fn teardown(&mut self) {
+        self.stop_fillers().await;
         if let Some(task) = self.controller.take() {
             task.abort();
         }

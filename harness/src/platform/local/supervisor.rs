@@ -87,6 +87,24 @@ pub struct ReplicaConfig {
     pub spec: ChildSpec,
     pub probes: Probes,
     pub grace: Duration,
+    pub pre_stop: Option<PreStop>,
+}
+
+/// A pre-stop hook, run before SIGTERM and inside the grace period.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PreStop {
+    Sleep(Duration),
+    /// GET this path on the replica and wait for the answer.
+    Http(String),
+}
+
+impl PreStop {
+    pub fn describe(&self) -> String {
+        match self {
+            PreStop::Sleep(d) => format!("sleep {} s", d.as_secs_f64()),
+            PreStop::Http(p) => format!("GET {p}"),
+        }
+    }
 }
 
 pub fn start(config: ReplicaConfig, evidence: Evidence) -> ReplicaHandle {
@@ -242,8 +260,10 @@ async fn run_probes(
     let (mut ready_ok, mut ready_fail) = (0u32, 0u32);
     let mut live_fail = 0u32;
     let mut seen_live = config.probes.liveness.is_none();
-    // Set once SIGTERM was sent: the moment the grace period ends.
+    // Set once termination began: the moment the grace period ends.
     let mut kill_at: Option<tokio::time::Instant> = None;
+    // The pre-stop hook while it runs; SIGTERM follows when it is done.
+    let mut hook: Option<tokio::task::JoinHandle<String>> = None;
     if config.probes.readiness.is_none() {
         let _ = ready_tx.send(true);
     }
@@ -254,13 +274,43 @@ async fn run_probes(
                 None => std::future::pending().await,
             }
         };
+        let hook_done = async {
+            match hook.as_mut() {
+                Some(h) => h.await.unwrap_or_else(|e| e.to_string()),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = stop_rx.changed(), if kill_at.is_none() => {
-                // Like a kubelet: SIGTERM now, keep probing (the evidence shows readiness
-                // flipping during the drain), SIGKILL when the grace period is over.
-                evidence.lifecycle(&config.name, "sigterm", format!("grace period {} s", config.grace.as_secs_f64()));
-                child.signal(Signal::SIGTERM);
+                // Like a kubelet: the pre-stop hook, then SIGTERM; keep probing (the evidence
+                // shows readiness flipping during the drain), SIGKILL when the grace period
+                // (counted from the start of the hook) is over.
                 kill_at = Some(tokio::time::Instant::now() + config.grace);
+                match &config.pre_stop {
+                    Some(pre_stop) => {
+                        evidence.lifecycle(&config.name, "pre-stop", format!("{} (grace period {} s)", pre_stop.describe(), config.grace.as_secs_f64()));
+                        let (pre_stop, client, base) = (pre_stop.clone(), client.clone(), base.to_string());
+                        hook = Some(tokio::spawn(async move {
+                            match pre_stop {
+                                PreStop::Sleep(d) => { tokio::time::sleep(d).await; "slept".to_string() }
+                                PreStop::Http(p) => match client.get(format!("{base}{p}")).send().await {
+                                    Ok(r) => format!("answered {}", r.status().as_u16()),
+                                    Err(e) => format!("failed: {e}"),
+                                },
+                            }
+                        }));
+                    }
+                    None => {
+                        evidence.lifecycle(&config.name, "sigterm", format!("grace period {} s", config.grace.as_secs_f64()));
+                        child.signal(Signal::SIGTERM);
+                    }
+                }
+            }
+            how = hook_done => {
+                hook = None;
+                let left = kill_at.map_or(Duration::ZERO, |k| k.saturating_duration_since(tokio::time::Instant::now()));
+                evidence.lifecycle(&config.name, "sigterm", format!("after pre-stop ({how}); {:.1} s of the grace period left", left.as_secs_f64()));
+                child.signal(Signal::SIGTERM);
             }
             _ = grace_over => {
                 let (status, _) = child.stop_async(Signal::SIGKILL, Duration::from_secs(1)).await;
@@ -336,6 +386,7 @@ mod tests {
                     liveness: None,
                 },
                 grace: Duration::from_secs(1),
+                pre_stop: None,
             },
             evidence.clone(),
         );
