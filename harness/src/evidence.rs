@@ -103,6 +103,14 @@ pub struct AlertRecord {
     pub state: String,
 }
 
+/// The harness's own runtime woke up late (see [`crate::stall`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct StallRecord {
+    pub t_ms: u64,
+    pub runtime: String,
+    pub late_ms: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRecord {
     pub t_ms: u64,
@@ -147,6 +155,8 @@ pub struct EvidenceData {
     pub warmup_sends: SendCounts,
     /// Upstream address → replica, as the platform started replicas (latest first wins).
     pub endpoints: BTreeMap<String, String>,
+    /// Moments the harness itself was stalled.
+    pub stalls: Vec<StallRecord>,
 }
 
 /// The shared recorder. Cheap to clone.
@@ -281,6 +291,19 @@ impl Evidence {
                     state: state.into(),
                 });
             }
+        });
+    }
+
+    pub fn stall(&self, runtime: &str, late: Duration) {
+        let t_ms = self.now_ms();
+        let late_ms = late.as_millis() as u64;
+        tracing::warn!(runtime, late_ms, "harness stalled");
+        self.with(|d| {
+            d.stalls.push(StallRecord {
+                t_ms,
+                runtime: runtime.into(),
+                late_ms,
+            })
         });
     }
 

@@ -17,6 +17,7 @@ pub mod report;
 pub mod rollout;
 pub mod runner;
 pub mod spec;
+pub mod stall;
 pub mod summary;
 pub mod tools;
 pub mod workdir;

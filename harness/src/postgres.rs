@@ -102,6 +102,9 @@ impl TempPostgres {
                 "max_connections=200".into(),
                 "-c".into(),
                 "shared_buffers=64MB".into(),
+                // Slow statements are logged, to explain a slow answer when one happens.
+                "-c".into(),
+                "log_min_duration_statement=200ms".into(),
             ]);
             spec.death_signal = Signal::SIGQUIT;
             spec.run_as = run_as;

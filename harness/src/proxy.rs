@@ -63,6 +63,9 @@ pub struct FaultProxy {
     rng: Arc<Mutex<rand::rngs::StdRng>>,
     accept: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<Stats>,
+    /// The runtime its tasks run on: the one it was started on, for good (a later `bring_up`
+    /// from elsewhere does not move it), so a platform can keep it apart from the load.
+    runtime: tokio::runtime::Handle,
 }
 
 /// Connection counters, for evidence.
@@ -81,7 +84,8 @@ impl FaultProxy {
         upstream: SocketAddr,
         seed: u64,
     ) -> std::io::Result<FaultProxy> {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        listener.set_nonblocking(true)?;
         let listen = listener.local_addr()?;
         let proxy = FaultProxy {
             name: name.to_string(),
@@ -91,19 +95,24 @@ impl FaultProxy {
             rng: Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(seed))),
             accept: Mutex::new(None),
             stats: Arc::new(Stats::default()),
+            runtime: tokio::runtime::Handle::current(),
         };
         proxy.spawn_accept(listener);
         Ok(proxy)
     }
 
-    fn spawn_accept(&self, listener: TcpListener) {
+    fn spawn_accept(&self, listener: std::net::TcpListener) {
         let (state, rng, upstream, stats) = (
             self.state.clone(),
             self.rng.clone(),
             self.upstream,
             self.stats.clone(),
         );
-        let task = tokio::spawn(async move {
+        let task = self.runtime.spawn(async move {
+            // Registered with this runtime's reactor, not the caller's.
+            let Ok(listener) = TcpListener::from_std(listener) else {
+                return;
+            };
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
@@ -164,7 +173,8 @@ impl FaultProxy {
         if self.accept.lock().expect("accept lock").is_some() {
             return Ok(());
         }
-        let listener = TcpListener::bind(self.listen).await?;
+        let listener = std::net::TcpListener::bind(self.listen)?;
+        listener.set_nonblocking(true)?;
         self.spawn_accept(listener);
         Ok(())
     }

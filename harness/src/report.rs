@@ -35,6 +35,8 @@ pub struct Report {
     pub restarts: BTreeMap<String, u32>,
     pub integrity: Option<Integrity>,
     pub timelines: Timelines,
+    /// Moments the harness's own runtimes woke up late (load driver, fault proxies).
+    pub harness_stalls: Vec<crate::evidence::StallRecord>,
 }
 
 #[derive(Serialize)]

@@ -91,7 +91,9 @@ pub async fn run<P: Platform>(
             format!(" [bugs: {}]", opts.bugs.join(","))
         }
     );
+    let watchdog = crate::stall::watch("harness", evidence.clone());
     let driven = drive(scenario, platform, &deploy, &evidence, &mut cancel).await;
+    watchdog.abort();
     eprintln!("brownout: tearing down");
     platform.teardown().await;
     let driven = driven?;
@@ -130,6 +132,7 @@ pub async fn run<P: Platform>(
         restarts: driven.restarts.iter().cloned().collect(),
         integrity: driven.integrity,
         timelines: report::timelines(&data),
+        harness_stalls: data.stalls.clone(),
     };
     report::write(&report_dir, &report, &data).map_err(|e| {
         BrownoutError::Environment(format!(

@@ -171,6 +171,7 @@ impl Payments {
         if let Some(timeout) = self.timeout {
             request = request.timeout(timeout);
         }
+        let sent = Instant::now();
         let result = match request.send().await {
             Ok(resp) if resp.status().is_success() => resp
                 .json::<ChargeResponse>()
@@ -195,14 +196,19 @@ impl Payments {
                 AppError::Unavailable(format!("payments unreachable: {e}")),
             )),
         };
+        let elapsed_ms = sent.elapsed().as_secs_f64() * 1000.0;
         match result {
             Ok(charge_id) => {
                 if let Some(b) = &self.breaker {
                     b.record_success();
                 }
+                if elapsed_ms > 200.0 {
+                    tracing::info!(elapsed_ms, "slow payments call");
+                }
                 Ok(charge_id)
             }
             Err((kind, err)) => {
+                tracing::warn!(elapsed_ms, kind, error = %err, "payments call failed");
                 METRICS.payments_failures.with_label_values(&[kind]).inc();
                 if let Some(b) = &self.breaker {
                     b.record_failure();

@@ -55,7 +55,9 @@ async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> 
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let route = route_label(req.uri().path());
     let method = req.method().clone();
-    let mut response = next.run(req).await;
+    // Every log line of the request carries its id (the JSON log's `span` field).
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut response = tracing::Instrument::instrument(next.run(req), span).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     let headers = response.headers_mut();

@@ -78,6 +78,8 @@ pub struct LocalPlatform {
     ingress_settings: Option<IngressSettings>,
     prometheus: Option<Prometheus>,
     proxies: Vec<Arc<FaultProxy>>,
+    /// The runtime the fault proxies run on (apart from the load's).
+    proxy_runtime: Option<tokio::runtime::Runtime>,
     /// Threads that keep filled volumes full, until `free_volume` stops them.
     fillers: Vec<(
         Arc<std::sync::atomic::AtomicBool>,
@@ -134,8 +136,28 @@ impl LocalPlatform {
             .enumerate()
             .filter(|(_, p)| p.upstream == upstream)
         {
-            let proxy = FaultProxy::start(&p.name, 0, addr, opts.seed.wrapping_add(i as u64))
+            // The proxies run on a runtime of their own: they are in the system's dependency path,
+            // and the harness's load must not be able to slow them down.
+            let runtime = match &self.proxy_runtime {
+                Some(rt) => rt.handle().clone(),
+                None => {
+                    let rt = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(1)
+                        .thread_name("fault-proxy")
+                        .enable_all()
+                        .build()
+                        .map_err(crate::error::env_err("fault proxy runtime"))?;
+                    let handle = rt.handle().clone();
+                    handle.spawn(crate::stall::watch("fault-proxy", evidence.clone()));
+                    self.proxy_runtime = Some(rt);
+                    handle
+                }
+            };
+            let (name, seed) = (p.name.clone(), opts.seed.wrapping_add(i as u64));
+            let proxy = runtime
+                .spawn(async move { FaultProxy::start(&name, 0, addr, seed).await })
                 .await
+                .map_err(|e| BrownoutError::Environment(format!("fault proxy task: {e}")))?
                 .map_err(|e| {
                     BrownoutError::Environment(format!(
                         "fault proxy {}: cannot listen on 127.0.0.1: {e}",
@@ -877,6 +899,9 @@ impl Platform for LocalPlatform {
         }
         // Proxies after their clients: open connections have closed with the replicas.
         self.proxies.clear();
+        if let Some(rt) = self.proxy_runtime.take() {
+            rt.shutdown_background();
+        }
         if let Some(mut pg) = self.postgres.take() {
             tokio::task::block_in_place(|| pg.stop());
         }
