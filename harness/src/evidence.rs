@@ -39,12 +39,15 @@ pub struct ResponseRecord {
     pub latency_ms: u64,
     pub layer: Layer,
     /// The replica behind `upstream`, as the platform registered it.
-    pub replica: Option<String>,
+    pub replica: Option<Arc<str>>,
     /// The upstream address the ingress proxied to.
-    pub upstream: Option<String>,
+    pub upstream: Option<Arc<str>>,
     pub retry_after: bool,
-    /// Sent as `X-Request-Id`: find the request in the app's and the ingress's logs.
-    pub request_id: String,
+    /// The send's number in the schedule; its `X-Request-Id` is `<request_id_prefix>-<seq>-<attempt>`.
+    pub seq: u64,
+    /// Why there was no response (`layer` = client): timeout, connect, closed (the connection
+    /// ended before a complete answer), other.
+    pub error: Option<&'static str>,
 }
 
 impl ResponseRecord {
@@ -153,8 +156,13 @@ pub struct EvidenceData {
     /// Sends per phase (index = phase), and during the warm-up.
     pub sends: Vec<SendCounts>,
     pub warmup_sends: SendCounts,
-    /// Upstream address → replica, as the platform started replicas (latest first wins).
-    pub endpoints: BTreeMap<String, String>,
+    /// Upstream address → replica, as the platform started replicas (the latest wins).
+    pub endpoints: BTreeMap<Arc<str>, Arc<str>>,
+    /// Upstream addresses seen that no replica was registered for.
+    #[serde(skip)]
+    pub unknown_upstreams: std::collections::BTreeSet<Arc<str>>,
+    /// Every send's `X-Request-Id` starts with this (then `-<seq>-<attempt>`).
+    pub request_id_prefix: String,
     /// Moments the harness itself was stalled.
     pub stalls: Vec<StallRecord>,
 }
@@ -228,12 +236,23 @@ impl Evidence {
 
     /// Registers the replica that listens at `addr` (the ingress names upstreams by address).
     pub fn endpoint(&self, addr: &str, replica: &str) {
-        self.with(|d| d.endpoints.insert(addr.to_string(), replica.to_string()));
+        self.with(|d| d.endpoints.insert(Arc::from(addr), Arc::from(replica)));
     }
 
-    /// The replica that listens at `addr`, if the platform registered one.
-    pub fn replica_at(&self, addr: &str) -> Option<String> {
-        self.with(|d| d.endpoints.get(addr).cloned())
+    /// The upstream address, shared (not copied per response), and the replica listening there
+    /// if the platform registered one.
+    pub fn upstream(&self, addr: &str) -> (Arc<str>, Option<Arc<str>>) {
+        self.with(|d| match d.endpoints.get_key_value(addr) {
+            Some((a, r)) => (a.clone(), Some(r.clone())),
+            None => match d.unknown_upstreams.get(addr) {
+                Some(a) => (a.clone(), None),
+                None => {
+                    let a: Arc<str> = Arc::from(addr);
+                    d.unknown_upstreams.insert(a.clone());
+                    (a, None)
+                }
+            },
+        })
     }
 
     pub fn response(&self, r: ResponseRecord) {

@@ -54,19 +54,20 @@ pub async fn check(
     let mut conn = sqlx::PgConnection::connect(database_url)
         .await
         .map_err(|e| env("connect", &e))?;
-    let rows = sqlx::query("SELECT id::text AS id, idempotency_key, status FROM orders")
-        .fetch_all(&mut conn)
-        .await
-        .map_err(|e| env("query orders", &e))?;
-    let _ = conn.close().await;
     let mut paid_by_key = HashSet::new();
     let mut paid_ids = HashSet::new();
-    for r in &rows {
-        if r.get::<String, _>("status") == "paid" {
+    {
+        // Streamed: only the paid orders' keys and ids are kept, not every row.
+        use futures_util::TryStreamExt;
+        let mut rows =
+            sqlx::query("SELECT id::text AS id, idempotency_key FROM orders WHERE status = 'paid'")
+                .fetch(&mut conn);
+        while let Some(r) = rows.try_next().await.map_err(|e| env("query orders", &e))? {
             paid_by_key.insert(r.get::<String, _>("idempotency_key"));
             paid_ids.insert(r.get::<String, _>("id"));
         }
     }
+    let _ = conn.close().await;
     let ledger: Ledger = reqwest::get(format!("{payments_url}/charges"))
         .await
         .map_err(|e| env("payments ledger", &e))?

@@ -184,6 +184,24 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                     format!(" ({})", mix(&histogram_of(bad.iter().copied())))
                 }
             ));
+            if !bad.is_empty() {
+                // Request ids to look up in the app's and the ingress's logs.
+                let ids: Vec<String> = bad
+                    .iter()
+                    .take(3)
+                    .map(|r| {
+                        format!(
+                            "{}-{}-{} ({} at {})",
+                            data.request_id_prefix,
+                            r.seq,
+                            r.attempt,
+                            response_label(r),
+                            secs(r.t_ms)
+                        )
+                    })
+                    .collect();
+                parts.push(format!("first: {}", ids.join(", ")));
+            }
             let mut ok = bad.is_empty() && !rs.is_empty();
             for code in retry_after {
                 let with_code: Vec<_> = rs

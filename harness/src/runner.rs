@@ -177,6 +177,7 @@ async fn drive<P: Platform>(
         &scenario.load,
         scenario.seed,
         evidence.clone(),
+        scenario.total_duration() + WARMUP,
         max_run,
     )?;
     let phases = walk_phases(scenario, platform, &endpoints, evidence, cancel).await;

@@ -67,18 +67,23 @@ pub fn attribute(
     }
 }
 
-/// Starts the load against `base_url`; it stops by itself after `max_run` at the latest.
+/// Starts the load against `base_url`; it is planned to run `planned` and stops by itself after
+/// `max_run` at the latest.
 pub fn start(
     base_url: &str,
     load: &Load,
     seed: u64,
     evidence: Evidence,
+    planned: Duration,
     max_run: Duration,
 ) -> Result<LoadRun> {
+    // A new connection per send: the local ingress reloads nginx when its endpoints change, and a
+    // reloading nginx closes idle keep-alive connections, so a pooled connection can be closed
+    // under a request just written to it (a "no response" that is about the harness's ingress,
+    // not the system). Kubernetes ingresses update endpoints without closing connections.
     let client = reqwest::Client::builder()
         .timeout(load.timeout)
-        .pool_max_idle_per_host(usize::MAX)
-        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
         .tcp_nodelay(true)
         .no_proxy()
         .build()
@@ -92,6 +97,13 @@ pub fn start(
     let stop = Arc::new(AtomicBool::new(false));
     let stop_notify = Arc::new(tokio::sync::Notify::new());
     let nonce: u32 = rand::random();
+    // Room for every record the schedule can produce (and one retry in four), reserved once: a
+    // growing Vec would double, and copy, its largest allocation during the run.
+    let expected = (rate as f64 * planned.as_secs_f64()) as usize;
+    evidence.with(|d| {
+        d.request_id_prefix = format!("bo-{nonce:08x}");
+        d.responses.reserve(expected + expected / 4);
+    });
     let (stop2, notify2) = (stop.clone(), stop_notify.clone());
     let dispatcher = tokio::spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();
@@ -238,6 +250,10 @@ impl Send {
                             secs.clamp(0.0, MAX_RETRY_WAIT.as_secs_f64()),
                         ));
                     }
+                    let (upstream, replica) = match upstream.as_deref().map(|a| ev.upstream(a)) {
+                        Some((a, r)) => (Some(a), r),
+                        None => (None, None),
+                    };
                     ResponseRecord {
                         t_ms,
                         phase,
@@ -246,14 +262,15 @@ impl Send {
                         late_ms: late.as_millis() as u64,
                         status,
                         latency_ms,
-                        replica: upstream.as_deref().and_then(|a| ev.replica_at(a)),
+                        replica,
                         upstream,
                         layer,
                         retry_after: retry_after.is_some(),
-                        request_id,
+                        seq: self.seq,
+                        error: None,
                     }
                 }
-                Err(_) => ResponseRecord {
+                Err(e) => ResponseRecord {
                     t_ms,
                     phase,
                     request: self.index,
@@ -265,7 +282,8 @@ impl Send {
                     replica: None,
                     upstream: None,
                     retry_after: false,
-                    request_id,
+                    seq: self.seq,
+                    error: Some(error_kind(&e)),
                 },
             };
             let acknowledged = (200..300).contains(&record.status);
@@ -284,7 +302,19 @@ impl Send {
                 None => break,
             }
         }
-        let _ = self.seq;
+    }
+}
+
+/// Why a send got no response, in one word.
+fn error_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_request() || e.is_body() || e.is_decode() {
+        "closed"
+    } else {
+        "other"
     }
 }
 
