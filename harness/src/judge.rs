@@ -580,3 +580,36 @@ fn missing_phase(e: &ExpectSpec) -> Verdict {
         margins: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smallest_margin_is_the_nearest_miss_and_a_missing_observation_is_smallest() {
+        let mut v = Verdict {
+            id: "readiness-drops".into(),
+            kind: "readiness".into(),
+            passed: true,
+            evidence: String::new(),
+            margins: vec![
+                Margin::new("checkout-0 readiness drop", 5_000, Some(1_100)),
+                Margin::new("checkout-1 readiness drop", 5_000, Some(4_200)),
+                Margin::new("checkout-0 readiness recovery", 10_000, Some(3_800)),
+            ],
+        };
+        assert_eq!(v.smallest_margin().unwrap().margin_ms, Some(800));
+        assert_eq!(v.margin_text(), "+0.80 s (checkout-1 readiness drop)");
+        v.margins.push(Margin::new(
+            "checkout-1 readiness recovery",
+            10_000,
+            Some(12_500),
+        ));
+        assert_eq!(v.margin_text(), "-2.50 s (checkout-1 readiness recovery)");
+        v.margins
+            .push(Margin::new("CheckoutDbPoolSaturated firing", 10_000, None));
+        assert_eq!(v.margin_text(), "never (CheckoutDbPoolSaturated firing)");
+        v.margins.clear();
+        assert_eq!(v.margin_text(), "");
+    }
+}

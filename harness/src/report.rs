@@ -339,3 +339,53 @@ pub fn junit(r: &Report) -> String {
     s.push_str("</testsuite>\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::ResponseRecord;
+
+    fn send(t_ms: u64, request: usize) -> ResponseRecord {
+        ResponseRecord {
+            t_ms,
+            phase: Some(0),
+            request,
+            attempt: 1,
+            late_ms: 0,
+            status: 200,
+            latency_ms: 1,
+            layer: Layer::App,
+            replica: None,
+            upstream: None,
+            retry_after: false,
+            seq: 0,
+            error: None,
+        }
+    }
+
+    fn scenario() -> Scenario {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        crate::spec::load_scenario(&dir.join("pool-exhaustion.toml")).unwrap()
+    }
+
+    #[test]
+    fn the_mix_check_finds_a_window_that_strays_from_the_weights() {
+        let s = scenario(); // checkout 3 : catalog 1
+                            // 10 s at 40/s: the first 5 s keep 3:1, the second 5 s sends only checkouts.
+        let mut rs: Vec<ResponseRecord> = (0..200)
+            .map(|i| send(i * 25, usize::from(i % 4 == 3)))
+            .collect();
+        rs.extend((200..400).map(|i| send(i * 25, 0)));
+        let refs: Vec<&ResponseRecord> = rs.iter().collect();
+        assert_eq!(mix_worst_window_pp(&s, &refs[..200], 0, 5_000), 0.0);
+        assert_eq!(mix_worst_window_pp(&s, &refs, 0, 10_000), 25.0);
+        // Retries do not count as sends.
+        let mut retried = rs[..200].to_vec();
+        retried.extend((0..100).map(|i| ResponseRecord {
+            attempt: 2,
+            ..send(i * 50, 0)
+        }));
+        let refs: Vec<&ResponseRecord> = retried.iter().collect();
+        assert_eq!(mix_worst_window_pp(&s, &refs, 0, 5_000), 0.0);
+    }
+}
