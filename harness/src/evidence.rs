@@ -25,7 +25,9 @@ pub enum Layer {
 pub struct ResponseRecord {
     /// When the request was sent.
     pub t_ms: u64,
-    /// The phase it was sent in; `None` during the warm-up (not judged).
+    /// The phase in which the answer (or the client's error) arrived, i.e. the state of the
+    /// system it reflects; `None` during the warm-up (not judged). A request sent in the last
+    /// moments of a baseline and answered after the fault was injected belongs to the fault.
     pub phase: Option<usize>,
     /// Index of the load request (`[[load.requests]]`).
     pub request: usize,

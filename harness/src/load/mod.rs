@@ -202,8 +202,7 @@ impl Send {
             // Lateness of a scheduled send, or of a retry past its Retry-After.
             let late = sent.saturating_duration_since(wait_from);
             let t_ms = ev.ms_at(sent.into_std());
-            let phase = ev.phase_at(t_ms);
-            ev.sent(phase, self.index, attempt, late);
+            ev.sent(ev.phase_at(t_ms), self.index, attempt, late);
             let request_id = format!("{}-{attempt}", self.request_id);
             let mut builder = self
                 .client
@@ -235,6 +234,9 @@ impl Send {
             }
             .await;
             let latency_ms = sent.elapsed().as_millis() as u64;
+            // Judged in the phase in which the answer arrived: a request sent just before a fault
+            // is injected and answered under it reflects the fault, not the phase it left in.
+            let phase = ev.phase_at(ev.now_ms());
             let mut retry_wait = None;
             let record = match result {
                 Ok((status, upstream, header_time, retry_after)) => {
