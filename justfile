@@ -36,7 +36,7 @@ test: deps
 stability N="3" PROFILE="release": deps
     cargo build --workspace --bins {{ if PROFILE == "release" { "--release" } else { "" } }}
     rm -rf reports/stability-{{PROFILE}}
-    -BROWNOUT_E2E_REPEAT={{N}} BROWNOUT_E2E_REPORTS=reports/stability-{{PROFILE}} cargo test {{ if PROFILE == "release" { "--release" } else { "" } }} -p harness --test e2e
+    -BROWNOUT_E2E_REPEAT={{N}} BROWNOUT_E2E_REPORTS={{justfile_directory()}}/reports/stability-{{PROFILE}} cargo test {{ if PROFILE == "release" { "--release" } else { "" } }} -p harness --test e2e
     ./target/{{PROFILE}}/brownout summarize reports/stability-{{PROFILE}}
 
 # Run the checkout service by hand (needs DATABASE_URL, PAYMENTS_URL, RECEIPTS_DIR).
