@@ -41,7 +41,8 @@ enum Command {
         scenarios_dir: PathBuf,
     },
     /// Summarize many runs: verdicts per scenario × bugs and the smallest margin per expectation,
-    /// from every report.json below a directory (e.g. what `just stability` wrote).
+    /// from every report.json below a directory (e.g. what `just stability` wrote). Exit 1 when
+    /// an expectation's verdict changed between runs.
     Summarize { dir: PathBuf },
     /// List the scenarios with a one-line summary each.
     List {
@@ -94,11 +95,15 @@ fn summarize(dir: &std::path::Path) -> Result<ExitCode, BrownoutError> {
         )));
     }
     print!("{}", harness::summary::render(&summaries));
-    Ok(if summaries.values().all(|s| s.passed == s.runs) {
-        ExitCode::SUCCESS
+    // Failing every time is a verdict (a bug caught); changing between runs is not.
+    let flaky = harness::summary::flaky(&summaries);
+    if flaky.is_empty() {
+        println!("verdicts stable: every expectation gave the same verdict in every run");
+        Ok(ExitCode::SUCCESS)
     } else {
-        ExitCode::from(1)
-    })
+        println!("verdicts NOT stable: {}", flaky.join("; "));
+        Ok(ExitCode::from(1))
+    }
 }
 
 fn run(

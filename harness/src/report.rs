@@ -179,7 +179,13 @@ pub fn phase_stats(scenario: &Scenario, data: &EvidenceData, rate: u32) -> Vec<P
                 retries: sends.retries,
                 completed: rs.iter().filter(|r| r.layer != Layer::Client).count(),
                 no_response: rs.iter().filter(|r| r.layer == Layer::Client).count(),
-                mix_worst_window_pp: mix_worst_window_pp(scenario, &rs, w.start_ms, w.end_ms),
+                // Sends by the time they went out, wherever their answers landed.
+                mix_worst_window_pp: mix_worst_window_pp(
+                    scenario,
+                    &data.responses.iter().collect::<Vec<_>>(),
+                    w.start_ms,
+                    w.end_ms,
+                ),
                 by_status,
                 latency_ms: Percentiles {
                     p50: percentile(&lat, 50.0),

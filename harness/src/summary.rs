@@ -104,6 +104,26 @@ pub fn summarize(dir: &Path) -> (BTreeMap<String, RunSummary>, Vec<String>) {
     (out, errors)
 }
 
+impl ExpectationSummary {
+    /// Held in some runs and failed in others: the verdict is not a fact about the system.
+    pub fn flaky(&self) -> bool {
+        self.held != 0 && self.held != self.runs
+    }
+}
+
+/// Every "scenario [bugs]: expectation" whose verdict changed between runs.
+pub fn flaky(summaries: &BTreeMap<String, RunSummary>) -> Vec<String> {
+    summaries
+        .iter()
+        .flat_map(|(k, r)| {
+            r.expectations
+                .iter()
+                .filter(|(_, e)| e.flaky())
+                .map(move |(id, _)| format!("{k}: {id}"))
+        })
+        .collect()
+}
+
 /// The summary as a text table.
 pub fn render(summaries: &BTreeMap<String, RunSummary>) -> String {
     let mut s = String::new();
@@ -118,8 +138,10 @@ pub fn render(summaries: &BTreeMap<String, RunSummary>) -> String {
                 Some((None, what)) => format!("smallest margin: never ({what})"),
             };
             s.push_str(&format!(
-                "    {id:<28} held {}/{}  {margin}\n",
-                e.held, e.runs
+                "    {id:<28} held {}/{}  {margin}{}\n",
+                e.held,
+                e.runs,
+                if e.flaky() { "  FLAKY" } else { "" }
             ));
         }
     }
@@ -160,6 +182,8 @@ mod tests {
         );
         let text = render(&s);
         assert!(text.contains("2 of 3 runs passed"), "{text}");
+        assert_eq!(flaky(&s), ["pool-exhaustion []: readiness-drops"]);
+        assert!(text.contains("FLAKY"), "{text}");
         assert!(text.contains("held 2/3  smallest margin -0.30 s"), "{text}");
     }
 
@@ -173,5 +197,10 @@ mod tests {
         let (s, errors) = summarize(dir.path());
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(render(&s).contains("never (checkout-0 readiness drop)"));
+        // Always failing (a bug caught every time) is stable, not flaky.
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a", "fail", false, Some(-100));
+        write(dir.path(), "b", "fail", false, Some(-200));
+        assert!(flaky(&summarize(dir.path()).0).is_empty());
     }
 }
