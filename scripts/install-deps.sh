@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the system programs a local Brownout run needs (PostgreSQL, nginx, Prometheus) on
+# Installs the system programs a local Brownout run needs (PostgreSQL, nginx, mtail, Prometheus) on
 # Debian/Ubuntu, and `just` through cargo. Safe to run again: it installs only what is missing.
 # Package services are not started (a policy-rc.d blocks them for the duration of the install).
 set -euo pipefail
@@ -8,6 +8,7 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 have nginx || need+=(nginx-light)
+have mtail || need+=(mtail)
 have prometheus || need+=(prometheus)
 have promtool || need+=(prometheus)
 have mount || need+=(mount)

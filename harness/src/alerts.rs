@@ -38,10 +38,12 @@ struct Rule {
     name: String,
     #[serde(rename = "type")]
     kind: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
-/// The alerting rules Prometheus has loaded.
-pub async fn rule_names(client: &reqwest::Client, prometheus: &str) -> Vec<String> {
+/// The alerting rules Prometheus has loaded: (name, severity label or "").
+pub async fn rules(client: &reqwest::Client, prometheus: &str) -> Vec<(String, String)> {
     let Ok(r) = client
         .get(format!("{prometheus}/api/v1/rules"))
         .send()
@@ -56,7 +58,10 @@ pub async fn rule_names(client: &reqwest::Client, prometheus: &str) -> Vec<Strin
             .into_iter()
             .flat_map(|g| g.rules)
             .filter(|r| r.kind == "alerting")
-            .map(|r| r.name)
+            .map(|r| {
+                let severity = r.labels.get("severity").cloned().unwrap_or_default();
+                (r.name, severity)
+            })
             .collect(),
         Err(_) => Vec::new(),
     }
@@ -73,7 +78,9 @@ pub fn start_polling(
             .timeout(Duration::from_secs(2))
             .build()
             .expect("http client");
-        let names = rule_names(&client, &prometheus).await;
+        let rules = rules(&client, &prometheus).await;
+        evidence.with(|d| d.alert_severity.extend(rules.iter().cloned()));
+        let names: Vec<String> = rules.into_iter().map(|(n, _)| n).collect();
         for n in &names {
             evidence.alert_state(n, "inactive");
         }
@@ -92,6 +99,17 @@ pub fn start_polling(
             let Ok(env) = r.json::<Envelope<AlertsData>>().await else {
                 continue;
             };
+            evidence.firing(
+                env.data
+                    .alerts
+                    .iter()
+                    .filter(|a| a.state == "firing")
+                    .filter_map(|a| {
+                        let name = a.labels.get("alertname")?.clone();
+                        Some((name, a.labels.get("severity").cloned().unwrap_or_default()))
+                    })
+                    .collect(),
+            );
             let mut states: BTreeMap<String, &str> =
                 names.iter().map(|n| (n.clone(), "inactive")).collect();
             for a in &env.data.alerts {

@@ -108,6 +108,32 @@ pub struct AlertRecord {
     pub state: String,
 }
 
+/// Which alerts were firing, with their severity label, from `t_ms` until the next record.
+/// Kept per (name, severity) so two rules that share a name at different severities stay apart.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FiringRecord {
+    pub t_ms: u64,
+    /// (alert name, severity label or "")
+    pub firing: Vec<(String, String)>,
+}
+
+/// One line of the ingress's request counter: answers with `status` made by `layer`
+/// ([`Layer::App`]: an upstream replica; [`Layer::Ingress`]: the ingress itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EdgeCount {
+    pub status: u16,
+    pub layer: Layer,
+    pub answers: u64,
+}
+
+/// The ingress's counters as its edge metrics told them at `t_ms` (at each phase start, and once
+/// the load has stopped).
+#[derive(Debug, Clone, Serialize)]
+pub struct EdgeSnapshot {
+    pub t_ms: u64,
+    pub counts: Vec<EdgeCount>,
+}
+
 /// The harness's own runtime woke up late (see [`crate::stall`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct StallRecord {
@@ -149,6 +175,12 @@ pub struct EvidenceData {
     pub probes: Vec<ProbeRecord>,
     pub lifecycle: Vec<LifecycleRecord>,
     pub alerts: Vec<AlertRecord>,
+    /// Changes of the set of firing alerts (see [`FiringRecord`]).
+    pub firing: Vec<FiringRecord>,
+    /// Each alerting rule's `severity` label (e.g. page, ticket), as Prometheus loaded it.
+    pub alert_severity: BTreeMap<String, String>,
+    /// The ingress's edge counters over the run (none if the platform has no edge metrics).
+    pub edge: Vec<EdgeSnapshot>,
     pub rollouts: Vec<RolloutRecord>,
     /// Fault injections/heals, ingress reloads and other notable moments.
     pub events: Vec<EventRecord>,
@@ -313,6 +345,24 @@ impl Evidence {
                 });
             }
         });
+    }
+
+    /// Records the set of firing (alert, severity) pairs if it changed.
+    pub fn firing(&self, mut firing: Vec<(String, String)>) {
+        firing.sort();
+        firing.dedup();
+        let t_ms = self.now_ms();
+        self.with(|d| {
+            if d.firing.last().is_none_or(|l| l.firing != firing) {
+                d.firing.push(FiringRecord { t_ms, firing });
+            }
+        });
+    }
+
+    /// Records the ingress's edge counters now.
+    pub fn edge(&self, counts: Vec<EdgeCount>) {
+        let t_ms = self.now_ms();
+        self.with(|d| d.edge.push(EdgeSnapshot { t_ms, counts }));
     }
 
     pub fn stall(&self, runtime: &str, late: Duration) {

@@ -28,6 +28,9 @@ enum Command {
         /// Switch a bug of the app back on (repeatable), e.g. --bug no-acquire-timeout.
         #[arg(long = "bug")]
         bugs: Vec<String>,
+        /// Run against this system file instead of the one the scenario names.
+        #[arg(long)]
+        system: Option<PathBuf>,
         #[arg(long, env = "BROWNOUT_SCENARIOS", default_value = "scenarios")]
         scenarios_dir: PathBuf,
         #[arg(long, env = "BROWNOUT_REPORTS", default_value = "reports")]
@@ -69,9 +72,10 @@ fn main() -> ExitCode {
         Command::Run {
             scenario,
             bugs,
+            system,
             scenarios_dir,
             reports_dir,
-        } => run(&scenario, bugs, &scenarios_dir, reports_dir),
+        } => run(&scenario, bugs, system.as_deref(), &scenarios_dir, reports_dir),
     };
     match result {
         Ok(code) => code,
@@ -109,13 +113,14 @@ fn summarize(dir: &std::path::Path) -> Result<ExitCode, BrownoutError> {
 fn run(
     name: &str,
     bugs: Vec<String>,
+    system: Option<&std::path::Path>,
     scenarios_dir: &std::path::Path,
     reports_dir: PathBuf,
 ) -> Result<ExitCode, BrownoutError> {
     // Leftovers of a harness that was killed (kill -9) go first.
     harness::workdir::sweep_dead_runs();
     let path = spec::resolve_scenario(name, scenarios_dir)?;
-    let scenario = spec::load_scenario(&path)?;
+    let scenario = spec::load_scenario_on(&path, system)?;
     spec::check_bugs(&scenario.system, &bugs)?;
     let bin_dir = std::env::current_exe()
         .ok()

@@ -21,6 +21,8 @@ pub struct Report {
     pub schema: u32,
     pub scenario: String,
     pub summary: String,
+    /// The system file the scenario ran against.
+    pub system: String,
     pub run_id: String,
     pub verdict: &'static str,
     pub bugs: Vec<String>,
@@ -32,6 +34,8 @@ pub struct Report {
     pub ingress: IngressSettings,
     pub phases: Vec<PhaseStats>,
     pub expectations: Vec<Verdict>,
+    /// Why the scenario opted out of the standing no-silent-outage expectation, if it did.
+    pub silent_outages_allowed: Option<String>,
     pub restarts: BTreeMap<String, u32>,
     pub integrity: Option<Integrity>,
     pub timelines: Timelines,
@@ -75,8 +79,37 @@ pub struct PhaseStats {
     /// sends in any 5 s window of the phase and its declared weight.
     pub mix_worst_window_pp: f64,
     pub by_status: BTreeMap<String, usize>,
+    /// 5xx answers clients got in the phase, whoever made them (no-response apart).
+    pub client_5xx: usize,
+    /// What the ingress's edge metrics (the counters alert rules see) counted in the phase;
+    /// `None` when the platform has no edge metrics.
+    pub edge: Option<EdgePhase>,
     /// Latency from each send's schedule (lateness included), every attempt.
     pub latency_ms: Percentiles,
+}
+
+/// The ingress's own count of one phase's answers: the difference of its counters between the
+/// phase's start and the next phase's (or the end of the load).
+#[derive(Serialize, Debug, PartialEq)]
+pub struct EdgePhase {
+    pub answers: u64,
+    pub s5xx: u64,
+    /// Of the 5xx, those the ingress made itself (not relayed from an upstream).
+    pub s5xx_by_ingress: u64,
+}
+
+/// Phase `i`'s edge counts, from the snapshot taken at its start and the next one.
+pub fn edge_phase(data: &EvidenceData, i: usize) -> Option<EdgePhase> {
+    let (from, to) = (data.edge.get(i)?, data.edge.get(i + 1)?);
+    let sum = |snap: &crate::evidence::EdgeSnapshot, f: &dyn Fn(&crate::evidence::EdgeCount) -> bool| -> u64 {
+        snap.counts.iter().filter(|c| f(c)).map(|c| c.answers).sum()
+    };
+    let delta = |f: &dyn Fn(&crate::evidence::EdgeCount) -> bool| sum(to, f).saturating_sub(sum(from, f));
+    Some(EdgePhase {
+        answers: delta(&|_| true),
+        s5xx: delta(&|c| c.status >= 500),
+        s5xx_by_ingress: delta(&|c| c.status >= 500 && c.layer == Layer::Ingress),
+    })
 }
 
 #[derive(Serialize)]
@@ -97,6 +130,17 @@ pub struct Timelines {
 }
 
 impl PhaseStats {
+    /// "386 / 387 (387 by ingress)": client-seen 5xx beside the edge-counted ones.
+    pub fn five_xx_text(&self) -> String {
+        match &self.edge {
+            Some(e) => format!(
+                "{} / {} ({} by ingress)",
+                self.client_5xx, e.s5xx, e.s5xx_by_ingress
+            ),
+            None => format!("{} / -", self.client_5xx),
+        }
+    }
+
     /// "200×27, 503×404": the status mix in words.
     pub fn statuses_text(&self) -> String {
         self.by_status
@@ -187,6 +231,8 @@ pub fn phase_stats(scenario: &Scenario, data: &EvidenceData, rate: u32) -> Vec<P
                     w.end_ms,
                 ),
                 by_status,
+                client_5xx: rs.iter().filter(|r| r.status >= 500).count(),
+                edge: edge_phase(data, i),
                 latency_ms: Percentiles {
                     p50: percentile(&lat, 50.0),
                     p90: percentile(&lat, 90.0),
@@ -239,13 +285,19 @@ fn opt(v: Option<u64>) -> String {
 
 pub fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "# {} — {}\n\n{}\n\n- run: `{}` (started {})\n- bugs: {}\n- wall time: {:.1} s (stack up in {:.1} s), harness CPU {:.1} s\n- load: {}, {} req/s, at most {} in flight, client timeout {:.1} s, warm-up {:.0} s (not judged); harness max RSS {:.0} MB\n- ingress: {}, retries `{}`, connect timeout {}, read timeout {}, fail-open {}, endpoint propagation delay {}\n\n",
-        r.scenario, r.verdict.to_uppercase(), r.summary, r.run_id, r.started_at,
+        "# {} — {}\n\n{}\n\n- system: `{}`\n- run: `{}` (started {})\n- bugs: {}\n- wall time: {:.1} s (stack up in {:.1} s), harness CPU {:.1} s\n- load: {}, {} req/s, at most {} in flight, client timeout {:.1} s, warm-up {:.0} s (not judged); harness max RSS {:.0} MB\n- ingress: {}, retries `{}`, connect timeout {}, read timeout {}, fail-open {}, endpoint propagation delay {}\n\n",
+        r.scenario, r.verdict.to_uppercase(), r.summary, r.system, r.run_id, r.started_at,
         if r.bugs.is_empty() { "none (hardened app)".to_string() } else { r.bugs.join(", ") },
         r.wall_time_s, r.stack_up_s, r.harness_cpu_s, r.load.model, r.load.rate, r.load.max_in_flight, r.load.timeout_s, r.load.warmup_s, r.load.harness_max_rss_mb,
         r.ingress.implementation, r.ingress.retries, r.ingress.connect_timeout, r.ingress.read_timeout, r.ingress.fail_open, r.ingress.propagation_delay
     );
     s.push_str("## Expectations\n\n| id | kind | verdict | evidence |\n|---|---|---|---|\n");
+    if let Some(why) = &r.silent_outages_allowed {
+        s.push_str(&format!(
+            "| no-silent-outage | no-silent-outage | off | the scenario opts out: {} |\n",
+            why.replace('|', "\\|")
+        ));
+    }
     for v in &r.expectations {
         s.push_str(&format!(
             "| {} | {} | {} | {} |\n",
@@ -255,11 +307,11 @@ pub fn markdown(r: &Report) -> String {
             v.evidence.replace('|', "\\|")
         ));
     }
-    s.push_str("\n## Phases\n\nLatency is measured from each send's schedule. *sent* counts scheduled sends that went out (retries apart), *late* those that started over 100 ms after their schedule, *mix* the worst 5 s window's distance from the declared weights.\n\n| phase | fault | nominal | sent | late | retries | mix (pp) | completed | no response | statuses | p50 | p90 | p99 | max (ms) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("\n## Phases\n\nLatency is measured from each send's schedule. *sent* counts scheduled sends that went out (retries apart), *late* those that started over 100 ms after their schedule, *mix* the worst 5 s window's distance from the declared weights. *5xx client / edge*: the 5xx clients got, beside those the ingress's edge metrics counted (what the edge alert rules see; in brackets, made by the ingress itself).\n\n| phase | fault | nominal | sent | late | retries | mix (pp) | completed | no response | 5xx client / edge | statuses | p50 | p90 | p99 | max (ms) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for p in &r.phases {
         let statuses = p.statuses_text();
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             p.name,
             p.fault.as_deref().unwrap_or("-"),
             p.nominal,
@@ -269,6 +321,7 @@ pub fn markdown(r: &Report) -> String {
             p.mix_worst_window_pp,
             p.completed,
             p.no_response,
+            p.five_xx_text(),
             statuses,
             opt(p.latency_ms.p50),
             opt(p.latency_ms.p90),

@@ -110,6 +110,7 @@ pub async fn run<P: Platform>(
         schema: report::SCHEMA_VERSION,
         scenario: scenario.name.clone(),
         summary: scenario.summary.clone(),
+        system: scenario.system.path.display().to_string(),
         run_id,
         verdict: if passed { "pass" } else { "fail" },
         bugs: opts.bugs.clone(),
@@ -129,6 +130,7 @@ pub async fn run<P: Platform>(
         ingress: platform.ingress_settings(),
         phases: report::phase_stats(scenario, &data, scenario.load.rate),
         expectations: verdicts.clone(),
+        silent_outages_allowed: scenario.silent_outages_allowed.clone(),
         restarts: driven.restarts.iter().cloned().collect(),
         integrity: driven.integrity,
         timelines: report::timelines(&data),
@@ -186,6 +188,9 @@ async fn drive<P: Platform>(
     // One more alert poll after the load, then stop polling.
     tokio::time::sleep(Duration::from_millis(600)).await;
     poller.abort();
+    if let Some(counts) = platform.edge_counts().await {
+        evidence.edge(counts);
+    }
     phases?;
     stopped?;
     let restarts = platform.restarts();
@@ -232,6 +237,11 @@ async fn walk_phases<P: Platform>(
     or_cancel(tokio::time::sleep(WARMUP), cancel).await?;
     let tty = std::io::stderr().is_terminal();
     for phase in &scenario.phases {
+        // The edge counters at the boundary, so the report can set each phase's edge-counted
+        // answers beside what clients saw.
+        if let Some(counts) = platform.edge_counts().await {
+            evidence.edge(counts);
+        }
         evidence.begin_phase(&phase.name);
         let started = Instant::now();
         let mut active: Option<ActiveFault> = None;
@@ -340,13 +350,13 @@ fn print_summary(r: &Report, dir: &std::path::Path) {
     }
     let _ = writeln!(
         out,
-        "\nphase       nominal  sent  late  retries  mix(pp)  completed  no-resp  p50    p99    statuses"
+        "\nphase       nominal  sent  late  retries  mix(pp)  completed  no-resp  p50    p99    5xx client/edge       statuses"
     );
     for p in &r.phases {
         let statuses = p.statuses_text();
         let _ = writeln!(
             out,
-            "{:<11} {:>7}  {:>4}  {:>4}  {:>7}  {:>7}  {:>9}  {:>7}  {:>5}  {:>5}  {statuses}",
+            "{:<11} {:>7}  {:>4}  {:>4}  {:>7}  {:>7}  {:>9}  {:>7}  {:>5}  {:>5}  {:<21} {statuses}",
             p.name,
             p.nominal,
             p.sent,
@@ -356,7 +366,8 @@ fn print_summary(r: &Report, dir: &std::path::Path) {
             p.completed,
             p.no_response,
             p.latency_ms.p50.map_or("-".into(), |v| format!("{v}ms")),
-            p.latency_ms.p99.map_or("-".into(), |v| format!("{v}ms"))
+            p.latency_ms.p99.map_or("-".into(), |v| format!("{v}ms")),
+            p.five_xx_text()
         );
     }
     let failed: Vec<&str> = r

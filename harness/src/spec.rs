@@ -26,6 +26,9 @@ pub struct ScenarioFile {
     pub phases: Vec<PhaseSpec>,
     #[serde(default)]
     pub expect: Vec<Spanned<ExpectSpec>>,
+    /// Opts out of the standing no-silent-outage expectation; the value says why (shown in the
+    /// report).
+    pub silent_outages_allowed: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +346,62 @@ pub enum ExpectSpec {
         service: String,
         phase: String,
     },
+    /// The standing expectation, in every scenario unless it opts out (`silent_outages_allowed`):
+    /// whenever more than `failure_share` of the answers clients got over a `window` failed (5xx
+    /// from any layer, or no answer at all), an alert whose severity is one of `page_severities`
+    /// fires within `page_within` of the outage's start; and none fires in a baseline phase (the
+    /// phases before the first fault). Declare it in `[[expect]]` to change its settings.
+    NoSilentOutage {
+        #[serde(default = "no_silent_outage_id")]
+        id: String,
+        #[serde(default = "default_failure_share")]
+        failure_share: f64,
+        #[serde(default = "default_outage_window")]
+        window: String,
+        #[serde(default = "default_page_within")]
+        page_within: String,
+        #[serde(default = "default_page_severities")]
+        page_severities: Vec<String>,
+        /// Windows with fewer answers are not judged (too few to give a share).
+        #[serde(default = "default_min_answers")]
+        min_answers: u32,
+    },
+}
+
+/// The id of the standing no-silent-outage expectation.
+pub const NO_SILENT_OUTAGE: &str = "no-silent-outage";
+
+fn no_silent_outage_id() -> String {
+    NO_SILENT_OUTAGE.into()
+}
+fn default_failure_share() -> f64 {
+    0.02
+}
+fn default_outage_window() -> String {
+    "10s".into()
+}
+fn default_page_within() -> String {
+    "15s".into()
+}
+fn default_page_severities() -> Vec<String> {
+    vec!["page".into(), "critical".into()]
+}
+fn default_min_answers() -> u32 {
+    20
+}
+
+impl ExpectSpec {
+    /// The standing no-silent-outage expectation with its default settings.
+    pub fn default_no_silent_outage() -> ExpectSpec {
+        ExpectSpec::NoSilentOutage {
+            id: no_silent_outage_id(),
+            failure_share: default_failure_share(),
+            window: default_outage_window(),
+            page_within: default_page_within(),
+            page_severities: default_page_severities(),
+            min_answers: default_min_answers(),
+        }
+    }
 }
 
 impl ExpectSpec {
@@ -356,7 +415,8 @@ impl ExpectSpec {
             | ExpectSpec::Recovery { id, .. }
             | ExpectSpec::DataIntegrity { id }
             | ExpectSpec::Rollout { id, .. }
-            | ExpectSpec::Terminations { id, .. } => id,
+            | ExpectSpec::Terminations { id, .. }
+            | ExpectSpec::NoSilentOutage { id, .. } => id,
         }
     }
     /// Phase names this expectation refers to.
@@ -400,6 +460,11 @@ impl ExpectSpec {
             ExpectSpec::Rollout {
                 within: Some(w), ..
             } => vec![("within", w)],
+            ExpectSpec::NoSilentOutage {
+                window,
+                page_within,
+                ..
+            } => vec![("window", window), ("page_within", page_within)],
             _ => vec![],
         }
     }
@@ -600,6 +665,8 @@ pub struct Scenario {
     pub load: Load,
     pub phases: Vec<Phase>,
     pub expectations: Vec<ExpectSpec>,
+    /// Why this scenario opted out of the standing no-silent-outage expectation, if it did.
+    pub silent_outages_allowed: Option<String>,
     pub system: System,
     pub seed: u64,
 }
@@ -681,14 +748,29 @@ fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result
 
 /// Loads and validates a scenario file and the system file it refers to.
 pub fn load_scenario(path: &Path) -> Result<Scenario> {
+    load_scenario_on(path, None)
+}
+
+/// Loads a scenario to run against `system` instead of the system file it names (the same
+/// faults, load and expectations against another deployment of the app, or another rule set).
+pub fn load_scenario_on(path: &Path, system: Option<&Path>) -> Result<Scenario> {
     let text = read(path)?;
     let file: ScenarioFile = parse_toml(path, &text)?;
     let err = |span: std::ops::Range<usize>, msg: String| at(path, &text, span, msg);
 
-    let system_path = path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(file.system.get_ref());
+    if let Some(system) = system.filter(|s| !s.is_file()) {
+        return Err(BrownoutError::BadInput(format!(
+            "--system {}: no such file (give the path of a system file, e.g. scenarios/systems/checkout.toml)",
+            system.display()
+        )));
+    }
+    let system_path = match system {
+        Some(s) => s.to_path_buf(),
+        None => path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(file.system.get_ref()),
+    };
     if !system_path.is_file() {
         return Err(err(
             file.system.span(),
@@ -883,6 +965,31 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
                 ));
             }
         }
+        if let ExpectSpec::NoSilentOutage {
+            failure_share,
+            min_answers,
+            ..
+        } = spec
+        {
+            if !(*failure_share > 0.0 && *failure_share < 1.0) {
+                return Err(err(
+                    e.span(),
+                    format!("expectation '{}': failure_share {failure_share} must be above 0 and below 1 (0.02 is 2%)", spec.id()),
+                ));
+            }
+            if *min_answers == 0 {
+                return Err(err(
+                    e.span(),
+                    format!("expectation '{}': min_answers must be at least 1", spec.id()),
+                ));
+            }
+            if let Some(reason) = &file.silent_outages_allowed {
+                return Err(err(
+                    reason.span(),
+                    format!("silent_outages_allowed opts out of no-silent-outage, but expectation '{}' declares it: keep one of the two", spec.id()),
+                ));
+            }
+        }
         if let ExpectSpec::Rollout { outcome, .. } = spec {
             if outcome != "complete" && outcome != "stalled" {
                 return Err(err(
@@ -909,6 +1016,34 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
             }
         }
     }
+    let reserved_id_taken = ids.contains(&NO_SILENT_OUTAGE);
+    let mut expectations: Vec<ExpectSpec> =
+        file.expect.into_iter().map(|e| e.into_inner()).collect();
+    let silent_outages_allowed = match file.silent_outages_allowed {
+        Some(reason) => {
+            if reason.get_ref().trim().is_empty() {
+                return Err(err(
+                    reason.span(),
+                    "silent_outages_allowed needs a reason: say why this scenario may have an outage no alert pages for".into(),
+                ));
+            }
+            Some(reason.into_inner())
+        }
+        None => None,
+    };
+    if silent_outages_allowed.is_none()
+        && !expectations
+            .iter()
+            .any(|e| matches!(e, ExpectSpec::NoSilentOutage { .. }))
+    {
+        if reserved_id_taken {
+            return Err(BrownoutError::BadInput(format!(
+                "{}: expectation id '{NO_SILENT_OUTAGE}' is reserved for the standing expectation: rename yours",
+                path.display()
+            )));
+        }
+        expectations.push(ExpectSpec::default_no_silent_outage());
+    }
     Ok(Scenario {
         name: file.name,
         summary: file.summary,
@@ -920,7 +1055,8 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
             requests: file.load.requests,
         },
         phases,
-        expectations: file.expect.into_iter().map(|e| e.into_inner()).collect(),
+        expectations,
+        silent_outages_allowed,
         system,
         seed: file.seed,
     })

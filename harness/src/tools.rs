@@ -1,4 +1,4 @@
-//! Finding the system programs a local run needs (PostgreSQL, nginx, Prometheus). A missing one is
+//! Finding the system programs a local run needs (PostgreSQL, nginx, mtail, Prometheus). A missing one is
 //! an environment error (exit code 3) that names the command that installs it.
 
 use crate::error::BrownoutError;
@@ -52,6 +52,12 @@ pub const NGINX: Program = Program {
 pub const PROMETHEUS: Program = Program {
     name: "prometheus",
     package: "prometheus",
+    extra_dirs: none,
+};
+/// The edge exporter: turns the ingress's access log into per-status metrics.
+pub const MTAIL: Program = Program {
+    name: "mtail",
+    package: "mtail",
     extra_dirs: none,
 };
 pub const PROMTOOL: Program = Program {

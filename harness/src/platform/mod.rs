@@ -83,6 +83,10 @@ pub trait Platform {
 
     fn ingress_settings(&self) -> IngressSettings;
 
+    /// The ingress's answers so far by status and who made them, from the edge metrics Prometheus
+    /// scrapes (`None` if this platform's ingress has none, or they could not be read).
+    async fn edge_counts(&self) -> Option<Vec<crate::evidence::EdgeCount>>;
+
     /// Replica restarts so far, by replica name.
     fn restarts(&self) -> Vec<(String, u32)>;
 

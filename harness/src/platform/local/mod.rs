@@ -4,6 +4,7 @@
 //! upstreams and the Prometheus targets in step and forgets replicas once they have stopped.
 //! Needs no Docker; everything it starts lives under one work dir and stops at teardown.
 
+mod edge;
 mod nginx;
 mod prometheus;
 pub mod supervisor;
@@ -18,6 +19,7 @@ use crate::rollout::{self, Fleet, RolloutOutcome};
 use crate::spec::{parse_duration, parse_size, ServiceSpec, System};
 use crate::tools;
 use crate::workdir::WorkDir;
+use edge::EdgeExporter;
 use nginx::Nginx;
 use prometheus::{Prometheus, ScrapeJob};
 use std::collections::BTreeMap;
@@ -77,6 +79,8 @@ pub struct LocalPlatform {
     controller: Option<tokio::task::JoinHandle<()>>,
     ingress_settings: Option<IngressSettings>,
     prometheus: Option<Prometheus>,
+    /// mtail on the ingress's edge log: per-status counters for Prometheus and the report.
+    edge: Option<EdgeExporter>,
     proxies: Vec<Arc<FaultProxy>>,
     /// The runtime the fault proxies run on (apart from the load's).
     proxy_runtime: Option<tokio::runtime::Runtime>,
@@ -98,6 +102,7 @@ impl LocalPlatform {
             &tools::POSTGRES,
             &tools::INITDB,
             &tools::NGINX,
+            &tools::MTAIL,
             &tools::PROMETHEUS,
         ];
         let missing: Vec<&tools::Program> = programs
@@ -597,6 +602,7 @@ impl Platform for LocalPlatform {
         let workdir = self.workdir.as_ref().expect("set above");
         let prom_dir = workdir.subdir("prometheus")?;
         let nginx_dir = workdir.subdir("nginx")?;
+        let mtail_dir = workdir.subdir("mtail")?;
         let mut scrape_jobs = Vec::new();
         let mut job_files = Vec::new();
         let mut service_urls = Vec::new();
@@ -655,10 +661,31 @@ impl Platform for LocalPlatform {
         let ingress_spec = &system.file.ingress;
         let routed = self.service(&ingress_spec.service)?;
         let (_, all) = routing(&routed.lock().expect("service lock"), Duration::ZERO);
+        // The edge log exists (empty) before both start: mtail reads what nginx appends.
+        let edge_log = opts.log_dir.join("ingress-edge.log");
+        std::fs::write(&edge_log, "").map_err(crate::error::env_err("creating the edge log"))?;
+        let edge = EdgeExporter::start(
+            &tools::find(&tools::MTAIL)?,
+            &mtail_dir,
+            &opts.log_dir,
+            &edge_log,
+        )
+        .await?;
+        let edge_targets = prom_dir.join("targets-ingress.json");
+        prometheus::write_targets(&edge_targets, &[("ingress".into(), edge.addr())])
+            .map_err(crate::error::env_err("writing scrape targets"))?;
+        scrape_jobs.push(ScrapeJob {
+            service: "brownout-edge".into(),
+            metrics_path: "/metrics".into(),
+            targets_file: edge_targets,
+        });
+        evidence.event(format!("edge exporter (mtail) on {}", edge.addr()));
+        self.edge = Some(edge);
         let nginx = Nginx::start(
             &tools::find(&tools::NGINX)?,
             &nginx_dir,
             &opts.log_dir,
+            &edge_log,
             ingress_spec,
             &all,
         )
@@ -722,6 +749,10 @@ impl Platform for LocalPlatform {
                 fail_open: false,
                 propagation_delay: "n/a".into(),
             })
+    }
+
+    async fn edge_counts(&self) -> Option<Vec<crate::evidence::EdgeCount>> {
+        self.edge.as_ref()?.counts().await.ok()
     }
 
     fn restarts(&self) -> Vec<(String, u32)> {
@@ -883,6 +914,9 @@ impl Platform for LocalPlatform {
         }
         if let Some(nginx) = self.ingress.take() {
             nginx.lock().await.stop().await;
+        }
+        if let Some(mut e) = self.edge.take() {
+            e.stop().await;
         }
         // Services in reverse start order; all replicas of one service terminate together.
         while let Some((_, svc)) = self.services.pop() {

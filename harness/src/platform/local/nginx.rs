@@ -20,8 +20,15 @@ pub struct Nginx {
     current: Option<Vec<String>>,
 }
 
-fn nginx_conf(dir: &Path, log_dir: &Path, port: u16, spec: &IngressSpec) -> String {
+fn nginx_conf(
+    dir: &Path,
+    log_dir: &Path,
+    edge_log: &Path,
+    port: u16,
+    spec: &IngressSpec,
+) -> String {
     let d = dir.display();
+    let edge_log = edge_log.display();
     let l = log_dir.display();
     let user = if nix::unistd::geteuid().is_root() {
         "user root;\n"
@@ -37,6 +44,17 @@ events {{ worker_connections 4096; }}
 http {{
     log_format brownout '$msec $status $request_time "$request" request_id=$http_x_request_id upstream=$upstream_addr upstream_status=$upstream_status upstream_header_time=$upstream_header_time';
     access_log {l}/nginx-access.log brownout;
+    # Who made each answer, for the edge metrics: the ingress itself when no upstream sent a
+    # response header (its own 502/503/504), else the upstream.
+    map $upstream_header_time $brownout_made_by {{
+        ""       ingress;
+        "-"      ingress;
+        "~-$"    ingress;
+        default  upstream;
+    }}
+    # One line per answer, read as it is written by the edge exporter (mtail, see edge.rs).
+    log_format brownout_edge 'status=$status made_by=$brownout_made_by request_time=$request_time';
+    access_log {edge_log} brownout_edge;
     client_body_temp_path {d}/tmp/client;
     proxy_temp_path {d}/tmp/proxy;
     fastcgi_temp_path {d}/tmp/fastcgi;
@@ -99,6 +117,7 @@ impl Nginx {
         program: &Path,
         dir: &Path,
         log_dir: &Path,
+        edge_log: &Path,
         spec: &IngressSpec,
         initial: &[String],
     ) -> Result<Nginx> {
@@ -113,7 +132,7 @@ impl Nginx {
         let mut last_err = String::new();
         for _ in 0..3 {
             let port = crate::tools::free_port()?;
-            std::fs::write(dir.join("nginx.conf"), nginx_conf(dir, log_dir, port, spec))
+            std::fs::write(dir.join("nginx.conf"), nginx_conf(dir, log_dir, edge_log, port, spec))
                 .map_err(crate::error::env_err("writing nginx.conf"))?;
             std::fs::write(dir.join("upstreams.conf"), upstreams_conf(initial))
                 .map_err(crate::error::env_err("writing upstreams.conf"))?;

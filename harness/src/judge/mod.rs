@@ -1,5 +1,8 @@
-//! Judges a scenario's expectations from the recorded evidence, after the run. Each verdict has the
+//! Judges a scenario's expectations from the recorded evidence, after the run (the standing
+//! no-silent-outage expectation in its own module). Each verdict has the
 //! expectation's id, pass/fail, and the evidence in words (`fault: 503 without Retry-After: 0 of 812`).
+
+mod no_silent_outage;
 
 use crate::evidence::{EvidenceData, Layer, Probe, ResponseRecord};
 use crate::integrity::Integrity;
@@ -401,6 +404,31 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                 text.push_str("; (no such alert rule was loaded)");
             }
             ("alert", ok, text)
+        }
+        ExpectSpec::NoSilentOutage {
+            failure_share,
+            window,
+            page_within,
+            page_severities,
+            min_answers,
+            ..
+        } => {
+            let settings = no_silent_outage::Settings {
+                failure_share: *failure_share,
+                window_ms: ms(window),
+                page_within_ms: ms(page_within),
+                page_severities,
+                min_answers: *min_answers as usize,
+                baseline_phases: input
+                    .scenario
+                    .phases
+                    .iter()
+                    .position(|p| p.fault.is_some())
+                    .unwrap_or(input.scenario.phases.len()),
+            };
+            let (ok, text, m) = no_silent_outage::judge(data, &settings);
+            margins = m;
+            ("no-silent-outage", ok, text)
         }
         ExpectSpec::Recovery { after, within, .. } => {
             let Some(w) = phase(after) else {

@@ -1,0 +1,268 @@
+//! Edge metrics on the local platform: nginx has no per-status counters of its own, so the platform
+//! runs mtail (Google's log-to-metrics exporter, Debian package `mtail`) on the ingress's
+//! `brownout_edge` access log. It exports `ingress_http_requests_total{status, made_by}` and
+//! `ingress_http_request_duration_seconds{made_by}` for Prometheus to scrape, the way
+//! ingress-nginx's controller exports `nginx_ingress_controller_requests{status}`; the harness
+//! reads the same counters (mtail's JSON) at phase boundaries to set them beside what clients saw.
+
+use crate::error::{BrownoutError, Result};
+use crate::evidence::{EdgeCount, Layer};
+use crate::process::{spawn, ChildSpec, ManagedChild};
+use nix::sys::signal::Signal;
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Duration;
+
+/// The mtail program (see `ingress.mtail`).
+const PROGRAM: &str = include_str!("ingress.mtail");
+/// The counter the program keeps, by (status, made_by).
+const REQUESTS: &str = "ingress_http_requests_total";
+/// How often mtail reads the log for new lines.
+const POLL: &str = "50ms";
+
+pub struct EdgeExporter {
+    pub port: u16,
+    child: ManagedChild,
+    client: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct Metric {
+    #[serde(rename = "Keys", default)]
+    keys: Vec<String>,
+    #[serde(rename = "LabelValues", default)]
+    values: Vec<LabelValue>,
+}
+
+#[derive(Deserialize)]
+struct LabelValue {
+    #[serde(rename = "Labels", default)]
+    labels: Vec<String>,
+    #[serde(rename = "Value")]
+    value: Value,
+}
+
+#[derive(Deserialize)]
+struct Value {
+    #[serde(rename = "Value")]
+    value: f64,
+}
+
+/// The request counters in mtail's `/json` answer.
+fn counts_from_json(body: &[u8]) -> std::result::Result<Vec<EdgeCount>, String> {
+    // Other metrics (the histogram) have values of another shape: pick ours first.
+    let metrics: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let Some(m) = metrics.into_iter().find(|m| m["Name"] == REQUESTS) else {
+        return Ok(Vec::new());
+    };
+    let m: Metric = serde_json::from_value(m).map_err(|e| e.to_string())?;
+    let status_at = m.keys.iter().position(|k| k == "status");
+    let made_by_at = m.keys.iter().position(|k| k == "made_by");
+    let (Some(s), Some(b)) = (status_at, made_by_at) else {
+        return Err(format!("{REQUESTS} has keys {:?}", m.keys));
+    };
+    let mut out = Vec::new();
+    for lv in m.values {
+        let status = lv
+            .labels
+            .get(s)
+            .and_then(|v| v.parse::<u16>().ok())
+            .ok_or_else(|| format!("{REQUESTS}: bad status in {:?}", lv.labels))?;
+        let layer = match lv.labels.get(b).map(String::as_str) {
+            Some("ingress") => Layer::Ingress,
+            Some("upstream") => Layer::App,
+            _ => return Err(format!("{REQUESTS}: bad made_by in {:?}", lv.labels)),
+        };
+        out.push(EdgeCount {
+            status,
+            layer,
+            answers: lv.value.value as u64,
+        });
+    }
+    out.sort_by_key(|c| (c.status, c.layer as u8));
+    Ok(out)
+}
+
+impl EdgeExporter {
+    /// Starts mtail on `log` (which must exist: mtail reads what is appended after it starts).
+    pub async fn start(program: &Path, dir: &Path, log_dir: &Path, log: &Path) -> Result<Self> {
+        let progs = dir.join("progs");
+        std::fs::create_dir_all(&progs).map_err(crate::error::env_err("creating mtail dir"))?;
+        std::fs::write(progs.join("ingress.mtail"), PROGRAM)
+            .map_err(crate::error::env_err("writing the mtail program"))?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| BrownoutError::Environment(format!("http client: {e}")))?;
+        let mut last_err = String::new();
+        for _ in 0..3 {
+            let port = crate::tools::free_port()?;
+            let spec = ChildSpec::new(program, dir, log_dir.join("mtail.log")).args([
+                "-progs".to_string(),
+                progs.display().to_string(),
+                "-logs".into(),
+                log.display().to_string(),
+                "-address".into(),
+                "127.0.0.1".into(),
+                "-port".into(),
+                port.to_string(),
+                "-poll_interval".into(),
+                POLL.into(),
+                "-emit_prog_label=false".into(),
+                "-logtostderr".into(),
+            ]);
+            let child = spawn("mtail", &spec)?;
+            let mut e = EdgeExporter {
+                port,
+                child,
+                client: client.clone(),
+            };
+            match e.wait_ready(Duration::from_secs(10)).await {
+                Ok(()) => return Ok(e),
+                Err(err) => {
+                    last_err = err;
+                    e.child.stop(Signal::SIGKILL, Duration::from_secs(1));
+                }
+            }
+        }
+        Err(BrownoutError::Environment(format!(
+            "mtail (the edge exporter) did not start: {last_err} (see {})",
+            log_dir.join("mtail.log").display()
+        )))
+    }
+
+    /// host:port Prometheus scrapes (`/metrics`).
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_ready(&mut self, within: Duration) -> std::result::Result<(), String> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait() {
+                return Err(format!("mtail exited ({status})"));
+            }
+            // Ready once the program is loaded: its metrics are declared in the JSON.
+            if let Ok(body) = self.json().await {
+                if body.windows(REQUESTS.len()).any(|w| w == REQUESTS.as_bytes()) {
+                    return Ok(());
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                return Err("not ready".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn json(&self) -> std::result::Result<Vec<u8>, String> {
+        let r = self
+            .client
+            .get(format!("http://{}/json", self.addr()))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(r.bytes().await.map_err(|e| e.to_string())?.to_vec())
+    }
+
+    /// The ingress's answers so far, by status and who made them.
+    pub async fn counts(&self) -> std::result::Result<Vec<EdgeCount>, String> {
+        counts_from_json(&self.json().await?)
+    }
+
+    pub async fn stop(&mut self) {
+        self.child
+            .stop_async(Signal::SIGTERM, Duration::from_secs(3))
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_request_counters_from_mtail_json() {
+        let body = br#"[
+          {"Name":"ingress_http_requests_total","Keys":["status","made_by"],
+           "LabelValues":[{"Labels":["504","ingress"],"Value":{"Value":3,"Time":1}},
+                          {"Labels":["200","upstream"],"Value":{"Value":40,"Time":1}}]},
+          {"Name":"ingress_http_request_duration_seconds","Keys":["made_by"],
+           "LabelValues":[{"Labels":["ingress"],"Value":{"Buckets":[1,2],"Count":3,"Sum":15.0}}]}
+        ]"#;
+        let c = counts_from_json(body).unwrap();
+        assert_eq!(
+            c,
+            vec![
+                EdgeCount {
+                    status: 200,
+                    layer: Layer::App,
+                    answers: 40
+                },
+                EdgeCount {
+                    status: 504,
+                    layer: Layer::Ingress,
+                    answers: 3
+                }
+            ]
+        );
+        // Before the first line the counter has no values.
+        assert!(counts_from_json(br#"[{"Name":"ingress_http_requests_total","Keys":["status","made_by"]}]"#)
+            .unwrap()
+            .is_empty());
+        // A program with other keys is an error, not zero answers.
+        assert!(counts_from_json(
+            br#"[{"Name":"ingress_http_requests_total","Keys":["code"],"LabelValues":[{"Labels":["200"],"Value":{"Value":1}}]}]"#
+        )
+        .is_err());
+    }
+
+    /// The real mtail on a real log: lines appended after it starts are counted by status and
+    /// maker, and a line of another shape is not.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mtail_counts_lines_appended_to_the_log() {
+        let Ok(mtail) = crate::tools::find(&crate::tools::MTAIL) else {
+            panic!("mtail is not installed: run scripts/install-deps.sh");
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("edge.log");
+        std::fs::write(&log, "").unwrap();
+        let mut e = EdgeExporter::start(&mtail, dir.path(), dir.path(), &log)
+            .await
+            .unwrap();
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        for _ in 0..5 {
+            writeln!(f, "status=200 made_by=upstream request_time=0.003").unwrap();
+        }
+        writeln!(f, "status=504 made_by=ingress request_time=5.001").unwrap();
+        writeln!(f, "something else entirely").unwrap();
+        f.flush().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let counts = loop {
+            let c = e.counts().await.unwrap();
+            if c.iter().map(|c| c.answers).sum::<u64>() >= 6
+                || std::time::Instant::now() > deadline
+            {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        e.stop().await;
+        assert_eq!(
+            counts,
+            vec![
+                EdgeCount {
+                    status: 200,
+                    layer: Layer::App,
+                    answers: 5
+                },
+                EdgeCount {
+                    status: 504,
+                    layer: Layer::Ingress,
+                    answers: 1
+                }
+            ]
+        );
+    }
+}
