@@ -1,5 +1,5 @@
 //! Fast command-line tests of `brownout`: validation of deliberately broken files (one precise
-//! error each, exit 2), listing, bad arguments, missing system programs (exit 3), and the alert
+//! error each, exit 2; `tests/fixtures/broken/`), the standing expectation, `--system`, listing, bad arguments, missing system programs (exit 3), and the alert
 //! rule files passing `promtool check rules`.
 
 use std::path::PathBuf;
@@ -58,6 +58,11 @@ fn each_broken_file_gets_one_precise_error() {
         ("impossible-duration.toml", "impossible-duration.toml:12:7: phase duration '0s' is impossible"),
         ("missing-system.toml", "missing-system.toml:3:10: system file"),
         ("duplicate-id.toml", "duplicate-id.toml:20:1: expectation id 'same' is used twice"),
+        ("silent-outage-twice.toml", "silent-outage-twice.toml:4:26: silent_outages_allowed opts out of no-silent-outage, but expectation 'no-silent-outage' declares it: keep one of the two"),
+        ("silent-outage-no-reason.toml", "silent-outage-no-reason.toml:4:26: silent_outages_allowed needs a reason"),
+        ("bad-failure-share.toml", "bad-failure-share.toml:14:1: expectation 'no-silent-outage': failure_share 5 must be above 0 and below 1 (0.02 is 2%)"),
+        ("reserved-id.toml", "reserved-id.toml:14:1: expectation id 'no-silent-outage' is reserved for the standing expectation"),
+        ("bad-pre-stop.toml", "bad-pre-stop.toml:16:8: service 'checkout': pre_stop sleep 15s must be shorter than grace_period 10s (it counts inside it)"),
     ];
     for (file, expected) in cases {
         let path = format!("tests/fixtures/broken/{file}");
@@ -80,7 +85,26 @@ fn each_broken_file_gets_one_precise_error() {
             .lines()
             .filter(|l| l.starts_with("error "))
             .count(),
-        9
+        cases.len()
+    );
+}
+
+#[test]
+fn every_scenario_gets_the_standing_no_silent_outage_expectation() {
+    // 9 declared in pool-exhaustion.toml, plus the standing one.
+    let out = brownout(&["validate", "scenarios/pool-exhaustion.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("10 expectations"), "{}", text(&out));
+}
+
+#[test]
+fn run_on_another_system_file_that_does_not_exist_is_bad_input() {
+    let out = brownout(&["run", "slow-upstream", "--system", "no/such/system.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--system no/such/system.toml: no such file"),
+        "{}",
+        text(&out)
     );
 }
 

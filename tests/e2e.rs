@@ -1,13 +1,17 @@
-//! End-to-end: `brownout run <scenario>` on the local platform, for real (PostgreSQL, nginx,
-//! Prometheus, goose). For every scenario the hardened app passes every expectation, and each of
-//! its bugs fails exactly the expectations that should catch it. Cleanup is checked after Ctrl-C
-//! and after `kill -9`.
+//! End-to-end: `brownout run <scenario>` on the local platform, for real (PostgreSQL, nginx, mtail,
+//! Prometheus). The scenario matrix (`MATRIX`, one row per scenario × bugs × system with the
+//! expectations that must fail) shows every scenario passing on the hardened app and each bug failing
+//! exactly the expectations that should catch it, the no-silent-outage expectation failing without
+//! the edge alert rule, and then that every alert rule fired in some run and never in a baseline.
+//! Every run also checks, from `responses.jsonl`, that the load offered the declared mix in every
+//! 5 s window and the declared rate in every phase, and that the edge metrics counted the 5xx
+//! clients got. Cleanup is checked after Ctrl-C and after `kill -9`.
 //! An app that sets no header (`plain-app`) is attributed by the ingress, and drains with a pre-stop
-//! hook. Every run also checks, from `responses.jsonl`, that the load offered the declared mix in
-//! every 5 s window and the declared rate in every phase.
+//! hook.
 //! These tests run one at a time (they share the machine's two cores); each run takes about a minute.
-//! `BROWNOUT_E2E_REPEAT=3` repeats each verdict run to check that verdicts are stable;
-//! `BROWNOUT_E2E_REPORTS=DIR` keeps every run's report there (`just stability` summarizes them).
+//! `BROWNOUT_E2E_REPEAT=3` repeats each matrix case to check that verdicts are stable;
+//! `BROWNOUT_E2E_REPORTS=DIR` keeps every run's report there (`just stability` summarizes them);
+//! `BROWNOUT_E2E_ONLY=<scenario>` runs only that scenario's rows.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -33,7 +37,13 @@ fn app_binaries_built() {
     }
 }
 
-fn spawn_run(scenario: &str, reports: &Path, bugs: &[&str], log: &Path) -> Child {
+fn spawn_run(
+    scenario: &str,
+    system: Option<&str>,
+    reports: &Path,
+    bugs: &[&str],
+    log: &Path,
+) -> Child {
     let mut cmd = Command::new(BROWNOUT);
     cmd.args(["run", scenario, "--reports-dir", reports.to_str().unwrap()])
         .current_dir(root())
@@ -43,6 +53,9 @@ fn spawn_run(scenario: &str, reports: &Path, bugs: &[&str], log: &Path) -> Child
         .stderr(Stdio::from(std::fs::File::create(log).unwrap()));
     for b in bugs {
         cmd.args(["--bug", b]);
+    }
+    if let Some(system) = system {
+        cmd.args(["--system", system]);
     }
     cmd.spawn().expect("start brownout")
 }
@@ -70,9 +83,23 @@ fn run_scenario_at(
     bugs: &[&str],
 ) -> (i32, BTreeSet<String>, PathBuf, Option<tempfile::TempDir>) {
     let (guard, reports) = reports_dir();
+    let (code, failed, dir) = run_into(&reports, scenario, None, bugs);
+    (code, failed, dir, guard)
+}
+
+/// Runs the scenario (on `system` if given) with its report below `reports`; returns (exit code,
+/// ids of failed expectations, the run's report directory).
+fn run_into(
+    reports: &Path,
+    scenario: &str,
+    system: Option<&str>,
+    bugs: &[&str],
+) -> (i32, BTreeSet<String>, PathBuf) {
     let log_dir = tempfile::tempdir().unwrap();
     let log = log_dir.path().join("stderr.log");
-    let status = spawn_run(scenario, &reports, bugs, &log).wait().unwrap();
+    let status = spawn_run(scenario, system, reports, bugs, &log)
+        .wait()
+        .unwrap();
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     // The run prints its report path last: `report: <dir>/report.md`.
     let out = std::fs::read_to_string(log.with_extension("out")).unwrap_or_default();
@@ -112,13 +139,24 @@ fn run_scenario_at(
         assert!(latest.join(file).is_file(), "{file} written");
     }
     assert_load_offered_what_was_declared(scenario, &report, &latest);
-    (status.code().unwrap_or(-1), failed, latest, guard)
+    assert_edge_counted_what_clients_saw(scenario, &report);
+    (status.code().unwrap_or(-1), failed, latest)
 }
 
-fn run_scenario(scenario: &str, bugs: &[&str]) -> (i32, BTreeSet<String>) {
-    let (code, failed, latest, _guard) = run_scenario_at(scenario, bugs);
-    assert!(latest.join("logs").is_dir());
-    (code, failed)
+/// The edge metrics (what the edge alert rules see) counted, phase by phase, the 5xx clients got,
+/// within a few answers (those in flight at a phase boundary may land on either side).
+fn assert_edge_counted_what_clients_saw(scenario: &str, report: &serde_json::Value) {
+    for p in report["phases"].as_array().unwrap() {
+        let client = p["client_5xx"].as_u64().unwrap();
+        let edge = p["edge"]["s5xx"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{scenario} {}: no edge counts: {p}", p["name"]));
+        assert!(
+            client.abs_diff(edge) <= 5,
+            "{scenario} {}: clients got {client} 5xx, the edge counted {edge}",
+            p["name"]
+        );
+    }
 }
 
 /// The load's promise, checked from `responses.jsonl` on a real run: in every 5 s window of every
@@ -200,122 +238,127 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
-/// Runs `scenario` with `bugs` (repeatedly with BROWNOUT_E2E_REPEAT) and checks that exactly
-/// `expected_failures` fail, and the exit code that follows from that.
-fn check(scenario: &str, bugs: &[&str], expected_failures: &[&str]) {
-    let _g = serial();
-    app_binaries_built();
-    for _ in 0..repeats() {
-        let (code, failed) = run_scenario(scenario, bugs);
-        assert_eq!(
-            failed,
-            set(expected_failures),
-            "{scenario} with bugs {bugs:?}"
-        );
-        assert_eq!(code, if expected_failures.is_empty() { 0 } else { 1 });
-    }
+/// One row of the scenario matrix: a scenario, the bugs switched on, optionally another system
+/// file, and exactly the expectations that must fail (none: the run passes, exit 0; some: exit 1).
+struct Case {
+    scenario: &'static str,
+    bugs: &'static [&'static str],
+    system: Option<&'static str>,
+    fails: &'static [&'static str],
 }
 
-#[test]
-fn pool_exhaustion_hardened_passes() {
-    check("pool-exhaustion", &[], &[]);
-}
+/// The system without the edge alert rule: the app's own rules only.
+const NO_EDGE_RULE: Option<&str> = Some("tests/fixtures/no-edge-rule/checkout.toml");
 
-#[test]
-fn pool_exhaustion_catches_no_acquire_timeout() {
+#[rustfmt::skip]
+const MATRIX: &[Case] = &[
+    Case { scenario: "pool-exhaustion", bugs: &[], system: None, fails: &[] },
     // Requests hang on the pool: the ingress answers 504 and p99 hits its read timeout.
-    check(
-        "pool-exhaustion",
-        &["no-acquire-timeout"],
-        &["fault-fast-503-from-app", "fault-p99-bounded"],
-    );
-}
-
-#[test]
-fn pool_exhaustion_catches_liveness_checks_db() {
+    Case { scenario: "pool-exhaustion", bugs: &["no-acquire-timeout"], system: None,
+           fails: &["fault-fast-503-from-app", "fault-p99-bounded"] },
     // Liveness fails with the DB, the supervisor restarts healthy replicas (a restart storm), and
     // the ingress answers 502 for requests sent to a replica as it restarts.
-    check(
-        "pool-exhaustion",
-        &["liveness-checks-db"],
-        &["fault-fast-503-from-app", "liveness-holds"],
-    );
-}
-
-#[test]
-fn missing_env_hardened_passes() {
-    check("missing-env", &[], &[]);
-}
-
-#[test]
-fn missing_env_catches_skip_env_validation() {
+    Case { scenario: "pool-exhaustion", bugs: &["liveness-checks-db"], system: None,
+           fails: &["fault-fast-503-from-app", "liveness-holds"] },
+    Case { scenario: "missing-env", bugs: &[], system: None, fails: &[] },
     // The new revision boots without PAYMENTS_URL, turns ready, takes traffic and answers 500;
     // the rollout completes instead of stalling, and no replica is ever down.
-    check(
-        "missing-env",
-        &["skip-env-validation"],
-        &[
-            "rollout-no-5xx",
-            "recovery-no-5xx",
-            "rollout-stalls",
-            "replica-down-alert",
-        ],
-    );
-}
-
-#[test]
-fn sigterm_grace_hardened_passes() {
-    check("sigterm-grace", &[], &[]);
-}
-
-#[test]
-fn sigterm_grace_catches_ignore_sigterm() {
+    Case { scenario: "missing-env", bugs: &["skip-env-validation"], system: None,
+           fails: &["rollout-no-5xx", "recovery-no-5xx", "rollout-stalls", "replica-down-alert"] },
+    Case { scenario: "sigterm-grace", bugs: &[], system: None, fails: &[] },
     // SIGTERM is ignored: readiness never fails and each replica needs SIGKILL after the grace period.
-    check(
-        "sigterm-grace",
-        &["ignore-sigterm"],
-        &["clean-terminations"],
-    );
-}
-
-#[test]
-fn sigterm_grace_catches_no_drain() {
+    Case { scenario: "sigterm-grace", bugs: &["ignore-sigterm"], system: None,
+           fails: &["clean-terminations"] },
     // Exits at once: the ingress still routes to it during endpoint propagation and answers 502.
-    check(
-        "sigterm-grace",
-        &["no-drain"],
-        &["restart-no-errors", "clean-terminations"],
-    );
-}
-
-#[test]
-fn slow_upstream_hardened_passes() {
-    check("slow-upstream", &[], &[]);
-}
-
-#[test]
-fn slow_upstream_catches_no_upstream_timeout() {
+    // The edge rule pages for them (no-silent-outage holds)...
+    Case { scenario: "sigterm-grace", bugs: &["no-drain"], system: None,
+           fails: &["restart-no-errors", "clean-terminations"] },
+    // ...and without it nothing does: the app never counted the ingress's 502s.
+    Case { scenario: "sigterm-grace", bugs: &["no-drain"], system: NO_EDGE_RULE,
+           fails: &["restart-no-errors", "clean-terminations", "no-silent-outage"] },
+    Case { scenario: "slow-upstream", bugs: &[], system: None, fails: &[] },
     // Checkouts wait on payments without bound: the ingress answers 504, p99 hits its read
-    // timeout, and there is no breaker to open.
-    check(
-        "slow-upstream",
-        &["no-upstream-timeout"],
-        &[
-            "slow-fails-fast-from-app",
-            "slow-p99-bounded",
-            "breaker-alert",
-        ],
+    // timeout, and there is no breaker to open. The edge rule pages...
+    Case { scenario: "slow-upstream", bugs: &["no-upstream-timeout"], system: None,
+           fails: &["slow-fails-fast-from-app", "slow-p99-bounded", "breaker-alert"] },
+    // ...and without it the 504s (half of all answers) page no one.
+    Case { scenario: "slow-upstream", bugs: &["no-upstream-timeout"], system: NO_EDGE_RULE,
+           fails: &["slow-fails-fast-from-app", "slow-p99-bounded", "breaker-alert", "no-silent-outage"] },
+    // The hardened app on the system without the edge rule still pages: its own rules say why.
+    Case { scenario: "slow-upstream", bugs: &[], system: NO_EDGE_RULE, fails: &[] },
+    Case { scenario: "disk-full", bugs: &[], system: None, fails: &[] },
+    Case { scenario: "disk-full", bugs: &["enospc-500"], system: None, fails: &["full-507-not-500"] },
+];
+
+/// Every scenario passes on the hardened app and fails with each of its bugs on exactly the
+/// expectations that should catch it (each case BROWNOUT_E2E_REPEAT times). Then, over all these
+/// runs, every alert rule fired somewhere and none in a baseline phase.
+/// `BROWNOUT_E2E_ONLY=slow-upstream` runs the cases of one scenario (and skips the rule check).
+#[test]
+fn scenario_matrix() {
+    let _g = serial();
+    app_binaries_built();
+    let only = std::env::var("BROWNOUT_E2E_ONLY").ok();
+    let (_guard, reports) = reports_dir();
+    let mut wrong = Vec::new();
+    for case in MATRIX {
+        if only.as_deref().is_some_and(|o| !case.scenario.contains(o)) {
+            continue;
+        }
+        for _ in 0..repeats() {
+            let (code, failed, _) = run_into(&reports, case.scenario, case.system, case.bugs);
+            let expected = set(case.fails);
+            let expected_code = if case.fails.is_empty() { 0 } else { 1 };
+            if failed != expected || code != expected_code {
+                wrong.push(format!(
+                    "{} {:?} on {}: failed {failed:?} (exit {code}), expected {expected:?} (exit {expected_code})",
+                    case.scenario,
+                    case.bugs,
+                    case.system.unwrap_or("its own system")
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "verdicts not as expected:\n{}",
+        wrong.join("\n")
     );
+    if only.is_some() {
+        eprintln!("BROWNOUT_E2E_ONLY is set: the alert rule coverage is not checked");
+        return;
+    }
+    let (coverage, errors) = harness::coverage::from_dir(&reports);
+    assert!(errors.is_empty(), "{errors:?}");
+    eprintln!("{}", harness::coverage::render(&coverage));
+    // Every rule in scenarios/alerts/ was loaded, fired in some run, and never in a baseline.
+    for rule in rule_names() {
+        assert!(coverage.contains_key(&rule), "{rule} was never loaded");
+    }
+    let problems = harness::coverage::problems(&coverage);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-#[test]
-fn disk_full_hardened_passes() {
-    check("disk-full", &[], &[]);
-}
-
-#[test]
-fn disk_full_catches_enospc_500() {
-    check("disk-full", &["enospc-500"], &["full-507-not-500"]);
+/// The alert names in scenarios/alerts/*.yml (groups[].rules[].alert).
+fn rule_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(root().join("scenarios/alerts"))
+        .unwrap()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        for doc in yaml_rust2::YamlLoader::load_from_str(&text).unwrap() {
+            for group in doc["groups"].as_vec().unwrap() {
+                for rule in group["rules"].as_vec().unwrap() {
+                    if let Some(alert) = rule["alert"].as_str() {
+                        names.push(alert.to_string());
+                    }
+                }
+            }
+        }
+    }
+    assert!(names.len() >= 8, "{names:?}");
+    names
 }
 
 fn responses(dir: &Path) -> Vec<serde_json::Value> {
@@ -428,7 +471,7 @@ fn alive(pid: i32) -> bool {
 #[allow(clippy::zombie_processes)]
 fn run_until_fault(reports: &Path) -> (Child, Vec<i32>, Vec<PathBuf>, Vec<u16>, PathBuf) {
     let log = reports.join("stderr.log");
-    let mut child = spawn_run("pool-exhaustion", reports, &[], &log);
+    let mut child = spawn_run("pool-exhaustion", None, reports, &[], &log);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();

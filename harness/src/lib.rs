@@ -3,6 +3,7 @@
 //! happen. See the top-level README and `shared/DESIGN.md` for the big picture.
 
 pub mod alerts;
+pub mod coverage;
 pub mod error;
 pub mod evidence;
 pub mod faults;

@@ -43,9 +43,9 @@ enum Command {
         #[arg(long, env = "BROWNOUT_SCENARIOS", default_value = "scenarios")]
         scenarios_dir: PathBuf,
     },
-    /// Summarize many runs: verdicts per scenario × bugs and the smallest margin per expectation,
-    /// from every report.json below a directory (e.g. what `just stability` wrote). Exit 1 when
-    /// an expectation's verdict changed between runs.
+    /// Summarize many runs: verdicts per scenario × bugs, the smallest margin per expectation and
+    /// which alert rules fired where, from every report.json below a directory (e.g. what `just
+    /// stability` wrote). Exit 1 when an expectation's verdict changed between runs.
     Summarize { dir: PathBuf },
     /// List the scenarios with a one-line summary each.
     List {
@@ -75,7 +75,13 @@ fn main() -> ExitCode {
             system,
             scenarios_dir,
             reports_dir,
-        } => run(&scenario, bugs, system.as_deref(), &scenarios_dir, reports_dir),
+        } => run(
+            &scenario,
+            bugs,
+            system.as_deref(),
+            &scenarios_dir,
+            reports_dir,
+        ),
     };
     match result {
         Ok(code) => code,
@@ -99,6 +105,12 @@ fn summarize(dir: &std::path::Path) -> Result<ExitCode, BrownoutError> {
         )));
     }
     print!("{}", harness::summary::render(&summaries));
+    // Which alert rules these runs proved (a note, not a verdict: a few runs need not cover all).
+    let (coverage, _) = harness::coverage::from_dir(dir);
+    print!("{}", harness::coverage::render(&coverage));
+    for p in harness::coverage::problems(&coverage) {
+        println!("note: {p}");
+    }
     // Failing every time is a verdict (a bug caught); changing between runs is not.
     let flaky = harness::summary::flaky(&summaries);
     if flaky.is_empty() {

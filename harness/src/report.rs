@@ -23,6 +23,8 @@ pub struct Report {
     pub summary: String,
     /// The system file the scenario ran against.
     pub system: String,
+    /// That system file, as given with `--system` (instead of the scenario's own).
+    pub system_override: Option<String>,
     pub run_id: String,
     pub verdict: &'static str,
     pub bugs: Vec<String>,
@@ -101,10 +103,11 @@ pub struct EdgePhase {
 /// Phase `i`'s edge counts, from the snapshot taken at its start and the next one.
 pub fn edge_phase(data: &EvidenceData, i: usize) -> Option<EdgePhase> {
     let (from, to) = (data.edge.get(i)?, data.edge.get(i + 1)?);
-    let sum = |snap: &crate::evidence::EdgeSnapshot, f: &dyn Fn(&crate::evidence::EdgeCount) -> bool| -> u64 {
-        snap.counts.iter().filter(|c| f(c)).map(|c| c.answers).sum()
-    };
-    let delta = |f: &dyn Fn(&crate::evidence::EdgeCount) -> bool| sum(to, f).saturating_sub(sum(from, f));
+    let sum = |snap: &crate::evidence::EdgeSnapshot,
+               f: &dyn Fn(&crate::evidence::EdgeCount) -> bool|
+     -> u64 { snap.counts.iter().filter(|c| f(c)).map(|c| c.answers).sum() };
+    let delta =
+        |f: &dyn Fn(&crate::evidence::EdgeCount) -> bool| sum(to, f).saturating_sub(sum(from, f));
     Some(EdgePhase {
         answers: delta(&|_| true),
         s5xx: delta(&|c| c.status >= 500),

@@ -111,6 +111,9 @@ pub async fn run<P: Platform>(
         scenario: scenario.name.clone(),
         summary: scenario.summary.clone(),
         system: scenario.system.path.display().to_string(),
+        system_override: scenario
+            .system_override
+            .then(|| scenario.system.path.display().to_string()),
         run_id,
         verdict: if passed { "pass" } else { "fail" },
         bugs: opts.bugs.clone(),

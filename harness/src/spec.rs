@@ -668,6 +668,8 @@ pub struct Scenario {
     /// Why this scenario opted out of the standing no-silent-outage expectation, if it did.
     pub silent_outages_allowed: Option<String>,
     pub system: System,
+    /// The system file was given on the command line (`--system`), not named by the scenario.
+    pub system_override: bool,
     pub seed: u64,
 }
 
@@ -753,7 +755,8 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
 
 /// Loads a scenario to run against `system` instead of the system file it names (the same
 /// faults, load and expectations against another deployment of the app, or another rule set).
-pub fn load_scenario_on(path: &Path, system: Option<&Path>) -> Result<Scenario> {
+pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenario> {
+    let system = system_arg;
     let text = read(path)?;
     let file: ScenarioFile = parse_toml(path, &text)?;
     let err = |span: std::ops::Range<usize>, msg: String| at(path, &text, span, msg);
@@ -980,7 +983,10 @@ pub fn load_scenario_on(path: &Path, system: Option<&Path>) -> Result<Scenario> 
             if *min_answers == 0 {
                 return Err(err(
                     e.span(),
-                    format!("expectation '{}': min_answers must be at least 1", spec.id()),
+                    format!(
+                        "expectation '{}': min_answers must be at least 1",
+                        spec.id()
+                    ),
                 ));
             }
             if let Some(reason) = &file.silent_outages_allowed {
@@ -1016,7 +1022,11 @@ pub fn load_scenario_on(path: &Path, system: Option<&Path>) -> Result<Scenario> 
             }
         }
     }
-    let reserved_id_taken = ids.contains(&NO_SILENT_OUTAGE);
+    let reserved_id_taken = file
+        .expect
+        .iter()
+        .find(|e| e.get_ref().id() == NO_SILENT_OUTAGE)
+        .map(|e| e.span());
     let mut expectations: Vec<ExpectSpec> =
         file.expect.into_iter().map(|e| e.into_inner()).collect();
     let silent_outages_allowed = match file.silent_outages_allowed {
@@ -1036,11 +1046,11 @@ pub fn load_scenario_on(path: &Path, system: Option<&Path>) -> Result<Scenario> 
             .iter()
             .any(|e| matches!(e, ExpectSpec::NoSilentOutage { .. }))
     {
-        if reserved_id_taken {
-            return Err(BrownoutError::BadInput(format!(
-                "{}: expectation id '{NO_SILENT_OUTAGE}' is reserved for the standing expectation: rename yours",
-                path.display()
-            )));
+        if let Some(span) = reserved_id_taken {
+            return Err(err(
+                span,
+                format!("expectation id '{NO_SILENT_OUTAGE}' is reserved for the standing expectation of kind no-silent-outage: rename yours"),
+            ));
         }
         expectations.push(ExpectSpec::default_no_silent_outage());
     }
@@ -1058,6 +1068,7 @@ pub fn load_scenario_on(path: &Path, system: Option<&Path>) -> Result<Scenario> 
         expectations,
         silent_outages_allowed,
         system,
+        system_override: system_arg.is_some(),
         seed: file.seed,
     })
 }

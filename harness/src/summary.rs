@@ -7,11 +7,23 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// How a run is named in summaries: "scenario [bugs]", and " on <system>" when it ran against
+/// another system file than its own (`--system`).
+pub fn run_label(scenario: &str, bugs: &[String], system_override: Option<&str>) -> String {
+    let mut s = format!("{scenario} [{}]", bugs.join(","));
+    if let Some(system) = system_override {
+        s.push_str(&format!(" on {system}"));
+    }
+    s
+}
+
 #[derive(Deserialize)]
 struct ReportHead {
     scenario: String,
     verdict: String,
     bugs: Vec<String>,
+    #[serde(default)]
+    system_override: Option<String>,
     expectations: Vec<Expectation>,
 }
 
@@ -64,11 +76,17 @@ fn report_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Summaries keyed by "scenario [bugs]"; files that are not reports are named in the error list.
-pub fn summarize(dir: &Path) -> (BTreeMap<String, RunSummary>, Vec<String>) {
+/// Every `report.json` below `dir`, sorted (`latest` links skipped).
+pub fn report_paths(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     report_files(dir, &mut files);
     files.sort();
+    files
+}
+
+/// Summaries keyed by "scenario [bugs]"; files that are not reports are named in the error list.
+pub fn summarize(dir: &Path) -> (BTreeMap<String, RunSummary>, Vec<String>) {
+    let files = report_paths(dir);
     let mut out: BTreeMap<String, RunSummary> = BTreeMap::new();
     let mut errors = Vec::new();
     for f in files {
@@ -82,7 +100,7 @@ pub fn summarize(dir: &Path) -> (BTreeMap<String, RunSummary>, Vec<String>) {
                 continue;
             }
         };
-        let key = format!("{} [{}]", head.scenario, head.bugs.join(","));
+        let key = run_label(&head.scenario, &head.bugs, head.system_override.as_deref());
         let s = out.entry(key).or_default();
         s.runs += 1;
         s.passed += usize::from(head.verdict == "pass");

@@ -178,7 +178,10 @@ pub fn judge(data: &EvidenceData, s: &Settings) -> (bool, String, Vec<Margin>) {
                 let others: std::collections::BTreeSet<String> = data
                     .firing
                     .iter()
-                    .filter(|f| f.t_ms >= o.start_ms && f.t_ms <= o.end_ms.max(o.start_ms + s.page_within_ms))
+                    .filter(|f| {
+                        f.t_ms >= o.start_ms
+                            && f.t_ms <= o.end_ms.max(o.start_ms + s.page_within_ms)
+                    })
                     .flat_map(|f| f.firing.iter().map(|(n, sev)| format!("{n} [{sev}]")))
                     .collect();
                 parts.push(format!(
@@ -318,7 +321,10 @@ mod tests {
         assert!(ok, "{text}");
         // 9 failures in a full window of 400 (over 2%) begin the outage at 23.2 s.
         assert!(text.contains("outage 23.2 s–52.8 s"), "{text}");
-        assert!(text.contains("paged after 5.5 s by IngressHigh5xxRatio"), "{text}");
+        assert!(
+            text.contains("paged after 5.5 s by IngressHigh5xxRatio"),
+            "{text}"
+        );
         assert!(text.contains("no page in the baseline"), "{text}");
         assert_eq!(margins.len(), 1);
         // Arrivals are 5 ms after the send: the outage began at 23.205 s.

@@ -51,7 +51,8 @@ struct Value {
 /// The request counters in mtail's `/json` answer.
 fn counts_from_json(body: &[u8]) -> std::result::Result<Vec<EdgeCount>, String> {
     // Other metrics (the histogram) have values of another shape: pick ours first.
-    let metrics: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let metrics: Vec<serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let Some(m) = metrics.into_iter().find(|m| m["Name"] == REQUESTS) else {
         return Ok(Vec::new());
     };
@@ -144,7 +145,10 @@ impl EdgeExporter {
             }
             // Ready once the program is loaded: its metrics are declared in the JSON.
             if let Ok(body) = self.json().await {
-                if body.windows(REQUESTS.len()).any(|w| w == REQUESTS.as_bytes()) {
+                if body
+                    .windows(REQUESTS.len())
+                    .any(|w| w == REQUESTS.as_bytes())
+                {
                     return Ok(());
                 }
             }
@@ -207,9 +211,11 @@ mod tests {
             ]
         );
         // Before the first line the counter has no values.
-        assert!(counts_from_json(br#"[{"Name":"ingress_http_requests_total","Keys":["status","made_by"]}]"#)
-            .unwrap()
-            .is_empty());
+        assert!(counts_from_json(
+            br#"[{"Name":"ingress_http_requests_total","Keys":["status","made_by"]}]"#
+        )
+        .unwrap()
+        .is_empty());
         // A program with other keys is an error, not zero answers.
         assert!(counts_from_json(
             br#"[{"Name":"ingress_http_requests_total","Keys":["code"],"LabelValues":[{"Labels":["200"],"Value":{"Value":1}}]}]"#
@@ -241,8 +247,7 @@ mod tests {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let counts = loop {
             let c = e.counts().await.unwrap();
-            if c.iter().map(|c| c.answers).sum::<u64>() >= 6
-                || std::time::Instant::now() > deadline
+            if c.iter().map(|c| c.answers).sum::<u64>() >= 6 || std::time::Instant::now() > deadline
             {
                 break c;
             }

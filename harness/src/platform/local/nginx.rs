@@ -132,8 +132,11 @@ impl Nginx {
         let mut last_err = String::new();
         for _ in 0..3 {
             let port = crate::tools::free_port()?;
-            std::fs::write(dir.join("nginx.conf"), nginx_conf(dir, log_dir, edge_log, port, spec))
-                .map_err(crate::error::env_err("writing nginx.conf"))?;
+            std::fs::write(
+                dir.join("nginx.conf"),
+                nginx_conf(dir, log_dir, edge_log, port, spec),
+            )
+            .map_err(crate::error::env_err("writing nginx.conf"))?;
             std::fs::write(dir.join("upstreams.conf"), upstreams_conf(initial))
                 .map_err(crate::error::env_err("writing upstreams.conf"))?;
             let conf = dir.join("nginx.conf");
