@@ -167,8 +167,9 @@ fn a_missing_program_is_an_environment_error_naming_the_fix() {
 
 #[test]
 fn alert_rules_pass_promtool() {
-    let promtool = harness::tools::find(&harness::tools::PROMTOOL)
-        .expect("promtool installed (scripts/install-deps.sh)");
+    let promtool =
+        harness::platform::local::tools::find(&harness::platform::local::tools::PROMTOOL)
+            .expect("promtool installed (scripts/install-deps.sh)");
     let rules: Vec<PathBuf> = std::fs::read_dir(root().join("scenarios/alerts"))
         .unwrap()
         .flatten()

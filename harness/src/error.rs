@@ -1,7 +1,5 @@
-//! Brownout's error type and its exit codes: 1 an expectation failed, 2 bad input,
-//! 3 the environment could not be set up.
-
-use std::process::ExitCode;
+//! Brownout's error type and its exit codes ([`Exit`]): 0 every expectation held, 1 one failed,
+//! 2 bad input, 3 the environment could not be set up, 130 interrupted (and cleaned up).
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrownoutError {
@@ -16,13 +14,35 @@ pub enum BrownoutError {
     Interrupted,
 }
 
+/// Every exit code `brownout` uses, in one place (documented in the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Every expectation held (or: the command did what it was asked).
+    Pass = 0,
+    /// An expectation failed (a `summarize`: a verdict changed between runs).
+    Fail = 1,
+    /// A scenario or system file, or a command-line argument, is wrong.
+    BadInput = 2,
+    /// The environment could not be set up (a missing program, a port or process that would not start).
+    Environment = 3,
+    /// Interrupted by Ctrl-C or SIGTERM; everything was cleaned up.
+    Interrupted = 130,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e as u8)
+    }
+}
+
 impl BrownoutError {
-    pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(match self {
-            BrownoutError::BadInput(_) => 2,
-            BrownoutError::Environment(_) => 3,
-            BrownoutError::Interrupted => 130,
-        })
+    pub fn exit(&self) -> Exit {
+        match self {
+            BrownoutError::BadInput(_) => Exit::BadInput,
+            BrownoutError::Environment(_) => Exit::Environment,
+            BrownoutError::Interrupted => Exit::Interrupted,
+        }
     }
 }
 

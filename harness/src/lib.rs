@@ -1,24 +1,49 @@
 //! Brownout: a chaos and load-testing harness that reproduces the failure modes behind HTTP 5xx
 //! responses and judges whether a service and its operations stack behave correctly while they
 //! happen. See the top-level README and `shared/DESIGN.md` for the big picture.
+//!
+//! # A tour, in the order data flows
+//!
+//! ```text
+//! spec ──▶ runner ──▶ platform (deploy; faults act through its control traits)
+//!  │          ├──▶ faults  (one file per kind: inject at a phase's start, heal at its end)
+//!  │          ├──▶ load    (open-model sends at a constant rate) ──┐
+//!  │          └──▶ alerts  (polls Prometheus' alerts API) ─────────┤
+//!  │                                                               ▼
+//!  └─────────────────────────────────────────▶ judge ◀── evidence (every response, probe,
+//!                                               │          lifecycle event, alert state)
+//!                                               ▼
+//!                                            report ──▶ summary / coverage (many runs)
+//! ```
+//!
+//! - [`spec`]: scenario and system files, validated (errors name file:line:col).
+//! - [`runner`]: one run end to end, on any [`platform::Platform`].
+//! - [`platform`]: the boundary. Its `local/` module runs everything as processes on 127.0.0.1 and
+//!   holds all of its machinery (processes, PostgreSQL, nginx, mtail, Prometheus, the fault proxy,
+//!   rollouts, work dirs); no module outside it imports that machinery.
+//! - [`faults`], [`load`], [`alerts`], [`integrity`]: what a run does to and observes of the system.
+//! - [`evidence`]: what a run recorded; [`judge`] reads only this; [`report`] writes it out.
+//! - [`summary`], [`coverage`]: many runs at a glance (verdict stability, which alert rules fired).
+//! - [`cli`], [`error`]: the command line and its exit codes; [`stall`]: the harness watching itself.
+
+pub mod spec;
+
+pub mod runner;
+
+pub mod platform;
 
 pub mod alerts;
-pub mod coverage;
-pub mod error;
-pub mod evidence;
 pub mod faults;
 pub mod integrity;
-pub mod judge;
 pub mod load;
-pub mod platform;
-pub mod postgres;
-pub mod process;
-pub mod proxy;
+
+pub mod evidence;
+pub mod judge;
 pub mod report;
-pub mod rollout;
-pub mod runner;
-pub mod spec;
-pub mod stall;
+
+pub mod coverage;
 pub mod summary;
-pub mod tools;
-pub mod workdir;
+
+pub mod cli;
+pub mod error;
+pub mod stall;

@@ -161,7 +161,10 @@ async fn drive<P: Platform>(
     cancel: &mut watch::Receiver<bool>,
 ) -> Result<Driven> {
     let t0 = Instant::now();
-    eprintln!("brownout: starting the system (local platform)…");
+    eprintln!(
+        "brownout: starting the system ({} platform)…",
+        platform.name()
+    );
     let endpoints =
         or_cancel(platform.deploy(&scenario.system, deploy, evidence), cancel).await??;
     let stack_up = t0.elapsed();

@@ -176,8 +176,8 @@ fn all() -> f64 {
 
 impl ToxicSpec {
     /// The proxy toxic, or `None` for `down` (which is not a toxic but the listener going away).
-    pub fn to_toxic(&self) -> std::result::Result<Option<crate::proxy::Toxic>, String> {
-        use crate::proxy::{Toxic, ToxicKind};
+    pub fn to_toxic(&self) -> std::result::Result<Option<crate::faults::toxic::Toxic>, String> {
+        use crate::faults::toxic::{Toxic, ToxicKind};
         let d = |s: &str| parse_duration(s);
         Ok(Some(match self {
             ToxicSpec::Latency {

@@ -1,9 +1,26 @@
-//! Where the system under test runs. One trait, [`Platform`]; the local (embedded) platform is
-//! the first implementation, and a Kubernetes one fits behind the same calls: scenarios, faults and
-//! expectations only see [`Endpoints`] and the [`Evidence`](crate::evidence::Evidence) the platform
-//! records (probe timelines, restarts, ingress changes).
+//! Where the system under test runs: the boundary between the core (spec, runner, faults, load,
+//! evidence, judge, report) and a platform. A platform implements [`Platform`] and the small
+//! control traits faults act through ([`ProxyControl`], [`VolumeFiller`], [`RolloutDriver`]); the
+//! core only sees these, [`Endpoints`] and the [`Evidence`](crate::evidence::Evidence) the platform
+//! records (probe timelines, restarts, ingress changes). The local (embedded) platform is the first
+//! implementation (`local/`, whose machinery no core module imports); a Kubernetes one fits behind
+//! the same calls.
 
 pub mod local;
+
+/// The local (embedded) platform, ready to deploy: the command line's platform today.
+pub fn embedded() -> local::LocalPlatform {
+    local::LocalPlatform::new()
+}
+
+/// Removes what runs of a harness that was killed (kill -9) left behind: processes, mounts, temp
+/// dirs. Done before anything else, even a run that then fails on bad input.
+pub fn sweep_leftovers() {
+    local::workdir::sweep_dead_runs();
+}
+
+use crate::faults::toxic::Toxic;
+use std::time::Duration;
 
 use crate::error::Result;
 use crate::evidence::Evidence;
@@ -43,6 +60,11 @@ pub struct RevisionChange {
 }
 
 impl RevisionChange {
+    /// No change: a rolling restart.
+    pub fn is_restart(&self) -> bool {
+        self.remove_env.is_empty() && self.set_env.is_empty()
+    }
+
     pub fn describe(&self) -> String {
         let mut parts: Vec<String> = self
             .remove_env
@@ -71,8 +93,90 @@ pub struct IngressSettings {
     pub propagation_delay: String,
 }
 
+/// How a rollout ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RolloutOutcome {
+    Complete {
+        took: Duration,
+    },
+    Stalled {
+        replica: String,
+        waited: Duration,
+        restarts: u32,
+        last_log_line: String,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+impl RolloutOutcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            RolloutOutcome::Complete { .. } => "complete",
+            RolloutOutcome::Stalled { .. } => "stalled",
+            RolloutOutcome::Failed { .. } => "failed",
+        }
+    }
+    pub fn describe(&self) -> String {
+        match self {
+            RolloutOutcome::Complete { took } => format!("complete after {:.1} s", took.as_secs_f64()),
+            RolloutOutcome::Stalled { replica, waited, restarts, last_log_line } => format!(
+                "stalled: {replica} not ready after {:.1} s (progress deadline), {restarts} restarts (crash loop), last log line: {last_log_line}",
+                waited.as_secs_f64()
+            ),
+            RolloutOutcome::Failed { reason } => format!("failed: {reason}"),
+        }
+    }
+}
+
+/// Fault proxies in front of dependencies, by the name the system file gives them.
 #[allow(async_fn_in_trait)]
-pub trait Platform {
+pub trait ProxyControl {
+    /// Adds a toxic to proxy `proxy` (it hits connections already open too).
+    async fn add_toxic(&mut self, proxy: &str, toxic: Toxic) -> Result<()>;
+    /// Removes every toxic of `proxy`.
+    async fn clear_toxics(&mut self, proxy: &str) -> Result<()>;
+    /// Takes `proxy`'s listener away (the dependency is down: connections are refused) or brings
+    /// it back.
+    async fn set_down(&mut self, proxy: &str, down: bool) -> Result<()>;
+}
+
+/// Sized volumes of a service's replicas, filled for real.
+#[allow(async_fn_in_trait)]
+pub trait VolumeFiller {
+    /// Fills the volume of every replica of `service` until the kernel answers ENOSPC, and keeps
+    /// it full until [`VolumeFiller::free_volume`].
+    async fn fill_volume(&mut self, service: &str, volume: &str, evidence: &Evidence)
+        -> Result<()>;
+
+    /// Frees what [`VolumeFiller::fill_volume`] wrote.
+    async fn free_volume(&mut self, service: &str, volume: &str, evidence: &Evidence);
+}
+
+/// Rolling updates of a service (a Deployment's, with maxSurge 1 and maxUnavailable 0).
+#[allow(async_fn_in_trait)]
+pub trait RolloutDriver {
+    /// Starts a rolling update of `service` to a new revision (surge one, never below the desired
+    /// ready count, stalled after `progress_deadline` without progress). Runs in the background.
+    async fn start_rollout(
+        &mut self,
+        service: &str,
+        change: &RevisionChange,
+        progress_deadline: std::time::Duration,
+        evidence: &Evidence,
+    ) -> Result<tokio::task::JoinHandle<RolloutOutcome>>;
+
+    /// Undoes the last rollout of `service`: its new replicas are terminated, the previous
+    /// revision is current again.
+    async fn rollback(&mut self, service: &str, evidence: &Evidence);
+}
+
+#[allow(async_fn_in_trait)]
+pub trait Platform: ProxyControl + VolumeFiller + RolloutDriver {
+    /// The platform's name in reports and progress lines ("local", "kind").
+    fn name(&self) -> &'static str;
+
     /// Starts everything the system needs and returns once every replica is ready.
     async fn deploy(
         &mut self,
@@ -90,30 +194,45 @@ pub trait Platform {
     /// Replica restarts so far, by replica name.
     fn restarts(&self) -> Vec<(String, u32)>;
 
-    /// Starts a rolling update of `service` to a new revision (surge one, never below the desired
-    /// ready count, stalled after `progress_deadline` without progress). Runs in the background.
-    async fn start_rollout(
-        &mut self,
-        service: &str,
-        change: &RevisionChange,
-        progress_deadline: std::time::Duration,
-        evidence: &Evidence,
-    ) -> Result<tokio::task::JoinHandle<crate::rollout::RolloutOutcome>>;
-
-    /// Undoes the last rollout of `service`: its new replicas are terminated, the previous
-    /// revision is current again.
-    async fn rollback(&mut self, service: &str, evidence: &Evidence);
-
-    /// The fault proxy named in the system file.
-    fn proxy(&self, name: &str) -> Option<std::sync::Arc<crate::proxy::FaultProxy>>;
-
-    /// Fills the volume of every replica of `service` until the kernel answers ENOSPC.
-    async fn fill_volume(&mut self, service: &str, volume: &str, evidence: &Evidence)
-        -> Result<()>;
-
-    /// Frees what [`Platform::fill_volume`] wrote.
-    async fn free_volume(&mut self, service: &str, volume: &str, evidence: &Evidence);
-
     /// Stops everything it started, in order; idempotent.
     async fn teardown(&mut self);
+}
+
+#[cfg(test)]
+mod tests {
+    /// The boundary holds: outside `platform/local/`, only this module names the local platform.
+    #[test]
+    fn no_core_module_uses_the_local_platform() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        let mut dirs = vec![src.clone()];
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(&dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    if p != src.join("platform").join("local") {
+                        dirs.push(p);
+                    }
+                    continue;
+                }
+                if p.extension().is_none_or(|x| x != "rs") || p == src.join("platform/mod.rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (n, line) in text.lines().enumerate() {
+                    if line.contains("platform::local") || line.contains("local::") {
+                        offenders.push(format!("{}:{}: {}", p.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "core modules using the local platform:\n{}",
+            offenders.join("\n")
+        );
+        // The check can fail: this module itself names it.
+        let here = std::fs::read_to_string(src.join("platform/mod.rs")).unwrap();
+        assert!(here.contains("local::LocalPlatform"));
+    }
 }

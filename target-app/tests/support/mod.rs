@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use harness::postgres::TempPostgres;
+use harness::platform::local::postgres::TempPostgres;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ pub const CHECKOUT: &str = env!("CARGO_BIN_EXE_checkout");
 pub const PAYMENTS_STUB: &str = env!("CARGO_BIN_EXE_payments-stub");
 
 pub fn free_port() -> u16 {
-    harness::tools::free_port().expect("free port")
+    harness::platform::local::tools::free_port().expect("free port")
 }
 
 /// A child that is killed when the test ends, whatever happens.

@@ -7,7 +7,7 @@
 
 use crate::error::{BrownoutError, Result};
 use crate::evidence::{EdgeCount, Layer};
-use crate::process::{spawn, ChildSpec, ManagedChild};
+use crate::platform::local::process::{spawn, ChildSpec, ManagedChild};
 use nix::sys::signal::Signal;
 use serde::Deserialize;
 use std::path::Path;
@@ -97,7 +97,7 @@ impl EdgeExporter {
             .map_err(|e| BrownoutError::Environment(format!("http client: {e}")))?;
         let mut last_err = String::new();
         for _ in 0..3 {
-            let port = crate::tools::free_port()?;
+            let port = crate::platform::local::tools::free_port()?;
             let spec = ChildSpec::new(program, dir, log_dir.join("mtail.log")).args([
                 "-progs".to_string(),
                 progs.display().to_string(),
@@ -227,7 +227,8 @@ mod tests {
     /// maker, and a line of another shape is not.
     #[tokio::test(flavor = "multi_thread")]
     async fn mtail_counts_lines_appended_to_the_log() {
-        let Ok(mtail) = crate::tools::find(&crate::tools::MTAIL) else {
+        let Ok(mtail) = crate::platform::local::tools::find(&crate::platform::local::tools::MTAIL)
+        else {
             panic!("mtail is not installed: run scripts/install-deps.sh");
         };
         let dir = tempfile::tempdir().unwrap();

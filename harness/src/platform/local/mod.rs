@@ -6,28 +6,37 @@
 
 mod edge;
 mod nginx;
+pub mod postgres;
+pub mod process;
 mod prometheus;
+pub mod proxy;
+pub mod rollout;
 pub mod supervisor;
+pub mod tools;
+pub mod workdir;
 
-use super::{DeployOptions, Endpoints, IngressSettings, Platform, RevisionChange};
+use super::{
+    DeployOptions, Endpoints, IngressSettings, Platform, ProxyControl, RevisionChange,
+    RolloutDriver, VolumeFiller,
+};
 use crate::error::{BrownoutError, Result};
 use crate::evidence::Evidence;
-use crate::postgres::TempPostgres;
-use crate::process::ChildSpec;
-use crate::proxy::FaultProxy;
-use crate::rollout::{self, Fleet, RolloutOutcome};
+use crate::faults::toxic::Toxic;
 use crate::spec::{parse_duration, parse_size, ServiceSpec, System};
-use crate::tools;
-use crate::workdir::WorkDir;
 use edge::EdgeExporter;
 use nginx::Nginx;
+use postgres::TempPostgres;
+use process::ChildSpec;
 use prometheus::{Prometheus, ScrapeJob};
+use proxy::FaultProxy;
+use rollout::{Fleet, RolloutOutcome};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use supervisor::{ParsedProbe, Probes, ReplicaConfig, ReplicaHandle};
+use workdir::WorkDir;
 
 /// How long deploy waits for every replica to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -338,7 +347,9 @@ fn mount_volume(
 }
 
 fn is_mount_point(dir: &std::path::Path) -> bool {
-    crate::workdir::mounts_under(dir).iter().any(|m| m == dir)
+    crate::platform::local::workdir::mounts_under(dir)
+        .iter()
+        .any(|m| m == dir)
 }
 
 /// Appends to a filler file in `dir` until the kernel answers ENOSPC; returns the bytes written.
@@ -563,6 +574,10 @@ async fn wait_ready(service: &SharedService, opts: &DeployOptions) -> Result<()>
 }
 
 impl Platform for LocalPlatform {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
     async fn deploy(
         &mut self,
         system: &System,
@@ -770,10 +785,82 @@ impl Platform for LocalPlatform {
         all.into_iter().collect()
     }
 
-    fn proxy(&self, name: &str) -> Option<Arc<FaultProxy>> {
-        self.proxies.iter().find(|p| p.name == name).cloned()
+    async fn teardown(&mut self) {
+        self.stop_fillers().await;
+        if let Some(task) = self.controller.take() {
+            task.abort();
+        }
+        if let Some(mut p) = self.prometheus.take() {
+            p.stop().await;
+        }
+        if let Some(nginx) = self.ingress.take() {
+            nginx.lock().await.stop().await;
+        }
+        if let Some(mut e) = self.edge.take() {
+            e.stop().await;
+        }
+        // Services in reverse start order; all replicas of one service terminate together.
+        while let Some((_, svc)) = self.services.pop() {
+            let mut handles: Vec<ReplicaHandle> = {
+                let mut s = svc.lock().expect("service lock");
+                s.replicas.drain(..).map(|r| r.handle).collect()
+            };
+            for h in &handles {
+                h.request_stop();
+            }
+            for h in handles.iter_mut() {
+                h.wait_stopped().await;
+            }
+        }
+        // Proxies after their clients: open connections have closed with the replicas.
+        self.proxies.clear();
+        if let Some(rt) = self.proxy_runtime.take() {
+            rt.shutdown_background();
+        }
+        if let Some(mut pg) = self.postgres.take() {
+            tokio::task::block_in_place(|| pg.stop());
+        }
+        // Dropping the work dir kills anything still running inside it, unmounts the volumes and
+        // removes it.
+        self.workdir = None;
+    }
+}
+
+impl LocalPlatform {
+    fn proxy(&self, name: &str) -> Result<Arc<FaultProxy>> {
+        self.proxies
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+            .ok_or_else(|| BrownoutError::BadInput(format!("no fault proxy '{name}' is running")))
+    }
+}
+
+impl ProxyControl for LocalPlatform {
+    async fn add_toxic(&mut self, proxy: &str, toxic: Toxic) -> Result<()> {
+        self.proxy(proxy)?.add(toxic);
+        Ok(())
     }
 
+    async fn clear_toxics(&mut self, proxy: &str) -> Result<()> {
+        self.proxy(proxy)?.clear();
+        Ok(())
+    }
+
+    async fn set_down(&mut self, proxy: &str, down: bool) -> Result<()> {
+        let p = self.proxy(proxy)?;
+        if down {
+            p.take_down().await;
+            Ok(())
+        } else {
+            p.bring_up().await.map_err(|e| {
+                BrownoutError::Environment(format!("proxy {proxy}: cannot listen again: {e}"))
+            })
+        }
+    }
+}
+
+impl VolumeFiller for LocalPlatform {
     async fn fill_volume(
         &mut self,
         service: &str,
@@ -831,7 +918,9 @@ impl Platform for LocalPlatform {
             }
         }
     }
+}
 
+impl RolloutDriver for LocalPlatform {
     async fn start_rollout(
         &mut self,
         service: &str,
@@ -902,46 +991,6 @@ impl Platform for LocalPlatform {
                 new.join(", ")
             ),
         );
-    }
-
-    async fn teardown(&mut self) {
-        self.stop_fillers().await;
-        if let Some(task) = self.controller.take() {
-            task.abort();
-        }
-        if let Some(mut p) = self.prometheus.take() {
-            p.stop().await;
-        }
-        if let Some(nginx) = self.ingress.take() {
-            nginx.lock().await.stop().await;
-        }
-        if let Some(mut e) = self.edge.take() {
-            e.stop().await;
-        }
-        // Services in reverse start order; all replicas of one service terminate together.
-        while let Some((_, svc)) = self.services.pop() {
-            let mut handles: Vec<ReplicaHandle> = {
-                let mut s = svc.lock().expect("service lock");
-                s.replicas.drain(..).map(|r| r.handle).collect()
-            };
-            for h in &handles {
-                h.request_stop();
-            }
-            for h in handles.iter_mut() {
-                h.wait_stopped().await;
-            }
-        }
-        // Proxies after their clients: open connections have closed with the replicas.
-        self.proxies.clear();
-        if let Some(rt) = self.proxy_runtime.take() {
-            rt.shutdown_background();
-        }
-        if let Some(mut pg) = self.postgres.take() {
-            tokio::task::block_in_place(|| pg.stop());
-        }
-        // Dropping the work dir kills anything still running inside it, unmounts the volumes and
-        // removes it.
-        self.workdir = None;
     }
 }
 

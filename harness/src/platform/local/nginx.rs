@@ -4,7 +4,7 @@
 
 use crate::error::{BrownoutError, Result};
 use crate::evidence::Evidence;
-use crate::process::{spawn, ChildSpec, ManagedChild};
+use crate::platform::local::process::{spawn, ChildSpec, ManagedChild};
 use crate::spec::IngressSpec;
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
@@ -127,11 +127,11 @@ impl Nginx {
             let p = dir.join("tmp").join(sub);
             std::fs::create_dir_all(&p)
                 .map_err(crate::error::env_err("creating nginx temp dir"))?;
-            crate::workdir::set_mode(&p, 0o777)?;
+            crate::platform::local::workdir::set_mode(&p, 0o777)?;
         }
         let mut last_err = String::new();
         for _ in 0..3 {
-            let port = crate::tools::free_port()?;
+            let port = crate::platform::local::tools::free_port()?;
             std::fs::write(
                 dir.join("nginx.conf"),
                 nginx_conf(dir, log_dir, edge_log, port, spec),

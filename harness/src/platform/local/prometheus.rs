@@ -2,7 +2,7 @@
 //! (targets discovered from files the platform keeps current) and evaluates the system's alert rules; the harness polls its alerts API.
 
 use crate::error::{BrownoutError, Result};
-use crate::process::{spawn, ChildSpec, ManagedChild};
+use crate::platform::local::process::{spawn, ChildSpec, ManagedChild};
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,7 +74,7 @@ impl Prometheus {
         .map_err(crate::error::env_err("writing prometheus.yml"))?;
         let mut last_err = String::new();
         for _ in 0..3 {
-            let port = crate::tools::free_port()?;
+            let port = crate::platform::local::tools::free_port()?;
             let spec = ChildSpec::new(program, dir, log_dir.join("prometheus.log")).args([
                 format!("--config.file={}", conf.display()),
                 format!("--storage.tsdb.path={}", dir.join("data").display()),

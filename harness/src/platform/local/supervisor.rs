@@ -4,7 +4,7 @@
 //! events go to the evidence; readiness is published on a watch channel for the ingress.
 
 use crate::evidence::{Evidence, Probe};
-use crate::process::{spawn, ChildSpec, ManagedChild};
+use crate::platform::local::process::{spawn, ChildSpec, ManagedChild};
 use crate::spec::{parse_duration, ProbeSpec};
 use nix::sys::signal::Signal;
 use std::process::ExitStatus;

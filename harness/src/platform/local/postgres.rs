@@ -3,8 +3,8 @@
 //! by the target-app's integration tests. Dropping it stops the server (fast shutdown).
 
 use crate::error::{BrownoutError, Result};
-use crate::process::{spawn, ChildSpec, ManagedChild};
-use crate::tools;
+use crate::platform::local::process::{spawn, ChildSpec, ManagedChild};
+use crate::platform::local::tools;
 use nix::sys::signal::Signal;
 use sqlx::Connection;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ impl TempPostgres {
             .prefix("brownout-pg-")
             .tempdir()
             .map_err(|e| BrownoutError::Environment(format!("cannot create a temp dir: {e}")))?;
-        crate::workdir::set_mode(dir.path(), 0o755)?;
+        crate::platform::local::workdir::set_mode(dir.path(), 0o755)?;
         let mut pg = TempPostgres::start_in(dir.path()).await?;
         pg._owned_dir = Some(dir);
         Ok(pg)
@@ -53,7 +53,7 @@ impl TempPostgres {
                 })?;
             }
         }
-        crate::workdir::set_mode(&data_dir, 0o700)?;
+        crate::platform::local::workdir::set_mode(&data_dir, 0o700)?;
         let mut cmd = Command::new(&initdb);
         cmd.args([
             "-D",

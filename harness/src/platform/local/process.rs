@@ -1,7 +1,7 @@
 //! Child processes that cannot outlive the harness. Every child gets a parent-death signal (so a
 //! `kill -9` of the harness takes it down), its own process group (so a terminal Ctrl-C reaches only
 //! the harness, which then stops children in order), its stdout/stderr in a log file, and its working
-//! directory inside the run's work dir (which is how [`crate::workdir`] sweeps leftovers).
+//! directory inside the run's work dir (which is how [`crate::platform::local::workdir`] sweeps leftovers).
 
 use crate::error::{BrownoutError, Result};
 use nix::sys::signal::{kill, Signal};

@@ -7,6 +7,7 @@
 //! for every chunk, so they also hit connections opened before they were switched on (clients keep
 //! pooled connections). Latency and bandwidth act on data flowing back to the client.
 
+pub use crate::faults::toxic::{Toxic, ToxicKind};
 use rand::{Rng, SeedableRng};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -14,40 +15,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-
-/// One kind of misbehaviour.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ToxicKind {
-    /// Delay every chunk sent back to the client by `latency` ± `jitter`.
-    Latency { latency: Duration, jitter: Duration },
-    /// Forward nothing; close the connection after `close_after` if given, else hold it open.
-    Timeout { close_after: Option<Duration> },
-    /// Reset the connection (RST) after `after`.
-    Reset { after: Duration },
-    /// Accept new connections and reset them at once.
-    Refuse,
-    /// Limit data sent back to the client to `bytes_per_sec`.
-    Bandwidth { bytes_per_sec: u64 },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Toxic {
-    pub kind: ToxicKind,
-    /// Share of connections it applies to, 0.0 to 1.0.
-    pub fraction: f64,
-}
-
-impl Toxic {
-    pub fn always(kind: ToxicKind) -> Self {
-        Toxic {
-            kind,
-            fraction: 1.0,
-        }
-    }
-    fn applies(&self, draw: f64) -> bool {
-        draw < self.fraction
-    }
-}
 
 #[derive(Default)]
 struct State {

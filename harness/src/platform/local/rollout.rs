@@ -20,41 +20,7 @@ pub trait Fleet {
     fn terminate(&mut self, name: &str);
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum RolloutOutcome {
-    Complete {
-        took: Duration,
-    },
-    Stalled {
-        replica: String,
-        waited: Duration,
-        restarts: u32,
-        last_log_line: String,
-    },
-    Failed {
-        reason: String,
-    },
-}
-
-impl RolloutOutcome {
-    pub fn label(&self) -> &'static str {
-        match self {
-            RolloutOutcome::Complete { .. } => "complete",
-            RolloutOutcome::Stalled { .. } => "stalled",
-            RolloutOutcome::Failed { .. } => "failed",
-        }
-    }
-    pub fn describe(&self) -> String {
-        match self {
-            RolloutOutcome::Complete { took } => format!("complete after {:.1} s", took.as_secs_f64()),
-            RolloutOutcome::Stalled { replica, waited, restarts, last_log_line } => format!(
-                "stalled: {replica} not ready after {:.1} s (progress deadline), {restarts} restarts (crash loop), last log line: {last_log_line}",
-                waited.as_secs_f64()
-            ),
-            RolloutOutcome::Failed { reason } => format!("failed: {reason}"),
-        }
-    }
-}
+pub use crate::platform::RolloutOutcome;
 
 /// Replaces every old replica with a new one, surge first. `poll` is how often readiness is checked.
 pub async fn roll<F: Fleet>(

@@ -1,0 +1,98 @@
+//! Real faults, injected at the start of a phase and healed at its end, one file per kind (as
+//! Toxiproxy keeps one per toxic): `pool_exhaustion`, `rollout` (also rolling restarts), `proxy`
+//! (toxics on a fault proxy), `disk_full`. Each acts on the platform only through the small
+//! control traits of [`crate::platform`], so it runs on any platform. An [`ActiveFault`]'s `heal`
+//! undoes what `inject` did; dropping one un-healed releases what it holds too, so a failed or
+//! interrupted run never leaves a fault behind.
+
+pub mod disk_full;
+#[cfg(test)]
+mod fake;
+pub mod pool_exhaustion;
+pub mod proxy;
+pub mod rollout;
+pub mod toxic;
+
+use crate::error::{BrownoutError, Result};
+use crate::evidence::Evidence;
+use crate::platform::{Endpoints, Platform, RevisionChange};
+use crate::spec::{parse_duration, FaultSpec};
+
+/// A fault in place, until healed.
+pub enum ActiveFault {
+    PoolExhaustion(pool_exhaustion::Held),
+    Rollout(rollout::InProgress),
+    Proxy(proxy::Applied),
+    DiskFull(disk_full::Filled),
+}
+
+pub async fn inject<P: Platform>(
+    spec: &FaultSpec,
+    endpoints: &Endpoints,
+    platform: &mut P,
+    evidence: &Evidence,
+) -> Result<ActiveFault> {
+    Ok(match spec {
+        FaultSpec::PoolExhaustion { tables } => ActiveFault::PoolExhaustion(
+            pool_exhaustion::inject(endpoints.database_url.as_deref(), tables).await?,
+        ),
+        FaultSpec::Rollout {
+            service,
+            remove_env,
+            set_env,
+            progress_deadline,
+        } => {
+            let change = RevisionChange {
+                remove_env: remove_env.clone(),
+                set_env: set_env.clone(),
+            };
+            let deadline = parse_duration(progress_deadline).map_err(BrownoutError::BadInput)?;
+            ActiveFault::Rollout(
+                rollout::inject(platform, service, &change, deadline, evidence).await?,
+            )
+        }
+        FaultSpec::RollingRestart {
+            service,
+            progress_deadline,
+        } => {
+            let deadline = parse_duration(progress_deadline).map_err(BrownoutError::BadInput)?;
+            ActiveFault::Rollout(
+                rollout::inject(
+                    platform,
+                    service,
+                    &RevisionChange::default(),
+                    deadline,
+                    evidence,
+                )
+                .await?,
+            )
+        }
+        FaultSpec::Proxy { proxy, toxic } => {
+            ActiveFault::Proxy(proxy::inject(platform, proxy, toxic).await?)
+        }
+        FaultSpec::DiskFull { service, volume } => {
+            ActiveFault::DiskFull(disk_full::inject(platform, service, volume, evidence).await?)
+        }
+    })
+}
+
+impl ActiveFault {
+    pub fn describe(&self) -> String {
+        match self {
+            ActiveFault::PoolExhaustion(_) => pool_exhaustion::describe(),
+            ActiveFault::Rollout(r) => rollout::describe(r),
+            ActiveFault::Proxy(a) => a.what.clone(),
+            ActiveFault::DiskFull(f) => disk_full::describe(f),
+        }
+    }
+
+    pub async fn heal<P: Platform>(self, platform: &mut P, evidence: &Evidence) -> Result<()> {
+        match self {
+            ActiveFault::PoolExhaustion(held) => pool_exhaustion::heal(held).await?,
+            ActiveFault::Rollout(r) => rollout::heal(platform, r, evidence).await,
+            ActiveFault::Proxy(a) => proxy::heal(platform, a).await?,
+            ActiveFault::DiskFull(f) => disk_full::heal(platform, f, evidence).await,
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! `pool-exhaustion`: an open transaction holds EXCLUSIVE locks on the app's tables, so every
+//! write blocks and each pooled connection of the app is held until its statement timeout (reads
+//! still work). Healed by ROLLBACK; dropped un-healed, the connection closes and PostgreSQL rolls
+//! the locks back. Covered end to end by the `pool-exhaustion` scenario (it needs a real database).
+
+use crate::error::{BrownoutError, Result};
+use sqlx::Connection;
+
+/// The connection holding the locks.
+pub struct Held(Option<sqlx::PgConnection>);
+
+fn db(e: sqlx::Error) -> BrownoutError {
+    BrownoutError::Environment(format!("fault: database error: {e}"))
+}
+
+pub async fn inject(database_url: Option<&str>, tables: &[String]) -> Result<Held> {
+    let url = database_url.ok_or_else(|| {
+        BrownoutError::BadInput(
+            "fault pool-exhaustion needs a [database] in the system file".into(),
+        )
+    })?;
+    let mut conn = sqlx::PgConnection::connect(url).await.map_err(|e| {
+        BrownoutError::Environment(format!(
+            "pool-exhaustion: cannot connect to the database: {e}"
+        ))
+    })?;
+    sqlx::query("SET application_name = 'brownout-fault'")
+        .execute(&mut conn)
+        .await
+        .ok();
+    sqlx::query("BEGIN").execute(&mut conn).await.map_err(db)?;
+    for t in tables {
+        // Table names come from the scenario file; quote them as identifiers.
+        let quoted = format!("\"{}\"", t.replace('"', "\"\""));
+        sqlx::query(&format!("LOCK TABLE {quoted} IN EXCLUSIVE MODE"))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| {
+                BrownoutError::BadInput(format!("pool-exhaustion: cannot lock table {t}: {e}"))
+            })?;
+    }
+    Ok(Held(Some(conn)))
+}
+
+pub async fn heal(mut held: Held) -> Result<()> {
+    if let Some(mut c) = held.0.take() {
+        sqlx::query("ROLLBACK").execute(&mut c).await.map_err(db)?;
+        c.close().await.map_err(db)?;
+    }
+    Ok(())
+}
+
+pub fn describe() -> String {
+    "pool-exhaustion: EXCLUSIVE locks held on the app's tables".into()
+}

@@ -1,0 +1,151 @@
+//! `rollout` and `rolling-restart`: a rolling update of a service to a changed revision (e.g.
+//! without an env var), or with the same spec. A rollout that has not completed by the end of its
+//! phase is rolled back at once (a bad rollout is not waited for); a restart is left to finish,
+//! bounded by four progress deadlines, and rolled back only if it did not complete. Acts only
+//! through [`RolloutDriver`].
+
+use crate::error::Result;
+use crate::evidence::Evidence;
+use crate::platform::{RevisionChange, RolloutDriver, RolloutOutcome};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+pub struct InProgress {
+    pub service: String,
+    task: JoinHandle<RolloutOutcome>,
+    /// Roll back at heal if it has not completed (a bad rollout); a restart is waited for.
+    undo_unless_complete: bool,
+    progress_deadline: Duration,
+}
+
+pub async fn inject<P: RolloutDriver>(
+    platform: &mut P,
+    service: &str,
+    change: &RevisionChange,
+    progress_deadline: Duration,
+    evidence: &Evidence,
+) -> Result<InProgress> {
+    let task = platform
+        .start_rollout(service, change, progress_deadline, evidence)
+        .await?;
+    Ok(InProgress {
+        service: service.to_string(),
+        task,
+        undo_unless_complete: !change.is_restart(),
+        progress_deadline,
+    })
+}
+
+pub async fn heal<P: RolloutDriver>(platform: &mut P, r: InProgress, evidence: &Evidence) {
+    let outcome = if r.undo_unless_complete {
+        // A bad rollout is not waited for: whatever has not completed is undone now.
+        if r.task.is_finished() {
+            r.task.await.ok()
+        } else {
+            r.task.abort();
+            None
+        }
+    } else {
+        // A restart is left to finish (bounded by its progress deadline per replica).
+        tokio::time::timeout(r.progress_deadline * 4, r.task)
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+    };
+    if !matches!(outcome, Some(RolloutOutcome::Complete { .. })) {
+        platform.rollback(&r.service, evidence).await;
+    }
+}
+
+pub fn describe(r: &InProgress) -> String {
+    if r.undo_unless_complete {
+        format!("rollout of {}", r.service)
+    } else {
+        format!("rolling restart of {}", r.service)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::fake::{Call, FakePlatform};
+
+    fn without_payments() -> RevisionChange {
+        RevisionChange {
+            remove_env: vec!["PAYMENTS_URL".into()],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unfinished_rollout_is_rolled_back_at_heal_without_waiting() {
+        let mut p = FakePlatform {
+            rollout_takes: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let ev = Evidence::new();
+        let r = inject(
+            &mut p,
+            "checkout",
+            &without_payments(),
+            Duration::from_secs(12),
+            &ev,
+        )
+        .await
+        .unwrap();
+        assert_eq!(describe(&r), "rollout of checkout");
+        let t0 = tokio::time::Instant::now();
+        heal(&mut p, r, &ev).await;
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert_eq!(
+            p.calls,
+            vec![
+                Call::StartRollout("checkout".into(), "without PAYMENTS_URL".into()),
+                Call::Rollback("checkout".into())
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_is_waited_for_and_not_rolled_back_once_complete() {
+        let mut p = FakePlatform {
+            rollout_takes: Duration::from_secs(20),
+            ..Default::default()
+        };
+        let ev = Evidence::new();
+        let r = inject(
+            &mut p,
+            "checkout",
+            &RevisionChange::default(),
+            Duration::from_secs(10),
+            &ev,
+        )
+        .await
+        .unwrap();
+        assert_eq!(describe(&r), "rolling restart of checkout");
+        heal(&mut p, r, &ev).await;
+        assert_eq!(
+            p.calls,
+            vec![Call::StartRollout(
+                "checkout".into(),
+                "restart (same spec)".into()
+            )]
+        );
+        // One that outlasts four progress deadlines is rolled back.
+        let mut p = FakePlatform {
+            rollout_takes: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let r = inject(
+            &mut p,
+            "checkout",
+            &RevisionChange::default(),
+            Duration::from_secs(10),
+            &ev,
+        )
+        .await
+        .unwrap();
+        heal(&mut p, r, &ev).await;
+        assert_eq!(p.calls.last(), Some(&Call::Rollback("checkout".into())));
+    }
+}
