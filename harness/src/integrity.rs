@@ -1,11 +1,13 @@
-//! The data-integrity check of the sample checkout system, run after the load stops: no
-//! acknowledged order is lost, every paid order has exactly one charge, and no charge was made
-//! for an order twice (the payments stub's ledger against the `orders` table). Charges for orders
-//! that are not paid (the fault struck between charge and commit) are counted and reported but do not
+//! The data-integrity check a system file declares (`[integrity]`), run after the load stops: no
+//! acknowledged request is lost (its idempotency key is among the committed ones), every committed
+//! record has exactly one entry in the downstream ledger, and no record has two (e.g. the sample
+//! app's paid orders against the payments stub's charges). Ledger entries without a committed
+//! record (the fault struck between the effect and the commit) are counted and reported but do not
 //! fail the check: the client got an error and a retry with its key reconciles them.
 
 use crate::error::{BrownoutError, Result};
-use serde::{Deserialize, Serialize};
+use crate::spec::{IntegritySpec, LedgerSpec};
+use serde::Serialize;
 use sqlx::{Connection, Row};
 use std::collections::{HashMap, HashSet};
 
@@ -26,74 +28,117 @@ impl Integrity {
     }
     pub fn summary(&self) -> String {
         format!(
-            "{} acknowledged checkouts, {} missing; {} paid orders, {} charges; paid without charge: {}; charges for unacknowledged orders (to reconcile, not failing): {}; double charges: {}",
+            "{} acknowledged requests, {} missing; {} committed records, {} ledger entries; committed without an entry: {}; entries without a committed record (to reconcile, not failing): {}; double entries: {}",
             self.acknowledged, self.acknowledged_missing, self.paid_orders, self.charges,
             self.paid_without_charge, self.charges_without_paid_order, self.double_charges
         )
     }
 }
 
-#[derive(Deserialize)]
-struct Ledger {
-    charges: Vec<Charge>,
+/// Text values of a query's first column, streamed (only the values are kept).
+async fn column(conn: &mut sqlx::PgConnection, query: &str) -> Result<HashSet<String>> {
+    use futures_util::TryStreamExt;
+    let mut out = HashSet::new();
+    let mut rows = sqlx::query(query).fetch(conn);
+    while let Some(r) = rows
+        .try_next()
+        .await
+        .map_err(|e| env(&format!("query `{query}`"), &e))?
+    {
+        out.insert(r.try_get::<String, _>(0).map_err(|e| {
+            env(
+                &format!("query `{query}` (its first column must be text)"),
+                &e,
+            )
+        })?);
+    }
+    Ok(out)
 }
 
-#[derive(Deserialize)]
-struct Charge {
-    order_id: String,
+fn env(what: &str, e: &dyn std::fmt::Display) -> BrownoutError {
+    BrownoutError::Environment(format!("integrity check: {what}: {e}"))
 }
 
+/// The ledger's entries, as the id each belongs to.
+async fn ledger_ids(base_url: &str, ledger: &LedgerSpec) -> Result<Vec<String>> {
+    let what = format!("ledger {}{}", ledger.service, ledger.path);
+    let body: serde_json::Value = reqwest::get(format!("{base_url}{}", ledger.path))
+        .await
+        .map_err(|e| env(&what, &e))?
+        .json()
+        .await
+        .map_err(|e| env(&what, &e))?;
+    let list = match &ledger.list {
+        Some(field) => &body[field.as_str()],
+        None => &body,
+    };
+    let entries = list
+        .as_array()
+        .ok_or_else(|| env(&what, &"the answer holds no JSON list there"))?;
+    entries
+        .iter()
+        .map(|e| match &e[ledger.id_field.as_str()] {
+            serde_json::Value::String(s) => Ok(s.clone()),
+            serde_json::Value::Number(n) => Ok(n.to_string()),
+            other => Err(env(
+                &what,
+                &format!("entry field '{}' is {other}, not an id", ledger.id_field),
+            )),
+        })
+        .collect()
+}
+
+/// Runs the system's declared check. `ledger_url` is the base URL of the ledger's service.
 pub async fn check(
+    spec: &IntegritySpec,
     database_url: &str,
-    payments_url: &str,
+    ledger_url: Option<&str>,
     acknowledged_keys: &[String],
 ) -> Result<Integrity> {
-    let env = |what: &str, e: &dyn std::fmt::Display| {
-        BrownoutError::Environment(format!("integrity check: {what}: {e}"))
-    };
     let mut conn = sqlx::PgConnection::connect(database_url)
         .await
         .map_err(|e| env("connect", &e))?;
-    let mut paid_by_key = HashSet::new();
-    let mut paid_ids = HashSet::new();
-    {
-        // Streamed: only the paid orders' keys and ids are kept, not every row.
-        use futures_util::TryStreamExt;
-        let mut rows =
-            sqlx::query("SELECT id::text AS id, idempotency_key FROM orders WHERE status = 'paid'")
-                .fetch(&mut conn);
-        while let Some(r) = rows.try_next().await.map_err(|e| env("query orders", &e))? {
-            paid_by_key.insert(r.get::<String, _>("idempotency_key"));
-            paid_ids.insert(r.get::<String, _>("id"));
-        }
-    }
+    let committed_keys = column(&mut conn, &spec.committed_keys_query).await?;
+    let committed_ids = match &spec.committed_ids_query {
+        Some(q) => column(&mut conn, q).await?,
+        None => HashSet::new(),
+    };
     let _ = conn.close().await;
-    let ledger: Ledger = reqwest::get(format!("{payments_url}/charges"))
-        .await
-        .map_err(|e| env("payments ledger", &e))?
-        .json()
-        .await
-        .map_err(|e| env("payments ledger", &e))?;
-    let mut per_order: HashMap<&str, usize> = HashMap::new();
-    for c in &ledger.charges {
-        *per_order.entry(c.order_id.as_str()).or_insert(0) += 1;
+    let ledger = match (&spec.ledger, ledger_url) {
+        (Some(l), Some(url)) => ledger_ids(url, l).await?,
+        (Some(l), None) => {
+            return Err(env(
+                "ledger",
+                &format!("service '{}' has no address", l.service),
+            ))
+        }
+        (None, _) => Vec::new(),
+    };
+    let mut per_id: HashMap<&str, usize> = HashMap::new();
+    for id in &ledger {
+        *per_id.entry(id.as_str()).or_insert(0) += 1;
     }
+    let with_ledger = spec.ledger.is_some();
     Ok(Integrity {
         acknowledged: acknowledged_keys.len(),
         acknowledged_missing: acknowledged_keys
             .iter()
-            .filter(|k| !paid_by_key.contains(*k))
+            .filter(|k| !committed_keys.contains(*k))
             .count(),
-        paid_orders: paid_ids.len(),
-        charges: ledger.charges.len(),
-        paid_without_charge: paid_ids
-            .iter()
-            .filter(|id| !per_order.contains_key(id.as_str()))
-            .count(),
-        charges_without_paid_order: per_order
+        paid_orders: committed_ids.len(),
+        charges: ledger.len(),
+        paid_without_charge: if with_ledger {
+            committed_ids
+                .iter()
+                .filter(|id| !per_id.contains_key(id.as_str()))
+                .count()
+        } else {
+            0
+        },
+        charges_without_paid_order: per_id
             .keys()
-            .filter(|id| !paid_ids.contains(**id))
+            .filter(|id| !committed_ids.contains(**id))
             .count(),
-        double_charges: per_order.values().filter(|n| **n > 1).count(),
+        double_charges: per_id.values().filter(|n| **n > 1).count(),
     })
 }

@@ -200,31 +200,35 @@ async fn drive<P: Platform>(
     phases?;
     stopped?;
     let restarts = platform.restarts();
-    let integrity = if scenario
-        .expectations
-        .iter()
-        .any(|e| matches!(e, ExpectSpec::DataIntegrity { .. }))
-    {
-        let payments = endpoints
-            .service_urls
-            .iter()
-            .find(|(n, _)| n == "payments")
-            .map(|(_, u)| u.clone());
-        match (&endpoints.database_url, payments) {
-            (Some(db), Some(pay)) => {
-                let keys = evidence.with(|d| d.acknowledged_keys.clone());
-                match integrity::check(db, &pay, &keys).await {
-                    Ok(i) => Some(i),
-                    Err(e) => {
-                        evidence.event(format!("integrity check failed to run: {e}"));
-                        None
+    let integrity = match &scenario.system.file.integrity {
+        Some(spec)
+            if scenario
+                .expectations
+                .iter()
+                .any(|e| matches!(e, ExpectSpec::DataIntegrity { .. })) =>
+        {
+            let ledger_url = spec.ledger.as_ref().and_then(|l| {
+                endpoints
+                    .service_urls
+                    .iter()
+                    .find(|(n, _)| *n == l.service)
+                    .map(|(_, u)| u.as_str())
+            });
+            match &endpoints.database_url {
+                Some(db) => {
+                    let keys = evidence.with(|d| d.acknowledged_keys.clone());
+                    match integrity::check(spec, db, ledger_url, &keys).await {
+                        Ok(i) => Some(i),
+                        Err(e) => {
+                            evidence.event(format!("integrity check failed to run: {e}"));
+                            None
+                        }
                     }
                 }
+                None => None,
             }
-            _ => None,
         }
-    } else {
-        None
+        _ => None,
     };
     Ok(Driven {
         stack_up,

@@ -327,8 +327,9 @@ pub enum ExpectSpec {
         after: String,
         within: String,
     },
-    /// After the run: every acknowledged checkout is a paid order, every paid order has exactly
-    /// one charge, and no charge lacks a paid order (the sample app's schema and payments stub).
+    /// After the run, the system's `[integrity]` check: every acknowledged request was committed,
+    /// every committed record has exactly one ledger entry (ledger entries without a committed
+    /// record are reported, not failed: a retry with the same key reconciles them).
     DataIntegrity { id: String },
     /// The rollout of `service` started in phase `phase` ends `outcome` ("complete" or "stalled");
     /// a complete one within `within` if given.
@@ -483,6 +484,38 @@ pub struct SystemFile {
     pub proxies: Vec<ProxySpec>,
     pub ingress: IngressSpec,
     pub prometheus: PrometheusSpec,
+    /// How to check, after a run, that what clients were told happened did happen (the
+    /// `data-integrity` expectation needs it).
+    pub integrity: Option<IntegritySpec>,
+}
+
+/// The system's data-integrity check, run against its database (and optionally a downstream
+/// ledger) once the load has stopped.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct IntegritySpec {
+    /// Returns one text column: the idempotency key of every request the system committed. Every
+    /// key a client got a 2xx for must be in it (no acknowledged request lost).
+    pub committed_keys_query: String,
+    /// Returns one text column: the id of every committed record that must have exactly one entry
+    /// in the ledger.
+    pub committed_ids_query: Option<String>,
+    /// A downstream ledger of effects (e.g. charges) the committed ids are checked against.
+    pub ledger: Option<LedgerSpec>,
+}
+
+/// A JSON list of effects served by one of the system's services.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSpec {
+    /// The service that serves it.
+    pub service: String,
+    /// Its path, e.g. `/charges`.
+    pub path: String,
+    /// The field of the JSON object holding the list (e.g. `charges`); none: the body is the list.
+    pub list: Option<String>,
+    /// The field of each entry naming the record it belongs to (e.g. `order_id`).
+    pub id_field: String,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -996,6 +1029,16 @@ pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenar
                 ));
             }
         }
+        if matches!(spec, ExpectSpec::DataIntegrity { .. }) && system.file.integrity.is_none() {
+            return Err(err(
+                e.span(),
+                format!(
+                    "expectation '{}' checks data integrity, but the system '{}' declares no [integrity] (see the README)",
+                    spec.id(),
+                    system.name
+                ),
+            ));
+        }
         if let ExpectSpec::Rollout { outcome, .. } = spec {
             if outcome != "complete" && outcome != "stalled" {
                 return Err(err(
@@ -1208,6 +1251,37 @@ pub fn load_system(path: &Path) -> Result<System> {
     for r in &rule_files {
         if !r.is_file() {
             return Err(bad(format!("rule file '{}' does not exist", r.display())));
+        }
+    }
+    if let Some(integrity) = &file.integrity {
+        if file.database.is_none() {
+            return Err(bad(
+                "[integrity] queries the system's database, but it declares no [database]".into(),
+            ));
+        }
+        if let Some(ledger) = &integrity.ledger {
+            if !file
+                .services
+                .iter()
+                .any(|s| *s.name.get_ref() == ledger.service)
+            {
+                return Err(bad(format!(
+                    "[integrity.ledger] service '{}' is not one of the services",
+                    ledger.service
+                )));
+            }
+            if !ledger.path.starts_with('/') {
+                return Err(bad(format!(
+                    "[integrity.ledger] path '{}' must start with /",
+                    ledger.path
+                )));
+            }
+            if integrity.committed_ids_query.is_none() {
+                return Err(bad(
+                    "[integrity] a ledger needs committed_ids_query (the ids each entry belongs to)"
+                        .into(),
+                ));
+            }
         }
     }
     Ok(System {
