@@ -63,6 +63,7 @@ fn each_broken_file_gets_one_precise_error() {
         ("bad-failure-share.toml", "bad-failure-share.toml:14:1: expectation 'no-silent-outage': failure_share 5 must be above 0 and below 1 (0.02 is 2%)"),
         ("reserved-id.toml", "reserved-id.toml:14:1: expectation id 'no-silent-outage' is reserved for the standing expectation"),
         ("integrity-without-check.toml", "integrity-without-check.toml:14:1: expectation 'no-lost-orders' checks data integrity, but the system 'plain' declares no [integrity] (see the README)"),
+        ("bad-toxic-duration.toml", "bad-toxic-duration.toml:17:9: 'fast' is not a duration"),
         ("bad-pre-stop.toml", "bad-pre-stop.toml:16:8: service 'checkout': pre_stop sleep 15s must be shorter than grace_period 10s (it counts inside it)"),
     ];
     for (file, expected) in cases {

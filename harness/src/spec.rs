@@ -10,6 +10,51 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+/// A duration as written in a file ("30s", "500ms", "1m30s"), parsed when the file is read: code
+/// after validation holds a [`Duration`], never the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub const fn secs(s: u64) -> Dur {
+        Dur(Duration::from_secs(s))
+    }
+    pub fn get(self) -> Duration {
+        self.0
+    }
+    pub fn ms(self) -> u64 {
+        self.0.as_millis() as u64
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for Dur {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// A size as written in a file ("16MiB"), parsed when the file is read (in bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_size(&text)
+            .map(Size)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 // ---------------------------------------------------------------- scenario files
 
 #[derive(Debug, Deserialize)]
@@ -43,12 +88,12 @@ pub struct LoadSpec {
     pub max_in_flight: Option<u32>,
     /// Client timeout per request.
     #[serde(default = "default_timeout")]
-    pub timeout: Spanned<String>,
+    pub timeout: Spanned<Dur>,
     pub requests: Vec<RequestSpec>,
 }
 
-fn default_timeout() -> Spanned<String> {
-    Spanned::new(0..0, "10s".to_string())
+fn default_timeout() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur::secs(10))
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -93,7 +138,7 @@ fn one() -> usize {
 pub struct PhaseSpec {
     pub name: Spanned<String>,
     #[serde(rename = "for")]
-    pub duration: Spanned<String>,
+    pub duration: Spanned<Dur>,
     pub fault: Option<Spanned<FaultSpec>>,
 }
 
@@ -116,14 +161,14 @@ pub enum FaultSpec {
         #[serde(default)]
         set_env: BTreeMap<String, String>,
         #[serde(default = "progress_deadline")]
-        progress_deadline: String,
+        progress_deadline: Dur,
     },
     /// A rolling restart of `service` under load (a rollout of the same spec): every replica gets
     /// SIGTERM and its grace period, after its replacement is ready.
     RollingRestart {
         service: String,
         #[serde(default = "progress_deadline")]
-        progress_deadline: String,
+        progress_deadline: Dur,
     },
     /// A toxic on one of the system's fault proxies (healed: removed).
     Proxy { proxy: String, toxic: ToxicSpec },
@@ -137,20 +182,20 @@ pub enum FaultSpec {
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ToxicSpec {
     Latency {
-        latency: String,
-        #[serde(default = "zero")]
-        jitter: String,
+        latency: Dur,
+        #[serde(default)]
+        jitter: Dur,
         #[serde(default = "all")]
         fraction: f64,
     },
     Timeout {
-        close_after: Option<String>,
+        close_after: Option<Dur>,
         #[serde(default = "all")]
         fraction: f64,
     },
     Reset {
-        #[serde(default = "zero")]
-        after: String,
+        #[serde(default)]
+        after: Dur,
         #[serde(default = "all")]
         fraction: f64,
     },
@@ -167,58 +212,54 @@ pub enum ToxicSpec {
     },
 }
 
-fn zero() -> String {
-    "0s".into()
-}
 fn all() -> f64 {
     1.0
 }
 
 impl ToxicSpec {
     /// The proxy toxic, or `None` for `down` (which is not a toxic but the listener going away).
-    pub fn to_toxic(&self) -> std::result::Result<Option<crate::faults::toxic::Toxic>, String> {
+    pub fn to_toxic(&self) -> Option<crate::faults::toxic::Toxic> {
         use crate::faults::toxic::{Toxic, ToxicKind};
-        let d = |s: &str| parse_duration(s);
-        Ok(Some(match self {
+        let (kind, fraction) = match self {
             ToxicSpec::Latency {
                 latency,
                 jitter,
                 fraction,
-            } => Toxic {
-                kind: ToxicKind::Latency {
-                    latency: d(latency)?,
-                    jitter: d(jitter)?,
+            } => (
+                ToxicKind::Latency {
+                    latency: latency.get(),
+                    jitter: jitter.get(),
                 },
-                fraction: *fraction,
-            },
+                fraction,
+            ),
             ToxicSpec::Timeout {
                 close_after,
                 fraction,
-            } => Toxic {
-                kind: ToxicKind::Timeout {
-                    close_after: close_after.as_deref().map(d).transpose()?,
+            } => (
+                ToxicKind::Timeout {
+                    close_after: close_after.map(Dur::get),
                 },
-                fraction: *fraction,
-            },
-            ToxicSpec::Reset { after, fraction } => Toxic {
-                kind: ToxicKind::Reset { after: d(after)? },
-                fraction: *fraction,
-            },
-            ToxicSpec::Refuse { fraction } => Toxic {
-                kind: ToxicKind::Refuse,
-                fraction: *fraction,
-            },
+                fraction,
+            ),
+            ToxicSpec::Reset { after, fraction } => {
+                (ToxicKind::Reset { after: after.get() }, fraction)
+            }
+            ToxicSpec::Refuse { fraction } => (ToxicKind::Refuse, fraction),
             ToxicSpec::Bandwidth {
                 bytes_per_sec,
                 fraction,
-            } => Toxic {
-                kind: ToxicKind::Bandwidth {
+            } => (
+                ToxicKind::Bandwidth {
                     bytes_per_sec: *bytes_per_sec,
                 },
-                fraction: *fraction,
-            },
-            ToxicSpec::Down {} => return Ok(None),
-        }))
+                fraction,
+            ),
+            ToxicSpec::Down {} => return None,
+        };
+        Some(Toxic {
+            kind,
+            fraction: *fraction,
+        })
     }
     fn fraction(&self) -> f64 {
         match self {
@@ -232,8 +273,8 @@ impl ToxicSpec {
     }
 }
 
-fn progress_deadline() -> String {
-    "30s".into()
+fn progress_deadline() -> Dur {
+    Dur::secs(30)
 }
 
 fn orders() -> Vec<String> {
@@ -256,17 +297,6 @@ impl FaultSpec {
             FaultSpec::Rollout { service, .. } | FaultSpec::RollingRestart { service, .. } => {
                 Some(service)
             }
-            _ => None,
-        }
-    }
-    pub fn progress_deadline(&self) -> Option<&str> {
-        match self {
-            FaultSpec::Rollout {
-                progress_deadline, ..
-            }
-            | FaultSpec::RollingRestart {
-                progress_deadline, ..
-            } => Some(progress_deadline),
             _ => None,
         }
     }
@@ -295,7 +325,7 @@ pub enum ExpectSpec {
         during: String,
         request: Option<String>,
         percentile: f64,
-        below: String,
+        below: Dur,
     },
     /// Every replica of `service` turns not-ready within `drops_within` of the start of `during`,
     /// and all are ready again within `recovers_within` of its end.
@@ -303,8 +333,8 @@ pub enum ExpectSpec {
         id: String,
         service: String,
         during: String,
-        drops_within: String,
-        recovers_within: String,
+        drops_within: Dur,
+        recovers_within: Dur,
     },
     /// At most `max` restarts of `service`'s replicas over the whole run.
     Restarts {
@@ -318,14 +348,14 @@ pub enum ExpectSpec {
         id: String,
         alert: String,
         phase: String,
-        fires_within: String,
-        clears_within: String,
+        fires_within: Dur,
+        clears_within: Dur,
     },
     /// No 5xx (nor client error) starts later than `within` after the end of phase `after`.
     Recovery {
         id: String,
         after: String,
-        within: String,
+        within: Dur,
     },
     /// After the run, the system's `[integrity]` check: every acknowledged request was committed,
     /// every committed record has exactly one ledger entry (ledger entries without a committed
@@ -338,7 +368,7 @@ pub enum ExpectSpec {
         service: String,
         phase: String,
         outcome: String,
-        within: Option<String>,
+        within: Option<Dur>,
     },
     /// Every replica of `service` that got SIGTERM during `phase` failed readiness (answering,
     /// not refusing) before it exited, and exited by itself within its grace period (no SIGKILL).
@@ -358,9 +388,9 @@ pub enum ExpectSpec {
         #[serde(default = "default_failure_share")]
         failure_share: f64,
         #[serde(default = "default_outage_window")]
-        window: String,
+        window: Dur,
         #[serde(default = "default_page_within")]
-        page_within: String,
+        page_within: Dur,
         #[serde(default = "default_page_severities")]
         page_severities: Vec<String>,
         /// Windows with fewer answers are not judged (too few to give a share).
@@ -378,11 +408,11 @@ fn no_silent_outage_id() -> String {
 fn default_failure_share() -> f64 {
     0.02
 }
-fn default_outage_window() -> String {
-    "10s".into()
+fn default_outage_window() -> Dur {
+    Dur::secs(10)
 }
-fn default_page_within() -> String {
-    "15s".into()
+fn default_page_within() -> Dur {
+    Dur::secs(15)
 }
 fn default_page_severities() -> Vec<String> {
     vec!["page".into(), "critical".into()]
@@ -430,42 +460,6 @@ impl ExpectSpec {
             | ExpectSpec::Rollout { phase, .. }
             | ExpectSpec::Terminations { phase, .. } => vec![phase],
             ExpectSpec::Recovery { after, .. } => vec![after],
-            _ => vec![],
-        }
-    }
-    /// (field name, value) of each duration field.
-    fn durations(&self) -> Vec<(&'static str, &str)> {
-        match self {
-            ExpectSpec::Latency { below, .. } => vec![("below", below)],
-            ExpectSpec::Readiness {
-                drops_within,
-                recovers_within,
-                ..
-            } => {
-                vec![
-                    ("drops_within", drops_within),
-                    ("recovers_within", recovers_within),
-                ]
-            }
-            ExpectSpec::Alert {
-                fires_within,
-                clears_within,
-                ..
-            } => {
-                vec![
-                    ("fires_within", fires_within),
-                    ("clears_within", clears_within),
-                ]
-            }
-            ExpectSpec::Recovery { within, .. } => vec![("within", within)],
-            ExpectSpec::Rollout {
-                within: Some(w), ..
-            } => vec![("within", w)],
-            ExpectSpec::NoSilentOutage {
-                window,
-                page_within,
-                ..
-            } => vec![("window", window), ("page_within", page_within)],
             _ => vec![],
         }
     }
@@ -544,7 +538,7 @@ pub struct ServiceSpec {
     #[serde(default)]
     pub bugs: Vec<String>,
     #[serde(default = "default_grace")]
-    pub grace_period: String,
+    pub grace_period: Dur,
     /// Runs when a replica is terminated, before its SIGTERM, like Kubernetes'
     /// `lifecycle.preStop`; it counts inside the grace period. `{ sleep = "2s" }` keeps the replica
     /// serving while the ingress stops routing to it (what most servers, which close their
@@ -565,12 +559,12 @@ fn one_u32() -> u32 {
 #[derive(Debug, Deserialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
 pub enum PreStopSpec {
-    Sleep(String),
+    Sleep(Dur),
     Http(String),
 }
 
-fn default_grace() -> String {
-    "30s".into()
+fn default_grace() -> Dur {
+    Dur::secs(30)
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -578,20 +572,20 @@ fn default_grace() -> String {
 pub struct ProbeSpec {
     pub path: String,
     #[serde(default = "probe_period")]
-    pub period: String,
+    pub period: Dur,
     #[serde(default = "probe_timeout")]
-    pub timeout: String,
+    pub timeout: Dur,
     #[serde(default = "three")]
     pub failure_threshold: u32,
     #[serde(default = "one_u32")]
     pub success_threshold: u32,
 }
 
-fn probe_period() -> String {
-    "1s".into()
+fn probe_period() -> Dur {
+    Dur::secs(1)
 }
-fn probe_timeout() -> String {
-    "1s".into()
+fn probe_timeout() -> Dur {
+    Dur::secs(1)
 }
 fn three() -> u32 {
     3
@@ -611,7 +605,7 @@ pub struct VolumeSpec {
     pub name: String,
     /// With a size (e.g. "16MiB"), the volume is a real filesystem of that size (a tmpfs mounted
     /// per replica; needs root), so it can really fill up. Without, a plain directory.
-    pub size: Option<String>,
+    pub size: Option<Size>,
 }
 
 /// Parses "16MiB", "512KiB", "1GiB" or a plain byte count.
@@ -642,9 +636,9 @@ pub struct IngressSpec {
     /// The service the route sends traffic to.
     pub service: String,
     #[serde(default = "connect_timeout")]
-    pub connect_timeout: String,
+    pub connect_timeout: Dur,
     #[serde(default = "read_timeout")]
-    pub read_timeout: String,
+    pub read_timeout: Dur,
     /// nginx `proxy_next_upstream`: "off" (default: never retry, so errors are not masked) or a
     /// list such as "error timeout".
     #[serde(default = "off")]
@@ -652,21 +646,21 @@ pub struct IngressSpec {
     /// How long a terminating replica is still routed to (endpoint removal reaching the ingress,
     /// as in Kubernetes). Default 1s.
     #[serde(default = "propagation_delay")]
-    pub propagation_delay: String,
+    pub propagation_delay: Dur,
     /// When no replica is ready, route to all of them instead of answering 503 from the ingress
     /// (Envoy's panic routing). Default true.
     #[serde(default = "yes")]
     pub fail_open: bool,
 }
 
-fn connect_timeout() -> String {
-    "1s".into()
+fn connect_timeout() -> Dur {
+    Dur::secs(1)
 }
-fn read_timeout() -> String {
-    "5s".into()
+fn read_timeout() -> Dur {
+    Dur::secs(5)
 }
-fn propagation_delay() -> String {
-    "1s".into()
+fn propagation_delay() -> Dur {
+    Dur::secs(1)
 }
 fn off() -> String {
     "off".into()
@@ -679,9 +673,9 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct PrometheusSpec {
     #[serde(default = "probe_period")]
-    pub scrape_interval: String,
+    pub scrape_interval: Dur,
     #[serde(default = "probe_period")]
-    pub evaluation_interval: String,
+    pub evaluation_interval: Dur,
     /// Rule files, relative to the system file.
     #[serde(default)]
     pub rule_files: Vec<String>,
@@ -830,8 +824,7 @@ pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenar
                 format!("phase '{name}' is defined twice"),
             ));
         }
-        let duration =
-            parse_duration(p.duration.get_ref()).map_err(|m| err(p.duration.span(), m))?;
+        let duration = p.duration.get_ref().get();
         if duration < Duration::from_secs(1) || duration > Duration::from_secs(6 * 3600) {
             return Err(err(
                 p.duration.span(),
@@ -863,9 +856,6 @@ pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenar
                         .collect();
                     return Err(err(fault.span(), format!("fault proxy refers to proxy '{proxy}', which the system does not have (proxies: {})", known.join(", "))));
                 }
-                toxic
-                    .to_toxic()
-                    .map_err(|m| err(fault.span(), format!("fault proxy: {m}")))?;
                 if !(0.0..=1.0).contains(&toxic.fraction()) {
                     return Err(err(
                         fault.span(),
@@ -890,14 +880,6 @@ pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenar
                     return Err(err(fault.span(), format!("fault disk-full: service '{service}' has no volume '{volume}' with a size (a real small filesystem is needed)")));
                 }
             }
-            if let Some(d) = f.progress_deadline() {
-                parse_duration(d).map_err(|m| {
-                    err(
-                        fault.span(),
-                        format!("fault {}: progress_deadline: {m}", f.kind()),
-                    )
-                })?;
-            }
         }
         phases.push(Phase {
             name,
@@ -913,8 +895,7 @@ pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenar
             format!("load rate {rate} is out of range: 1 to 5000 requests per second"),
         ));
     }
-    let timeout = parse_duration(file.load.timeout.get_ref())
-        .map_err(|m| err(file.load.timeout.span(), m))?;
+    let timeout = file.load.timeout.get_ref().get();
     if timeout.is_zero() {
         return Err(err(
             file.load.timeout.span(),
@@ -964,14 +945,6 @@ pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenar
                     format!("expectation '{}' refers to phase '{phase}', which does not exist (phases: {})", spec.id(), known.join(", ")),
                 ));
             }
-        }
-        for (field, value) in spec.durations() {
-            parse_duration(value).map_err(|m| {
-                err(
-                    e.span(),
-                    format!("expectation '{}': {field}: {m}", spec.id()),
-                )
-            })?;
         }
         if let ExpectSpec::Latency { percentile, .. } = spec {
             if !(0.0..=100.0).contains(percentile) {
@@ -1149,27 +1122,10 @@ pub fn load_system(path: &Path) -> Result<System> {
                 format!("service '{name}': replicas must be between 1 and 20"),
             ));
         }
-        let grace = parse_duration(&s.grace_period).map_err(|m| {
-            at(
-                path,
-                &text,
-                s.name.span(),
-                format!("service '{name}': grace_period: {m}"),
-            )
-        })?;
+        let grace = s.grace_period;
         match &s.pre_stop {
-            Some(PreStopSpec::Sleep(d)) => {
-                let sleep = parse_duration(d).map_err(|m| {
-                    at(
-                        path,
-                        &text,
-                        s.name.span(),
-                        format!("service '{name}': pre_stop sleep: {m}"),
-                    )
-                })?;
-                if sleep >= grace {
-                    return Err(at(path, &text, s.name.span(), format!("service '{name}': pre_stop sleep {d} must be shorter than grace_period {} (it counts inside it)", s.grace_period)));
-                }
+            Some(PreStopSpec::Sleep(d)) if *d >= grace => {
+                return Err(at(path, &text, s.name.span(), format!("service '{name}': pre_stop sleep {d} must be shorter than grace_period {grace} (it counts inside it)")));
             }
             Some(PreStopSpec::Http(p)) if !p.starts_with('/') => {
                 return Err(at(
@@ -1180,18 +1136,6 @@ pub fn load_system(path: &Path) -> Result<System> {
                 ));
             }
             _ => {}
-        }
-        for p in s.readiness.iter().chain(s.liveness.iter()) {
-            for (f, v) in [("period", &p.period), ("timeout", &p.timeout)] {
-                parse_duration(v).map_err(|m| {
-                    at(
-                        path,
-                        &text,
-                        s.name.span(),
-                        format!("service '{name}': probe {f}: {m}"),
-                    )
-                })?;
-            }
         }
     }
     for p in &file.proxies {
@@ -1208,19 +1152,6 @@ pub fn load_system(path: &Path) -> Result<System> {
             )));
         }
     }
-    for s in &file.services {
-        for v in &s.volumes {
-            if let Some(size) = &v.size {
-                parse_size(size).map_err(|m| {
-                    bad(format!(
-                        "service '{}', volume '{}': {m}",
-                        s.name.get_ref(),
-                        v.name
-                    ))
-                })?;
-            }
-        }
-    }
     if !names.iter().any(|n| **n == file.ingress.service) {
         return Err(bad(format!(
             "[ingress] service '{}' is not one of the services ({})",
@@ -1231,15 +1162,6 @@ pub fn load_system(path: &Path) -> Result<System> {
                 .collect::<Vec<_>>()
                 .join(", ")
         )));
-    }
-    for v in [
-        &file.ingress.connect_timeout,
-        &file.ingress.read_timeout,
-        &file.ingress.propagation_delay,
-        &file.prometheus.scrape_interval,
-        &file.prometheus.evaluation_interval,
-    ] {
-        parse_duration(v).map_err(bad)?;
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     let rule_files: Vec<PathBuf> = file

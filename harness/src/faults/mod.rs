@@ -13,10 +13,10 @@ pub mod proxy;
 pub mod rollout;
 pub mod toxic;
 
-use crate::error::{BrownoutError, Result};
+use crate::error::Result;
 use crate::evidence::Evidence;
 use crate::platform::{Endpoints, Platform, RevisionChange};
-use crate::spec::{parse_duration, FaultSpec};
+use crate::spec::FaultSpec;
 
 /// A fault in place, until healed.
 pub enum ActiveFault {
@@ -46,7 +46,7 @@ pub async fn inject<P: Platform>(
                 remove_env: remove_env.clone(),
                 set_env: set_env.clone(),
             };
-            let deadline = parse_duration(progress_deadline).map_err(BrownoutError::BadInput)?;
+            let deadline = progress_deadline.get();
             ActiveFault::Rollout(
                 rollout::inject(platform, service, &change, deadline, evidence).await?,
             )
@@ -55,7 +55,7 @@ pub async fn inject<P: Platform>(
             service,
             progress_deadline,
         } => {
-            let deadline = parse_duration(progress_deadline).map_err(BrownoutError::BadInput)?;
+            let deadline = progress_deadline.get();
             ActiveFault::Rollout(
                 rollout::inject(
                     platform,

@@ -2,7 +2,7 @@
 //! bandwidth), or the proxy's listener taken away (`down`). Healed by removing the toxics and
 //! bringing the listener back. Acts only through [`ProxyControl`].
 
-use crate::error::{BrownoutError, Result};
+use crate::error::Result;
 use crate::platform::ProxyControl;
 use crate::spec::ToxicSpec;
 
@@ -20,7 +20,7 @@ pub async fn inject<P: ProxyControl>(
     toxic: &ToxicSpec,
 ) -> Result<Applied> {
     let what = format!("proxy {proxy}: {toxic:?}");
-    let down = match toxic.to_toxic().map_err(BrownoutError::BadInput)? {
+    let down = match toxic.to_toxic() {
         Some(t) => {
             platform.add_toxic(proxy, t).await?;
             false
@@ -56,8 +56,8 @@ mod tests {
     async fn a_toxic_is_added_then_cleared() {
         let mut p = FakePlatform::default();
         let spec = ToxicSpec::Latency {
-            latency: "6s".into(),
-            jitter: "0s".into(),
+            latency: crate::spec::Dur::secs(6),
+            jitter: crate::spec::Dur::default(),
             fraction: 0.5,
         };
         let applied = inject(&mut p, "payments", &spec).await.unwrap();

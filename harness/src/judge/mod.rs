@@ -6,7 +6,7 @@ mod no_silent_outage;
 
 use crate::evidence::{EvidenceData, Layer, Probe, ResponseRecord};
 use crate::integrity::Integrity;
-use crate::spec::{parse_duration, ExpectSpec, Scenario};
+use crate::spec::{ExpectSpec, Scenario};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -70,10 +70,6 @@ pub struct JudgeInput<'a> {
     pub data: &'a EvidenceData,
     pub restarts: &'a [(String, u32)],
     pub integrity: Option<&'a Integrity>,
-}
-
-fn ms(s: &str) -> u64 {
-    parse_duration(s).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn secs(ms: u64) -> String {
@@ -239,7 +235,7 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                 .map(|r| r.latency_from_schedule_ms())
                 .collect();
             let during = &scope(during, request);
-            let bound = ms(below);
+            let bound = below.ms();
             let observed = percentile(&lat, *p);
             margins.push(Margin::new(format!("p{p}"), bound, observed));
             match observed {
@@ -273,7 +269,7 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                 .collect();
             replicas.sort();
             replicas.dedup();
-            let (drop_bound, recover_bound) = (ms(drops_within), ms(recovers_within));
+            let (drop_bound, recover_bound) = (drops_within.ms(), recovers_within.ms());
             let mut ok = !replicas.is_empty();
             let mut parts = Vec::new();
             for rep in &replicas {
@@ -374,7 +370,7 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                 let last = recs.iter().rev().find(|a| a.t_ms >= f)?;
                 (last.state == "inactive").then(|| last.t_ms.saturating_sub(w.end_ms))
             });
-            let (fb, cb) = (ms(fires_within), ms(clears_within));
+            let (fb, cb) = (fires_within.ms(), clears_within.ms());
             let fired_rel = fired.map(|f| f - w.start_ms);
             margins.push(Margin::new(format!("{alert} firing"), fb, fired_rel));
             margins.push(Margin::new(format!("{alert} clearing"), cb, cleared));
@@ -415,8 +411,8 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
         } => {
             let settings = no_silent_outage::Settings {
                 failure_share: *failure_share,
-                window_ms: ms(window),
-                page_within_ms: ms(page_within),
+                window_ms: window.ms(),
+                page_within_ms: page_within.ms(),
                 page_severities,
                 min_answers: *min_answers as usize,
                 baseline_phases: input
@@ -434,7 +430,7 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
             let Some(w) = phase(after) else {
                 return missing_phase(e);
             };
-            let bound = ms(within);
+            let bound = within.ms();
             let later: Vec<_> = data
                 .responses
                 .iter()
@@ -481,16 +477,15 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                 Some(r) => {
                     let took = r.ended_ms.map(|end| end - r.started_ms);
                     if let (true, Some(b)) = (outcome == "complete", within) {
-                        margins.push(Margin::new("rollout duration", ms(b), took));
+                        margins.push(Margin::new("rollout duration", b.ms(), took));
                     }
                     let in_time = match (outcome.as_str(), within) {
-                        ("complete", Some(bound)) => took.is_some_and(|t| t <= ms(bound)),
+                        ("complete", Some(bound)) => took.is_some_and(|t| t <= bound.ms()),
                         _ => true,
                     };
                     let ok = r.outcome == *outcome && in_time;
-                    let bound = within
-                        .as_deref()
-                        .map_or(String::new(), |b| format!(" (bound {})", secs(ms(b))));
+                    let bound =
+                        within.map_or(String::new(), |b| format!(" (bound {})", secs(b.ms())));
                     (
                         "rollout",
                         ok,

@@ -22,7 +22,7 @@ use super::{
 use crate::error::{BrownoutError, Result};
 use crate::evidence::Evidence;
 use crate::faults::toxic::Toxic;
-use crate::spec::{parse_duration, parse_size, ServiceSpec, System};
+use crate::spec::{ServiceSpec, System};
 use edge::EdgeExporter;
 use nginx::Nginx;
 use postgres::TempPostgres;
@@ -268,13 +268,7 @@ fn replica_config(ctx: &SpawnContext, svc: &ServiceSpec, name: &str) -> Result<R
     for v in &svc.volumes {
         let dir = subdir(format!("volumes/{name}/{}", v.name))?;
         if let Some(size) = &v.size {
-            mount_volume(
-                &dir,
-                parse_size(size).unwrap_or(16 << 20),
-                name,
-                &v.name,
-                &ctx.evidence,
-            )?;
+            mount_volume(&dir, size.0, name, &v.name, &ctx.evidence)?;
         }
         vars.insert(format!("volume.{}", v.name), dir.display().to_string());
     }
@@ -303,11 +297,9 @@ fn replica_config(ctx: &SpawnContext, svc: &ServiceSpec, name: &str) -> Result<R
             readiness: svc.readiness.as_ref().map(ParsedProbe::parse),
             liveness: svc.liveness.as_ref().map(ParsedProbe::parse),
         },
-        grace: parse_duration(&svc.grace_period).unwrap_or(Duration::from_secs(30)),
+        grace: svc.grace_period.get(),
         pre_stop: svc.pre_stop.as_ref().map(|p| match p {
-            crate::spec::PreStopSpec::Sleep(d) => {
-                supervisor::PreStop::Sleep(parse_duration(d).unwrap_or_default())
-            }
+            crate::spec::PreStopSpec::Sleep(d) => supervisor::PreStop::Sleep(d.get()),
             crate::spec::PreStopSpec::Http(path) => supervisor::PreStop::Http(path.clone()),
         }),
     })
@@ -711,15 +703,14 @@ impl Platform for LocalPlatform {
             all.join(", ")
         ));
         let nginx = Arc::new(tokio::sync::Mutex::new(nginx));
-        let propagation =
-            parse_duration(&ingress_spec.propagation_delay).unwrap_or(Duration::from_secs(1));
+        let propagation = ingress_spec.propagation_delay.get();
         self.ingress_settings = Some(IngressSettings {
             implementation: "nginx (local)".into(),
             retries: format!("proxy_next_upstream {}", ingress_spec.retries),
-            connect_timeout: ingress_spec.connect_timeout.clone(),
-            read_timeout: ingress_spec.read_timeout.clone(),
+            connect_timeout: ingress_spec.connect_timeout.to_string(),
+            read_timeout: ingress_spec.read_timeout.to_string(),
             fail_open: ingress_spec.fail_open,
-            propagation_delay: ingress_spec.propagation_delay.clone(),
+            propagation_delay: ingress_spec.propagation_delay.to_string(),
         });
         self.controller = Some(tokio::spawn(control(
             self.services.clone(),
@@ -737,8 +728,8 @@ impl Platform for LocalPlatform {
             &opts.log_dir,
             &scrape_jobs,
             &system.rule_files,
-            &system.file.prometheus.scrape_interval,
-            &system.file.prometheus.evaluation_interval,
+            system.file.prometheus.scrape_interval,
+            system.file.prometheus.evaluation_interval,
         )
         .await?;
         let prometheus_url = prometheus.url();

@@ -82,19 +82,17 @@ http {{
     }}
 }}
 "#,
-        connect = nginx_time(&spec.connect_timeout),
-        read = nginx_time(&spec.read_timeout),
+        connect = nginx_time(spec.connect_timeout),
+        read = nginx_time(spec.read_timeout),
         retries = spec.retries,
         addr_header = crate::load::UPSTREAM_ADDR_HEADER,
         time_header = crate::load::UPSTREAM_HEADER_TIME_HEADER,
     )
 }
 
-/// nginx takes "500ms" and "5s" as they are; humantime's forms ("1m") are converted to ms.
-fn nginx_time(s: &str) -> String {
-    crate::spec::parse_duration(s)
-        .map(|d| format!("{}ms", d.as_millis()))
-        .unwrap_or_else(|_| s.to_string())
+/// nginx's form of a duration: milliseconds.
+fn nginx_time(d: crate::spec::Dur) -> String {
+    format!("{}ms", d.ms())
 }
 
 fn upstreams_conf(addrs: &[String]) -> String {

@@ -3,6 +3,7 @@
 
 use crate::error::{BrownoutError, Result};
 use crate::platform::local::process::{spawn, ChildSpec, ManagedChild};
+use crate::spec::Dur;
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,7 +32,11 @@ pub fn write_targets(path: &Path, targets: &[(String, String)]) -> std::io::Resu
     std::fs::rename(tmp, path)
 }
 
-fn config(jobs: &[ScrapeJob], rule_files: &[PathBuf], scrape: &str, evaluation: &str) -> String {
+fn config(jobs: &[ScrapeJob], rule_files: &[PathBuf], scrape: Dur, evaluation: Dur) -> String {
+    let (scrape, evaluation) = (
+        format!("{}ms", scrape.ms()),
+        format!("{}ms", evaluation.ms()),
+    );
     let mut out = format!(
         "# Written by brownout for one run.\nglobal:\n  scrape_interval: {scrape}\n  scrape_timeout: {scrape}\n  evaluation_interval: {evaluation}\nrule_files:\n"
     );
@@ -57,8 +62,8 @@ impl Prometheus {
         log_dir: &Path,
         jobs: &[ScrapeJob],
         rule_files: &[PathBuf],
-        scrape_interval: &str,
-        evaluation_interval: &str,
+        scrape_interval: Dur,
+        evaluation_interval: Dur,
     ) -> Result<Prometheus> {
         let rule_files: Vec<PathBuf> = rule_files
             .iter()

@@ -5,7 +5,7 @@
 
 use crate::evidence::{Evidence, Probe};
 use crate::platform::local::process::{spawn, ChildSpec, ManagedChild};
-use crate::spec::{parse_duration, ProbeSpec};
+use crate::spec::ProbeSpec;
 use nix::sys::signal::Signal;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -39,9 +39,8 @@ impl ParsedProbe {
     pub fn parse(p: &ProbeSpec) -> ParsedProbe {
         ParsedProbe {
             path: p.path.clone(),
-            // Validated when the system file was loaded.
-            period: parse_duration(&p.period).unwrap_or(Duration::from_secs(1)),
-            timeout: parse_duration(&p.timeout).unwrap_or(Duration::from_secs(1)),
+            period: p.period.get(),
+            timeout: p.timeout.get(),
             failure_threshold: p.failure_threshold.max(1),
             success_threshold: p.success_threshold.max(1),
         }
