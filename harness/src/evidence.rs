@@ -81,23 +81,143 @@ pub enum Probe {
     Liveness,
 }
 
+/// What one probe got: a fact any platform can report (a kubelet's probe results have the same
+/// shape).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum ProbeResult {
+    /// The replica answered with an HTTP status (2xx: ok); the start of the body.
+    Answered { status: u16, body: String },
+    /// Nothing listened (connection refused).
+    Refused,
+    /// No answer within the probe's timeout.
+    TimedOut { after_ms: u64 },
+    /// Another error (e.g. the connection closed mid-answer).
+    Failed { error: String },
+}
+
+impl ProbeResult {
+    pub fn ok(&self) -> bool {
+        matches!(self, ProbeResult::Answered { status, .. } if (200..300).contains(status))
+    }
+
+    /// The process itself answered (it may say "not ready"), as opposed to refusing or hanging.
+    pub fn answered(&self) -> bool {
+        matches!(self, ProbeResult::Answered { .. })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ProbeResult::Answered { status, body } if body.is_empty() => status.to_string(),
+            ProbeResult::Answered { status, body } => format!("{status} {body}"),
+            ProbeResult::Refused => "connection refused".into(),
+            ProbeResult::TimedOut { after_ms } => format!("timed out after {after_ms} ms"),
+            ProbeResult::Failed { error } => error.clone(),
+        }
+    }
+}
+
 /// A probe state change of one replica (the first result, then every flip).
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeRecord {
     pub t_ms: u64,
+    pub service: String,
     pub replica: String,
     pub probe: Probe,
     pub ok: bool,
-    pub detail: String,
+    #[serde(flatten)]
+    pub result: ProbeResult,
+}
+
+/// How often one replica was restarted over the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Restarts {
+    pub service: String,
+    pub replica: String,
+    pub count: u32,
+}
+
+/// Something that happened to a replica's process, as a kubelet would report it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Lifecycle {
+    Started {
+        pid: u32,
+    },
+    FailedToStart {
+        error: String,
+    },
+    /// Termination began with the pre-stop hook (it counts inside the grace period).
+    PreStop {
+        hook: String,
+        grace_ms: u64,
+    },
+    /// SIGTERM sent; `why` says what led to it (termination, a restart, the hook's end).
+    Sigterm {
+        why: String,
+    },
+    /// SIGKILL sent: the grace period ran out.
+    Sigkill {
+        status: String,
+    },
+    /// Terminated on request and exited by itself within its grace period.
+    Stopped {
+        status: String,
+    },
+    /// Exited when nobody asked it to (a crash); it will be restarted.
+    Exited {
+        status: String,
+        last_log_line: String,
+    },
+    /// About to be restarted after the back-off.
+    Restarting {
+        reason: String,
+        backoff_s: u64,
+    },
+}
+
+impl Lifecycle {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Lifecycle::Started { .. } => "started",
+            Lifecycle::FailedToStart { .. } => "failed-to-start",
+            Lifecycle::PreStop { .. } => "pre-stop",
+            Lifecycle::Sigterm { .. } => "sigterm",
+            Lifecycle::Sigkill { .. } => "sigkill",
+            Lifecycle::Stopped { .. } => "stopped",
+            Lifecycle::Exited { .. } => "exited",
+            Lifecycle::Restarting { .. } => "restarting",
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Lifecycle::Started { pid } => format!("pid {pid}"),
+            Lifecycle::FailedToStart { error } => error.clone(),
+            Lifecycle::PreStop { hook, grace_ms } => {
+                format!("{hook} (grace period {} s)", *grace_ms as f64 / 1000.0)
+            }
+            Lifecycle::Sigterm { why } => why.clone(),
+            Lifecycle::Sigkill { status } => format!("grace period over; {status}"),
+            Lifecycle::Stopped { status } => format!("exited by itself: {status}"),
+            Lifecycle::Exited {
+                status,
+                last_log_line,
+            } => format!("{status}; last log line: {last_log_line}"),
+            Lifecycle::Restarting { reason, backoff_s } => {
+                format!("{reason}; back-off {backoff_s} s")
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LifecycleRecord {
     pub t_ms: u64,
+    pub service: String,
     pub replica: String,
-    /// started, exited, restarting, sigterm, sigkill, stopped
-    pub event: String,
-    pub detail: String,
+    #[serde(flatten)]
+    pub event: Lifecycle,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -298,8 +418,9 @@ impl Evidence {
     }
 
     /// Records a probe result if it differs from that replica's previous one for this probe.
-    pub fn probe(&self, replica: &str, probe: Probe, ok: bool, detail: String) {
+    pub fn probe(&self, service: &str, replica: &str, probe: Probe, result: ProbeResult) {
         let t_ms = self.now_ms();
+        let ok = result.ok();
         self.with(|d| {
             let last = d
                 .probes
@@ -309,25 +430,25 @@ impl Evidence {
             if last.is_none_or(|l| l.ok != ok) {
                 d.probes.push(ProbeRecord {
                     t_ms,
+                    service: service.into(),
                     replica: replica.into(),
                     probe,
                     ok,
-                    detail,
+                    result,
                 });
             }
         });
     }
 
-    pub fn lifecycle(&self, replica: &str, event: &str, detail: impl Into<String>) {
+    pub fn lifecycle(&self, service: &str, replica: &str, event: Lifecycle) {
         let t_ms = self.now_ms();
-        let detail = detail.into();
-        tracing::info!(replica, event, %detail, "lifecycle");
+        tracing::info!(replica, event = event.name(), detail = %event.describe(), "lifecycle");
         self.with(|d| {
             d.lifecycle.push(LifecycleRecord {
                 t_ms,
+                service: service.into(),
                 replica: replica.into(),
-                event: event.into(),
-                detail,
+                event,
             })
         });
     }
@@ -440,5 +561,44 @@ impl Evidence {
                 last.end_ms = t;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records serialize flat, with the kind of fact named: what report.json and any other
+    /// platform's evidence look like.
+    #[test]
+    fn typed_records_serialize_as_flat_facts() {
+        let l = LifecycleRecord {
+            t_ms: 5,
+            service: "checkout".into(),
+            replica: "checkout-0".into(),
+            event: Lifecycle::Stopped {
+                status: "exit code 0".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&l).unwrap(),
+            serde_json::json!({"t_ms": 5, "service": "checkout", "replica": "checkout-0",
+                               "event": "stopped", "status": "exit code 0"})
+        );
+        let answered = ProbeResult::Answered {
+            status: 503,
+            body: "{\"failing\":[\"pool\"]}".into(),
+        };
+        assert!(!answered.ok() && answered.answered());
+        assert!(!ProbeResult::Refused.answered());
+        assert!(ProbeResult::Answered {
+            status: 200,
+            body: String::new()
+        }
+        .ok());
+        assert_eq!(
+            ProbeResult::TimedOut { after_ms: 800 }.describe(),
+            "timed out after 800 ms"
+        );
     }
 }

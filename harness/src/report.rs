@@ -338,7 +338,10 @@ pub fn markdown(r: &Report) -> String {
         lines.push((e.t_ms, e.what.clone()));
     }
     for l in &r.timelines.lifecycle {
-        lines.push((l.t_ms, format!("{} {}: {}", l.replica, l.event, l.detail)));
+        lines.push((
+            l.t_ms,
+            format!("{} {}: {}", l.replica, l.event.name(), l.event.describe()),
+        ));
     }
     for p in &r.timelines.probes {
         lines.push((
@@ -348,7 +351,7 @@ pub fn markdown(r: &Report) -> String {
                 p.replica,
                 p.probe,
                 if p.ok { "ok" } else { "FAIL" },
-                p.detail
+                p.result.describe()
             ),
         ));
     }

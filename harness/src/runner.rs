@@ -37,7 +37,7 @@ pub struct RunOutcome {
 /// What the live part of a run produced, before judging.
 struct Driven {
     stack_up: Duration,
-    restarts: Vec<(String, u32)>,
+    restarts: Vec<crate::evidence::Restarts>,
     integrity: Option<integrity::Integrity>,
 }
 
@@ -134,7 +134,11 @@ pub async fn run<P: Platform>(
         phases: report::phase_stats(scenario, &data, scenario.load.rate),
         expectations: verdicts.clone(),
         silent_outages_allowed: scenario.silent_outages_allowed.clone(),
-        restarts: driven.restarts.iter().cloned().collect(),
+        restarts: driven
+            .restarts
+            .iter()
+            .map(|r| (r.replica.clone(), r.count))
+            .collect(),
         integrity: driven.integrity,
         timelines: report::timelines(&data),
         harness_stalls: data.stalls.clone(),

@@ -4,7 +4,7 @@
 
 mod no_silent_outage;
 
-use crate::evidence::{EvidenceData, Layer, Probe, ResponseRecord};
+use crate::evidence::{EvidenceData, Layer, Lifecycle, Probe, ResponseRecord};
 use crate::integrity::Integrity;
 use crate::spec::{ExpectSpec, Scenario};
 use serde::Serialize;
@@ -68,7 +68,7 @@ impl Verdict {
 pub struct JudgeInput<'a> {
     pub scenario: &'a Scenario,
     pub data: &'a EvidenceData,
-    pub restarts: &'a [(String, u32)],
+    pub restarts: &'a [crate::evidence::Restarts],
     pub integrity: Option<&'a Integrity>,
 }
 
@@ -260,11 +260,10 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
             let Some(w) = phase(during) else {
                 return missing_phase(e);
             };
-            let prefix = format!("{service}-");
             let mut replicas: Vec<&str> = data
                 .probes
                 .iter()
-                .filter(|p| p.probe == Probe::Readiness && p.replica.starts_with(&prefix))
+                .filter(|p| p.probe == Probe::Readiness && p.service == *service)
                 .map(|p| p.replica.as_str())
                 .collect();
             replicas.sort();
@@ -325,21 +324,20 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
             )
         }
         ExpectSpec::Restarts { service, max, .. } => {
-            let prefix = format!("{service}-");
             let rs: Vec<_> = input
                 .restarts
                 .iter()
-                .filter(|(n, _)| n.starts_with(&prefix))
+                .filter(|r| r.service == *service)
                 .collect();
-            let total: u32 = rs.iter().map(|(_, c)| c).sum();
+            let total: u32 = rs.iter().map(|r| r.count).sum();
             let live_fail = data
                 .probes
                 .iter()
-                .filter(|p| p.probe == Probe::Liveness && !p.ok && p.replica.starts_with(&prefix))
+                .filter(|p| p.probe == Probe::Liveness && !p.ok && p.service == *service)
                 .count();
             let list = rs
                 .iter()
-                .map(|(n, c)| format!("{n}: {c}"))
+                .map(|r| format!("{}: {}", r.replica, r.count))
                 .collect::<Vec<_>>()
                 .join(", ");
             (
@@ -505,13 +503,12 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
             let Some(w) = phase(pname) else {
                 return missing_phase(e);
             };
-            let prefix = format!("{service}-");
             let sigterms: Vec<_> = data
                 .lifecycle
                 .iter()
                 .filter(|l| {
-                    l.event == "sigterm"
-                        && l.replica.starts_with(&prefix)
+                    matches!(l.event, Lifecycle::Sigterm { .. })
+                        && l.service == *service
                         && l.t_ms >= w.start_ms
                         && l.t_ms <= w.end_ms
                 })
@@ -522,7 +519,10 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                 let end = data.lifecycle.iter().find(|l| {
                     l.replica == t.replica
                         && l.t_ms >= t.t_ms
-                        && (l.event == "stopped" || l.event == "sigkill")
+                        && matches!(
+                            l.event,
+                            Lifecycle::Stopped { .. } | Lifecycle::Sigkill { .. }
+                        )
                 });
                 let end_ms = end.map_or(u64::MAX, |l| l.t_ms);
                 // A readiness failure that the process itself answered (an HTTP status), not a refused connection.
@@ -532,7 +532,7 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                         && !p.ok
                         && p.t_ms >= t.t_ms
                         && p.t_ms <= end_ms
-                        && p.detail.starts_with(|c: char| c.is_ascii_digit())
+                        && p.result.answered()
                 });
                 let last_served = data
                     .responses
@@ -540,16 +540,24 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                     .filter(|r| r.replica.as_deref() == Some(t.replica.as_str()))
                     .map(|r| r.t_ms + r.latency_ms)
                     .max();
-                let by_itself = end.is_some_and(|l| l.event == "stopped");
+                let by_itself = end.is_some_and(|l| matches!(l.event, Lifecycle::Stopped { .. }));
                 ok &= by_itself && flip.is_some();
                 let rel = |v: u64| format!("+{:.1} s", v.saturating_sub(t.t_ms) as f64 / 1000.0);
                 let pre_stop = data
                     .lifecycle
                     .iter()
                     .rev()
-                    .find(|l| l.replica == t.replica && l.event == "pre-stop" && l.t_ms <= t.t_ms)
+                    .find(|l| {
+                        l.replica == t.replica
+                            && matches!(l.event, Lifecycle::PreStop { .. })
+                            && l.t_ms <= t.t_ms
+                    })
                     .map_or(String::new(), |l| {
-                        format!(" (after pre-stop {} from {})", l.detail, secs(l.t_ms))
+                        format!(
+                            " (after pre-stop {} from {})",
+                            l.event.describe(),
+                            secs(l.t_ms)
+                        )
                     });
                 parts.push(format!(
                     "{}: SIGTERM at {}{pre_stop}, readiness failed {}, last request served {}, {} {}",
@@ -562,11 +570,13 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                         format!("{} before", secs(t.t_ms - v))
                     }),
                     match end {
-                        Some(l) if l.event == "stopped" => format!("exited {}", rel(l.t_ms)),
+                        Some(l) if matches!(l.event, Lifecycle::Stopped { .. }) => {
+                            format!("exited {}", rel(l.t_ms))
+                        }
                         Some(l) => format!("SIGKILLed {}", rel(l.t_ms)),
                         None => "never exited".into(),
                     },
-                    end.map_or(String::new(), |l| format!("({})", l.detail)),
+                    end.map_or(String::new(), |l| format!("({})", l.event.describe())),
                 ));
             }
             if sigterms.is_empty() {
@@ -634,5 +644,48 @@ mod tests {
         assert_eq!(v.margin_text(), "never (CheckoutDbPoolSaturated firing)");
         v.margins.clear();
         assert_eq!(v.margin_text(), "");
+    }
+
+    /// Facts, not names: a service whose name starts with another's ("checkout-worker") is not
+    /// counted as that one ("checkout"), because every record carries its service.
+    #[test]
+    fn restarts_are_counted_by_the_service_each_record_names() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let scenario = crate::spec::load_scenario(&root.join("pool-exhaustion.toml")).unwrap();
+        let data = EvidenceData::default();
+        let restarts = |n: u32| {
+            vec![
+                crate::evidence::Restarts {
+                    service: "checkout-worker".into(),
+                    replica: "checkout-worker-0".into(),
+                    count: 3,
+                },
+                crate::evidence::Restarts {
+                    service: "checkout".into(),
+                    replica: "checkout-0".into(),
+                    count: n,
+                },
+            ]
+        };
+        let verdict = |rs: &[crate::evidence::Restarts]| {
+            judge(&JudgeInput {
+                scenario: &scenario,
+                data: &data,
+                restarts: rs,
+                integrity: None,
+            })
+            .into_iter()
+            .find(|v| v.id == "liveness-holds")
+            .unwrap()
+        };
+        let v = verdict(&restarts(0));
+        assert!(v.passed, "{}", v.evidence);
+        assert!(
+            v.evidence.starts_with("0 restarts (max 0) [checkout-0: 0]"),
+            "{}",
+            v.evidence
+        );
+        let v = verdict(&restarts(2));
+        assert!(!v.passed, "{}", v.evidence);
     }
 }

@@ -191,8 +191,8 @@ pub trait Platform: ProxyControl + VolumeFiller + RolloutDriver {
     /// scrapes (`None` if this platform's ingress has none, or they could not be read).
     async fn edge_counts(&self) -> Option<Vec<crate::evidence::EdgeCount>>;
 
-    /// Replica restarts so far, by replica name.
-    fn restarts(&self) -> Vec<(String, u32)>;
+    /// Restarts so far of every replica that ran.
+    fn restarts(&self) -> Vec<crate::evidence::Restarts>;
 
     /// Stops everything it started, in order; idempotent.
     async fn teardown(&mut self);

@@ -290,6 +290,7 @@ fn replica_config(ctx: &SpawnContext, svc: &ServiceSpec, name: &str) -> Result<R
         spec = spec.env(var, ctx.opts.bugs.join(","));
     }
     Ok(ReplicaConfig {
+        service: svc.name.get_ref().clone(),
         name: name.to_string(),
         port,
         spec,
@@ -761,19 +762,25 @@ impl Platform for LocalPlatform {
         self.edge.as_ref()?.counts().await.ok()
     }
 
-    fn restarts(&self) -> Vec<(String, u32)> {
+    fn restarts(&self) -> Vec<crate::evidence::Restarts> {
         let mut all = BTreeMap::new();
-        for (_, svc) in &self.services {
+        for (service, svc) in &self.services {
             let s = svc.lock().expect("service lock");
-            all.extend(s.restarts.iter().map(|(n, c)| (n.clone(), *c)));
+            all.extend(s.restarts.iter().map(|(n, c)| ((service, n.clone()), *c)));
             all.extend(s.replicas.iter().map(|r| {
                 (
-                    r.handle.name.clone(),
+                    (service, r.handle.name.clone()),
                     r.handle.restarts.load(Ordering::SeqCst),
                 )
             }));
         }
-        all.into_iter().collect()
+        all.into_iter()
+            .map(|((service, replica), count)| crate::evidence::Restarts {
+                service: service.clone(),
+                replica,
+                count,
+            })
+            .collect()
     }
 
     async fn teardown(&mut self) {

@@ -3,7 +3,7 @@
 //! and stop it with a termination grace period (SIGTERM, then SIGKILL). Probe flips and lifecycle
 //! events go to the evidence; readiness is published on a watch channel for the ingress.
 
-use crate::evidence::{Evidence, Probe};
+use crate::evidence::{Evidence, Lifecycle, Probe, ProbeResult};
 use crate::platform::local::process::{spawn, ChildSpec, ManagedChild};
 use crate::spec::ProbeSpec;
 use nix::sys::signal::Signal;
@@ -81,6 +81,8 @@ impl ReplicaHandle {
 }
 
 pub struct ReplicaConfig {
+    /// The service it is a replica of.
+    pub service: String,
     pub name: String,
     pub port: u16,
     pub spec: ChildSpec,
@@ -151,20 +153,27 @@ pub fn last_log_line(path: &std::path::Path) -> String {
         .unwrap_or_default()
 }
 
-async fn probe_once(client: &reqwest::Client, url: &str, timeout: Duration) -> (bool, String) {
+async fn probe_once(client: &reqwest::Client, url: &str, timeout: Duration) -> ProbeResult {
     match client.get(url).timeout(timeout).send().await {
-        Ok(r) if r.status().is_success() => (true, r.status().as_u16().to_string()),
+        Ok(r) if r.status().is_success() => ProbeResult::Answered {
+            status: r.status().as_u16(),
+            body: String::new(),
+        },
         Ok(r) => {
             let status = r.status().as_u16();
             let body = r.text().await.unwrap_or_default();
-            (
-                false,
-                format!("{status} {}", body.chars().take(200).collect::<String>()),
-            )
+            ProbeResult::Answered {
+                status,
+                body: body.chars().take(200).collect(),
+            }
         }
-        Err(e) if e.is_timeout() => (false, format!("timed out after {} ms", timeout.as_millis())),
-        Err(e) if e.is_connect() => (false, "connection refused".into()),
-        Err(e) => (false, e.to_string()),
+        Err(e) if e.is_timeout() => ProbeResult::TimedOut {
+            after_ms: timeout.as_millis() as u64,
+        },
+        Err(e) if e.is_connect() => ProbeResult::Refused,
+        Err(e) => ProbeResult::Failed {
+            error: e.to_string(),
+        },
     }
 }
 
@@ -191,11 +200,21 @@ async fn supervise(
         let mut child = match spawn(&config.name, &config.spec) {
             Ok(c) => c,
             Err(e) => {
-                evidence.lifecycle(&config.name, "failed-to-start", e.to_string());
+                evidence.lifecycle(
+                    &config.service,
+                    &config.name,
+                    Lifecycle::FailedToStart {
+                        error: e.to_string(),
+                    },
+                );
                 return;
             }
         };
-        evidence.lifecycle(&config.name, "started", format!("pid {}", child.pid()));
+        evidence.lifecycle(
+            &config.service,
+            &config.name,
+            Lifecycle::Started { pid: child.pid() },
+        );
         let started = Instant::now();
         let outcome = run_probes(
             &config,
@@ -212,21 +231,44 @@ async fn supervise(
             Outcome::Terminated => return,
             Outcome::Restart(reason) => {
                 if child.try_wait().is_none() {
-                    evidence.lifecycle(&config.name, "sigterm", format!("restarting: {reason}"));
+                    let (svc, name) = (&config.service, &config.name);
+                    evidence.lifecycle(
+                        svc,
+                        name,
+                        Lifecycle::Sigterm {
+                            why: format!("restarting: {reason}"),
+                        },
+                    );
                     let (status, killed) = child.stop_async(Signal::SIGTERM, config.grace).await;
                     if killed {
-                        evidence.lifecycle(&config.name, "sigkill", "grace period over");
+                        evidence.lifecycle(
+                            svc,
+                            name,
+                            Lifecycle::Sigkill {
+                                status: describe(status),
+                            },
+                        );
                     }
-                    evidence.lifecycle(&config.name, "exited", describe(status));
+                    evidence.lifecycle(
+                        svc,
+                        name,
+                        Lifecycle::Exited {
+                            status: describe(status),
+                            last_log_line: last_log_line(&config.spec.log),
+                        },
+                    );
                 }
                 if started.elapsed() > BACKOFF_RESET_AFTER {
                     backoff = BACKOFF_START;
                 }
                 restarts.fetch_add(1, Ordering::SeqCst);
                 evidence.lifecycle(
+                    &config.service,
                     &config.name,
-                    "restarting",
-                    format!("{reason}; back-off {} s", backoff.as_secs()),
+                    Lifecycle::Restarting {
+                        reason: reason.clone(),
+                        backoff_s: backoff.as_secs(),
+                    },
                 );
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -287,7 +329,7 @@ async fn run_probes(
                 kill_at = Some(tokio::time::Instant::now() + config.grace);
                 match &config.pre_stop {
                     Some(pre_stop) => {
-                        evidence.lifecycle(&config.name, "pre-stop", format!("{} (grace period {} s)", pre_stop.describe(), config.grace.as_secs_f64()));
+                        evidence.lifecycle(&config.service, &config.name, Lifecycle::PreStop { hook: pre_stop.describe(), grace_ms: config.grace.as_millis() as u64 });
                         let (pre_stop, client, base) = (pre_stop.clone(), client.clone(), base.to_string());
                         hook = Some(tokio::spawn(async move {
                             match pre_stop {
@@ -300,7 +342,7 @@ async fn run_probes(
                         }));
                     }
                     None => {
-                        evidence.lifecycle(&config.name, "sigterm", format!("grace period {} s", config.grace.as_secs_f64()));
+                        evidence.lifecycle(&config.service, &config.name, Lifecycle::Sigterm { why: format!("terminating; grace period {} s", config.grace.as_secs_f64()) });
                         child.signal(Signal::SIGTERM);
                     }
                 }
@@ -308,29 +350,30 @@ async fn run_probes(
             how = hook_done => {
                 hook = None;
                 let left = kill_at.map_or(Duration::ZERO, |k| k.saturating_duration_since(tokio::time::Instant::now()));
-                evidence.lifecycle(&config.name, "sigterm", format!("after pre-stop ({how}); {:.1} s of the grace period left", left.as_secs_f64()));
+                evidence.lifecycle(&config.service, &config.name, Lifecycle::Sigterm { why: format!("after pre-stop ({how}); {:.1} s of the grace period left", left.as_secs_f64()) });
                 child.signal(Signal::SIGTERM);
             }
             _ = grace_over => {
                 let (status, _) = child.stop_async(Signal::SIGKILL, Duration::from_secs(1)).await;
-                evidence.lifecycle(&config.name, "sigkill", format!("grace period over; {}", describe(status)));
+                evidence.lifecycle(&config.service, &config.name, Lifecycle::Sigkill { status: describe(status) });
                 return Outcome::Terminated;
             }
             _ = exit_tick.tick() => {
                 if let Some(status) = child.try_wait() {
                     if kill_at.is_some() {
-                        evidence.lifecycle(&config.name, "stopped", format!("exited by itself: {}", describe(Some(status))));
+                        evidence.lifecycle(&config.service, &config.name, Lifecycle::Stopped { status: describe(Some(status)) });
                         return Outcome::Terminated;
                     }
                     let line = last_log_line(&config.spec.log);
-                    evidence.lifecycle(&config.name, "exited", format!("{}; last log line: {line}", describe(Some(status))));
+                    evidence.lifecycle(&config.service, &config.name, Lifecycle::Exited { status: describe(Some(status)), last_log_line: line });
                     return Outcome::Restart(format!("process exited ({})", describe(Some(status))));
                 }
             }
             _ = readiness_tick.tick(), if config.probes.readiness.is_some() => {
                 let p = config.probes.readiness.as_ref().expect("guarded");
-                let (ok, detail) = probe_once(client, &format!("{base}{}", p.path), p.timeout).await;
-                evidence.probe(&config.name, Probe::Readiness, ok, detail);
+                let result = probe_once(client, &format!("{base}{}", p.path), p.timeout).await;
+                let ok = result.ok();
+                evidence.probe(&config.service, &config.name, Probe::Readiness, result);
                 if ok { ready_ok += 1; ready_fail = 0; } else { ready_fail += 1; ready_ok = 0; }
                 if ok && ready_ok >= p.success_threshold && !*ready_tx.borrow() {
                     let _ = ready_tx.send(true);
@@ -340,7 +383,8 @@ async fn run_probes(
             }
             _ = liveness_tick.tick(), if config.probes.liveness.is_some() && kill_at.is_none() => {
                 let p = config.probes.liveness.as_ref().expect("guarded");
-                let (ok, detail) = probe_once(client, &format!("{base}{}", p.path), p.timeout).await;
+                let result = probe_once(client, &format!("{base}{}", p.path), p.timeout).await;
+                let (ok, detail) = (result.ok(), result.describe());
                 if ok {
                     seen_live = true;
                     live_fail = 0;
@@ -348,7 +392,7 @@ async fn run_probes(
                     live_fail += 1;
                 }
                 if seen_live {
-                    evidence.probe(&config.name, Probe::Liveness, ok, detail.clone());
+                    evidence.probe(&config.service, &config.name, Probe::Liveness, result);
                 }
                 if live_fail >= p.failure_threshold {
                     return Outcome::Restart(format!("liveness failed {live_fail} times: {detail}"));
@@ -377,6 +421,7 @@ mod tests {
         let evidence = Evidence::new();
         let mut handle = start(
             ReplicaConfig {
+                service: "crasher".into(),
                 name: "crasher-0".into(),
                 port: 9,
                 spec,
@@ -395,15 +440,15 @@ mod tests {
         let starts: Vec<u64> = evidence.with(|d| {
             d.lifecycle
                 .iter()
-                .filter(|l| l.event == "started")
+                .filter(|l| matches!(l.event, Lifecycle::Started { .. }))
                 .map(|l| l.t_ms)
                 .collect()
         });
         let exits: Vec<String> = evidence.with(|d| {
             d.lifecycle
                 .iter()
-                .filter(|l| l.event == "exited")
-                .map(|l| l.detail.clone())
+                .filter(|l| matches!(l.event, Lifecycle::Exited { .. }))
+                .map(|l| l.event.describe())
                 .collect()
         });
         // Back-off 1 s, 2 s, 4 s: starts near 0, 1, 3 and 7 s.
