@@ -2,7 +2,7 @@
 //! firing → inactive) in the evidence. The alert names come from the rules Prometheus loaded, so an
 //! alert that never leaves `inactive` is still known.
 
-use crate::evidence::Evidence;
+use crate::evidence::{AlertState, Evidence};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -82,7 +82,7 @@ pub fn start_polling(
         evidence.with(|d| d.alert_severity.extend(rules.iter().cloned()));
         let names: Vec<String> = rules.into_iter().map(|(n, _)| n).collect();
         for n in &names {
-            evidence.alert_state(n, "inactive");
+            evidence.alert_state(n, AlertState::Inactive);
         }
         let mut tick = tokio::time::interval(every);
         // Firing label sets already reported as events (which replica an alert is about).
@@ -110,18 +110,20 @@ pub fn start_polling(
                     })
                     .collect(),
             );
-            let mut states: BTreeMap<String, &str> =
-                names.iter().map(|n| (n.clone(), "inactive")).collect();
+            let mut states: BTreeMap<String, AlertState> = names
+                .iter()
+                .map(|n| (n.clone(), AlertState::Inactive))
+                .collect();
             for a in &env.data.alerts {
                 let Some(name) = a.labels.get("alertname") else {
                     continue;
                 };
                 let state = if a.state == "firing" {
-                    "firing"
+                    AlertState::Firing
                 } else {
-                    "pending"
+                    AlertState::Pending
                 };
-                if state == "firing" {
+                if state == AlertState::Firing {
                     let labels: Vec<String> = a
                         .labels
                         .iter()
@@ -133,8 +135,8 @@ pub fn start_polling(
                         evidence.event(format!("alert firing: {key}"));
                     }
                 }
-                let entry = states.entry(name.clone()).or_insert("inactive");
-                if *entry != "firing" {
+                let entry = states.entry(name.clone()).or_insert(AlertState::Inactive);
+                if *entry != AlertState::Firing {
                     *entry = state;
                 }
             }

@@ -220,12 +220,30 @@ pub struct LifecycleRecord {
     pub event: Lifecycle,
 }
 
+/// An alert's state, as Prometheus reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Inactive,
+    Pending,
+    Firing,
+}
+
+impl std::fmt::Display for AlertState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AlertState::Inactive => "inactive",
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertRecord {
     pub t_ms: u64,
     pub alert: String,
-    /// inactive, pending, firing
-    pub state: String,
+    pub state: AlertState,
 }
 
 /// Which alerts were firing, with their severity label, from `t_ms` until the next record.
@@ -268,6 +286,30 @@ pub struct EventRecord {
     pub what: String,
 }
 
+/// Where a rollout got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutState {
+    InProgress,
+    Complete,
+    /// A new replica did not become ready within the progress deadline.
+    Stalled,
+    Failed,
+    RolledBack,
+}
+
+impl std::fmt::Display for RolloutState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RolloutState::InProgress => "in progress",
+            RolloutState::Complete => "complete",
+            RolloutState::Stalled => "stalled",
+            RolloutState::Failed => "failed",
+            RolloutState::RolledBack => "rolled back",
+        })
+    }
+}
+
 /// One rolling update: when it began and ended, and how.
 #[derive(Debug, Clone, Serialize)]
 pub struct RolloutRecord {
@@ -276,8 +318,7 @@ pub struct RolloutRecord {
     pub change: String,
     pub started_ms: u64,
     pub ended_ms: Option<u64>,
-    /// in progress, complete, stalled, failed, rolled back
-    pub outcome: String,
+    pub outcome: RolloutState,
     pub detail: String,
 }
 
@@ -453,7 +494,7 @@ impl Evidence {
         });
     }
 
-    pub fn alert_state(&self, alert: &str, state: &str) {
+    pub fn alert_state(&self, alert: &str, state: AlertState) {
         let t_ms = self.now_ms();
         self.with(|d| {
             let last = d.alerts.iter().rev().find(|a| a.alert == alert);
@@ -462,7 +503,7 @@ impl Evidence {
                 d.alerts.push(AlertRecord {
                     t_ms,
                     alert: alert.into(),
-                    state: state.into(),
+                    state,
                 });
             }
         });
@@ -516,7 +557,7 @@ impl Evidence {
                 change: change.into(),
                 started_ms: t,
                 ended_ms: None,
-                outcome: "in progress".into(),
+                outcome: RolloutState::InProgress,
                 detail: String::new(),
             })
         });
@@ -524,14 +565,14 @@ impl Evidence {
 
     /// Records how a rollout ended; a later outcome (e.g. rolled back after stalling) is kept in
     /// the detail too.
-    pub fn rollout_ended(&self, id: &str, outcome: &str, detail: &str) {
+    pub fn rollout_ended(&self, id: &str, outcome: RolloutState, detail: &str) {
         let t = self.now_ms();
         self.event(format!("rollout {id} {outcome}: {detail}"));
         self.with(|d| {
             if let Some(r) = d.rollouts.iter_mut().rev().find(|r| r.id == id) {
                 if r.ended_ms.is_none() {
                     r.ended_ms = Some(t);
-                    r.outcome = outcome.into();
+                    r.outcome = outcome;
                     r.detail = detail.into();
                 } else {
                     r.detail = format!("{}; then {outcome}: {detail}", r.detail);

@@ -325,11 +325,11 @@ fn progress_line(
             ready.insert(p.replica.as_str(), p.ok);
         }
         let ready_n = ready.values().filter(|v| **v).count();
-        let mut alerts: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+        let mut alerts: std::collections::BTreeMap<&str, crate::evidence::AlertState> = std::collections::BTreeMap::new();
         for a in &d.alerts {
-            alerts.insert(a.alert.as_str(), a.state.as_str());
+            alerts.insert(a.alert.as_str(), a.state);
         }
-        let active: Vec<String> = alerts.iter().filter(|(_, s)| **s != "inactive").map(|(n, s)| format!("{n}={s}")).collect();
+        let active: Vec<String> = alerts.iter().filter(|(_, s)| **s != crate::evidence::AlertState::Inactive).map(|(n, s)| format!("{n}={s}")).collect();
         format!(
             "  {phase:<10} {:>3}/{:<3}s  req {:>5}  2xx {:>5}  503 {:>4}  other-5xx {:>4}  no-resp {:>3}  ready {ready_n}/{}  alerts: {}",
             elapsed.as_secs(),

@@ -367,7 +367,7 @@ pub enum ExpectSpec {
         id: String,
         service: String,
         phase: String,
-        outcome: String,
+        outcome: crate::evidence::RolloutState,
         within: Option<Dur>,
     },
     /// Every replica of `service` that got SIGTERM during `phase` failed readiness (answering,
@@ -1013,7 +1013,8 @@ pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenar
             ));
         }
         if let ExpectSpec::Rollout { outcome, .. } = spec {
-            if outcome != "complete" && outcome != "stalled" {
+            use crate::evidence::RolloutState;
+            if !matches!(outcome, RolloutState::Complete | RolloutState::Stalled) {
                 return Err(err(
                     e.span(),
                     format!(

@@ -4,7 +4,9 @@
 
 mod no_silent_outage;
 
-use crate::evidence::{EvidenceData, Layer, Lifecycle, Probe, ResponseRecord};
+use crate::evidence::{
+    AlertState, EvidenceData, Layer, Lifecycle, Probe, ResponseRecord, RolloutState,
+};
 use crate::integrity::Integrity;
 use crate::spec::{ExpectSpec, Scenario};
 use serde::Serialize;
@@ -359,14 +361,14 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
             let recs: Vec<_> = data.alerts.iter().filter(|a| a.alert == *alert).collect();
             let early = recs
                 .iter()
-                .find(|a| a.state != "inactive" && a.t_ms < w.start_ms);
+                .find(|a| a.state != AlertState::Inactive && a.t_ms < w.start_ms);
             let fired = recs
                 .iter()
-                .find(|a| a.state == "firing" && a.t_ms >= w.start_ms)
+                .find(|a| a.state == AlertState::Firing && a.t_ms >= w.start_ms)
                 .map(|a| a.t_ms);
             let cleared = fired.and_then(|f| {
                 let last = recs.iter().rev().find(|a| a.t_ms >= f)?;
-                (last.state == "inactive").then(|| last.t_ms.saturating_sub(w.end_ms))
+                (last.state == AlertState::Inactive).then(|| last.t_ms.saturating_sub(w.end_ms))
             });
             let (fb, cb) = (fires_within.ms(), clears_within.ms());
             let fired_rel = fired.map(|f| f - w.start_ms);
@@ -474,11 +476,12 @@ fn judge_one(input: &JudgeInput, e: &ExpectSpec) -> Verdict {
                 ),
                 Some(r) => {
                     let took = r.ended_ms.map(|end| end - r.started_ms);
-                    if let (true, Some(b)) = (outcome == "complete", within) {
+                    let complete = *outcome == RolloutState::Complete;
+                    if let (true, Some(b)) = (complete, within) {
                         margins.push(Margin::new("rollout duration", b.ms(), took));
                     }
-                    let in_time = match (outcome.as_str(), within) {
-                        ("complete", Some(bound)) => took.is_some_and(|t| t <= bound.ms()),
+                    let in_time = match (complete, within) {
+                        (true, Some(bound)) => took.is_some_and(|t| t <= bound.ms()),
                         _ => true,
                     };
                     let ok = r.outcome == *outcome && in_time;

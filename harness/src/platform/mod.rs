@@ -111,11 +111,12 @@ pub enum RolloutOutcome {
 }
 
 impl RolloutOutcome {
-    pub fn label(&self) -> &'static str {
+    pub fn state(&self) -> crate::evidence::RolloutState {
+        use crate::evidence::RolloutState;
         match self {
-            RolloutOutcome::Complete { .. } => "complete",
-            RolloutOutcome::Stalled { .. } => "stalled",
-            RolloutOutcome::Failed { .. } => "failed",
+            RolloutOutcome::Complete { .. } => RolloutState::Complete,
+            RolloutOutcome::Stalled { .. } => RolloutState::Stalled,
+            RolloutOutcome::Failed { .. } => RolloutState::Failed,
         }
     }
     pub fn describe(&self) -> String {

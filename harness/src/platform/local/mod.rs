@@ -954,7 +954,7 @@ impl RolloutDriver for LocalPlatform {
         let task = tokio::spawn(async move {
             let outcome =
                 rollout::roll(&mut fleet, progress_deadline, Duration::from_millis(100)).await;
-            evidence.rollout_ended(&id, outcome.label(), &outcome.describe());
+            evidence.rollout_ended(&id, outcome.state(), &outcome.describe());
             outcome
         });
         Ok(task)
@@ -983,7 +983,7 @@ impl RolloutDriver for LocalPlatform {
         s.revision = revision;
         evidence.rollout_ended(
             &rollout_id(service, rolled),
-            "rolled back",
+            crate::evidence::RolloutState::RolledBack,
             &format!(
                 "rolled back to revision {revision}; terminated [{}]",
                 new.join(", ")
