@@ -18,7 +18,7 @@ const PROGRAM: &str = include_str!("ingress.mtail");
 /// The counter the program keeps, by (status, made_by).
 const REQUESTS: &str = "ingress_http_requests_total";
 /// How often mtail reads the log for new lines.
-const POLL: &str = "50ms";
+const POLL: &str = "20ms";
 
 pub struct EdgeExporter {
     pub port: u16,
