@@ -187,3 +187,46 @@ fn alert_rules_pass_promtool() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// The fault proxy as a program: it prints where it listens, its control API answers with the
+/// token and refuses without it, and SIGTERM stops it cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fault_proxy_program_serves_its_control_api_behind_a_token() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fault-proxy"))
+        .args(["--proxy", "payments=127.0.0.1:9", "--token-file"])
+        .arg(&token)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addrs: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let url = format!("http://{}/proxies", addrs["control"].as_str().unwrap());
+    let client = reqwest::Client::new();
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let list: serde_json::Value = client
+        .get(&url)
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["name"], "payments");
+    assert_eq!(list[0]["listen"], addrs["proxies"]["payments"]);
+    assert_eq!(list[0]["upstream"], "127.0.0.1:9");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+}

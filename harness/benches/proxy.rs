@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo bench -p harness --bench proxy` (bounded: a fixed number of requests per round).
 
-use harness::platform::local::proxy::FaultProxy;
+use harness::fault_proxy::FaultProxy;
 use hdrhistogram::Histogram;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -22,6 +22,8 @@
 //!   holds all of its machinery (processes, PostgreSQL, nginx, mtail, Prometheus, the fault proxy,
 //!   rollouts, work dirs); no module outside it imports that machinery.
 //! - [`faults`], [`load`], [`alerts`], [`integrity`]: what a run does to and observes of the system.
+//! - [`fault_proxy`]: the Toxiproxy-like TCP proxy, also a program (`fault-proxy`) with an HTTP
+//!   control API, so any platform can run it as a process or a pod.
 //! - [`evidence`]: what a run recorded; [`judge`] reads only this; [`report`] writes it out.
 //! - [`summary`], [`coverage`]: many runs at a glance (verdict stability, which alert rules fired).
 //! - [`cli`], [`error`]: the command line and its exit codes; [`stall`]: the harness watching itself.
@@ -33,6 +35,7 @@ pub mod runner;
 pub mod platform;
 
 pub mod alerts;
+pub mod fault_proxy;
 pub mod faults;
 pub mod integrity;
 pub mod load;

@@ -8,6 +8,8 @@
 //! pooled connections). Latency and bandwidth act on data flowing back to the client.
 
 pub use crate::faults::toxic::{Toxic, ToxicKind};
+pub mod api;
+
 use rand::{Rng, SeedableRng};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -25,7 +27,8 @@ struct State {
 pub struct FaultProxy {
     pub name: String,
     pub listen: SocketAddr,
-    upstream: SocketAddr,
+    /// Where new connections go; a platform moves it when the upstream service moves.
+    upstream: Arc<RwLock<SocketAddr>>,
     state: Arc<RwLock<State>>,
     rng: Arc<Mutex<rand::rngs::StdRng>>,
     accept: Mutex<Option<JoinHandle<()>>>,
@@ -57,7 +60,7 @@ impl FaultProxy {
         let proxy = FaultProxy {
             name: name.to_string(),
             listen,
-            upstream,
+            upstream: Arc::new(RwLock::new(upstream)),
             state: Arc::new(RwLock::new(State::default())),
             rng: Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(seed))),
             accept: Mutex::new(None),
@@ -72,7 +75,7 @@ impl FaultProxy {
         let (state, rng, upstream, stats) = (
             self.state.clone(),
             self.rng.clone(),
-            self.upstream,
+            self.upstream.clone(),
             self.stats.clone(),
         );
         let task = self.runtime.spawn(async move {
@@ -91,9 +94,10 @@ impl FaultProxy {
                     let mut r = rng.lock().expect("rng lock");
                     (r.random::<f64>(), r.random::<u64>())
                 };
+                let to = *upstream.read().expect("upstream lock");
                 tokio::spawn(handle(
                     client,
-                    upstream,
+                    to,
                     state.clone(),
                     draw,
                     conn_seed,
@@ -110,6 +114,26 @@ impl FaultProxy {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Where new connections go.
+    pub fn upstream(&self) -> SocketAddr {
+        *self.upstream.read().expect("upstream lock")
+    }
+
+    /// Sends new connections to `addr` (open ones stay where they are).
+    pub fn set_upstream(&self, addr: SocketAddr) {
+        *self.upstream.write().expect("upstream lock") = addr;
+    }
+
+    /// The toxics in place.
+    pub fn toxics(&self) -> Vec<Toxic> {
+        self.state.read().expect("state lock").toxics.clone()
+    }
+
+    /// Whether the listener is taken down.
+    pub fn is_down(&self) -> bool {
+        self.accept.lock().expect("accept lock").is_none()
     }
 
     /// Adds a toxic (replacing one of the same kind).
