@@ -36,6 +36,13 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// Written back as the file would say it ("300ms", "6s").
+impl serde::Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl std::fmt::Display for Dur {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", humantime::format_duration(self.0))
@@ -178,7 +185,8 @@ pub enum FaultSpec {
 }
 
 /// What a fault proxy does to connections; each applies to `fraction` of them (default all).
-#[derive(Debug, Deserialize, Clone)]
+/// The same shape is the body of the fault proxy's control API (`POST /proxies/{name}/toxics`).
+#[derive(Debug, Deserialize, serde::Serialize, Clone, PartialEq)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ToxicSpec {
     Latency {
@@ -261,7 +269,7 @@ impl ToxicSpec {
             fraction: *fraction,
         })
     }
-    fn fraction(&self) -> f64 {
+    pub fn fraction(&self) -> f64 {
         match self {
             ToxicSpec::Latency { fraction, .. }
             | ToxicSpec::Timeout { fraction, .. }
@@ -269,6 +277,33 @@ impl ToxicSpec {
             | ToxicSpec::Refuse { fraction }
             | ToxicSpec::Bandwidth { fraction, .. } => *fraction,
             ToxicSpec::Down {} => 1.0,
+        }
+    }
+}
+
+impl From<&crate::faults::toxic::Toxic> for ToxicSpec {
+    fn from(t: &crate::faults::toxic::Toxic) -> Self {
+        use crate::faults::toxic::ToxicKind;
+        let fraction = t.fraction;
+        match &t.kind {
+            ToxicKind::Latency { latency, jitter } => ToxicSpec::Latency {
+                latency: Dur(*latency),
+                jitter: Dur(*jitter),
+                fraction,
+            },
+            ToxicKind::Timeout { close_after } => ToxicSpec::Timeout {
+                close_after: close_after.map(Dur),
+                fraction,
+            },
+            ToxicKind::Reset { after } => ToxicSpec::Reset {
+                after: Dur(*after),
+                fraction,
+            },
+            ToxicKind::Refuse => ToxicSpec::Refuse { fraction },
+            ToxicKind::Bandwidth { bytes_per_sec } => ToxicSpec::Bandwidth {
+                bytes_per_sec: *bytes_per_sec,
+                fraction,
+            },
         }
     }
 }
@@ -783,18 +818,17 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
 /// Loads a scenario to run against `system` instead of the system file it names (the same
 /// faults, load and expectations against another deployment of the app, or another rule set).
 pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenario> {
-    let system = system_arg;
     let text = read(path)?;
     let file: ScenarioFile = parse_toml(path, &text)?;
     let err = |span: std::ops::Range<usize>, msg: String| at(path, &text, span, msg);
 
-    if let Some(system) = system.filter(|s| !s.is_file()) {
+    if let Some(system) = system_arg.filter(|s| !s.is_file()) {
         return Err(BrownoutError::BadInput(format!(
             "--system {}: no such file (give the path of a system file, e.g. scenarios/systems/checkout.toml)",
             system.display()
         )));
     }
-    let system_path = match system {
+    let system_path = match system_arg {
         Some(s) => s.to_path_buf(),
         None => path
             .parent()

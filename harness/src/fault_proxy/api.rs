@@ -5,12 +5,13 @@
 //! | method and path | does |
 //! |---|---|
 //! | `GET /proxies` | every proxy: listen address, upstream, down or up, toxics, stats |
-//! | `POST /proxies/{name}/toxics` | adds a toxic (JSON, durations in ms; replaces one of its kind) |
+//! | `POST /proxies/{name}/toxics` | adds a toxic: a scenario file's `toxic` as JSON, e.g. `{"kind": "latency", "latency": "300ms"}` (replaces one of its kind) |
 //! | `DELETE /proxies/{name}/toxics` | removes every toxic |
 //! | `POST /proxies/{name}/down`, `POST /proxies/{name}/up` | takes the listener away / back |
 //! | `PUT /proxies/{name}/upstream` | `{"addr": "host:port"}`: where new connections go |
 
-use super::{FaultProxy, Toxic, ToxicKind};
+use super::FaultProxy;
+use crate::spec::ToxicSpec;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,115 +21,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// A toxic on the wire: the kind by name, durations in milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum WireToxic {
-    Latency {
-        latency_ms: u64,
-        #[serde(default)]
-        jitter_ms: u64,
-        #[serde(default = "all")]
-        fraction: f64,
-    },
-    Timeout {
-        close_after_ms: Option<u64>,
-        #[serde(default = "all")]
-        fraction: f64,
-    },
-    Reset {
-        #[serde(default)]
-        after_ms: u64,
-        #[serde(default = "all")]
-        fraction: f64,
-    },
-    Refuse {
-        #[serde(default = "all")]
-        fraction: f64,
-    },
-    Bandwidth {
-        bytes_per_sec: u64,
-        #[serde(default = "all")]
-        fraction: f64,
-    },
-}
-
-fn all() -> f64 {
-    1.0
-}
-
-impl From<&Toxic> for WireToxic {
-    fn from(t: &Toxic) -> Self {
-        let ms = |d: &Duration| d.as_millis() as u64;
-        let fraction = t.fraction;
-        match &t.kind {
-            ToxicKind::Latency { latency, jitter } => WireToxic::Latency {
-                latency_ms: ms(latency),
-                jitter_ms: ms(jitter),
-                fraction,
-            },
-            ToxicKind::Timeout { close_after } => WireToxic::Timeout {
-                close_after_ms: close_after.as_ref().map(ms),
-                fraction,
-            },
-            ToxicKind::Reset { after } => WireToxic::Reset {
-                after_ms: ms(after),
-                fraction,
-            },
-            ToxicKind::Refuse => WireToxic::Refuse { fraction },
-            ToxicKind::Bandwidth { bytes_per_sec } => WireToxic::Bandwidth {
-                bytes_per_sec: *bytes_per_sec,
-                fraction,
-            },
-        }
-    }
-}
-
-impl TryFrom<WireToxic> for Toxic {
-    type Error = String;
-    fn try_from(w: WireToxic) -> Result<Toxic, String> {
-        let ms = Duration::from_millis;
-        let (kind, fraction) = match w {
-            WireToxic::Latency {
-                latency_ms,
-                jitter_ms,
-                fraction,
-            } => (
-                ToxicKind::Latency {
-                    latency: ms(latency_ms),
-                    jitter: ms(jitter_ms),
-                },
-                fraction,
-            ),
-            WireToxic::Timeout {
-                close_after_ms,
-                fraction,
-            } => (
-                ToxicKind::Timeout {
-                    close_after: close_after_ms.map(ms),
-                },
-                fraction,
-            ),
-            WireToxic::Reset { after_ms, fraction } => (
-                ToxicKind::Reset {
-                    after: ms(after_ms),
-                },
-                fraction,
-            ),
-            WireToxic::Refuse { fraction } => (ToxicKind::Refuse, fraction),
-            WireToxic::Bandwidth {
-                bytes_per_sec,
-                fraction,
-            } => (ToxicKind::Bandwidth { bytes_per_sec }, fraction),
-        };
-        if !(0.0..=1.0).contains(&fraction) {
-            return Err(format!("fraction {fraction} must be between 0 and 1"));
-        }
-        Ok(Toxic { kind, fraction })
-    }
-}
 
 /// One proxy as `GET /proxies` shows it.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -137,7 +29,7 @@ pub struct ProxyView {
     pub listen: String,
     pub upstream: String,
     pub down: bool,
-    pub toxics: Vec<WireToxic>,
+    pub toxics: Vec<ToxicSpec>,
     pub connections: u64,
     pub reset: u64,
     pub refused: u64,
@@ -199,7 +91,7 @@ async fn list(State(c): Shared, headers: HeaderMap) -> Response {
             listen: p.addr(),
             upstream: p.upstream().to_string(),
             down: p.is_down(),
-            toxics: p.toxics().iter().map(WireToxic::from).collect(),
+            toxics: p.toxics().iter().map(ToxicSpec::from).collect(),
             connections: p.stats().connections.load(Ordering::Relaxed),
             reset: p.stats().reset.load(Ordering::Relaxed),
             refused: p.stats().refused.load(Ordering::Relaxed),
@@ -212,17 +104,25 @@ async fn add_toxic(
     State(c): Shared,
     Path(name): Path<String>,
     headers: HeaderMap,
-    Json(wire): Json<WireToxic>,
+    Json(spec): Json<ToxicSpec>,
 ) -> Response {
-    match c.authorized(&headers, Some(&name)) {
-        Err((status, msg)) => error(status, msg),
-        Ok(p) => match Toxic::try_from(wire) {
-            Ok(t) => {
-                p.expect("named").add(t);
-                StatusCode::NO_CONTENT.into_response()
-            }
-            Err(e) => error(StatusCode::BAD_REQUEST, e),
-        },
+    let proxy = match c.authorized(&headers, Some(&name)) {
+        Err((status, msg)) => return error(status, msg),
+        Ok(p) => p.expect("named"),
+    };
+    if !(0.0..=1.0).contains(&spec.fraction()) {
+        let msg = format!("fraction {} must be between 0 and 1", spec.fraction());
+        return error(StatusCode::BAD_REQUEST, msg);
+    }
+    match spec.to_toxic() {
+        Some(t) => {
+            proxy.add(t);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => error(
+            StatusCode::BAD_REQUEST,
+            "down is not a toxic: POST /proxies/{name}/down",
+        ),
     }
 }
 
@@ -298,6 +198,7 @@ pub fn router(proxies: Vec<Arc<FaultProxy>>, token: String) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// An upstream on port 0 that answers every connection with `reply` and closes.
@@ -378,16 +279,16 @@ mod tests {
         // A latency toxic: the answer takes at least that long; listed; cleared.
         let r = api
             .req(reqwest::Method::POST, "/proxies/payments/toxics")
-            .json(&serde_json::json!({"kind": "latency", "latency_ms": 300}))
+            .json(&serde_json::json!({"kind": "latency", "latency": "300ms"}))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 204);
         assert_eq!(
             api.list().await[0].toxics,
-            vec![WireToxic::Latency {
-                latency_ms: 300,
-                jitter_ms: 0,
+            vec![ToxicSpec::Latency {
+                latency: crate::spec::Dur(Duration::from_millis(300)),
+                jitter: crate::spec::Dur::default(),
                 fraction: 1.0
             }]
         );
@@ -471,7 +372,7 @@ mod tests {
         assert_eq!(r.status(), 404);
         let r = api
             .req(reqwest::Method::POST, "/proxies/payments/toxics")
-            .json(&serde_json::json!({"kind": "latency", "latency_ms": 10, "fraction": 2.0}))
+            .json(&serde_json::json!({"kind": "latency", "latency": "10ms", "fraction": 2.0}))
             .send()
             .await
             .unwrap();
@@ -483,6 +384,14 @@ mod tests {
             .await
             .unwrap();
         assert!(r.status().is_client_error(), "{}", r.status());
+        // `down` is an operation of its own, not a toxic.
+        let r = api
+            .req(reqwest::Method::POST, "/proxies/payments/toxics")
+            .json(&serde_json::json!({"kind": "down"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
         assert!(api.list().await[0].toxics.is_empty());
     }
 }

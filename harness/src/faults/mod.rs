@@ -48,7 +48,7 @@ pub async fn inject<P: Platform>(
             };
             let deadline = progress_deadline.get();
             ActiveFault::Rollout(
-                rollout::inject(platform, service, &change, deadline, evidence).await?,
+                rollout::inject(platform, service, Some(&change), deadline, evidence).await?,
             )
         }
         FaultSpec::RollingRestart {
@@ -57,14 +57,7 @@ pub async fn inject<P: Platform>(
         } => {
             let deadline = progress_deadline.get();
             ActiveFault::Rollout(
-                rollout::inject(
-                    platform,
-                    service,
-                    &RevisionChange::default(),
-                    deadline,
-                    evidence,
-                )
-                .await?,
+                rollout::inject(platform, service, None, deadline, evidence).await?,
             )
         }
         FaultSpec::Proxy { proxy, toxic } => {

@@ -18,20 +18,27 @@ pub struct InProgress {
     progress_deadline: Duration,
 }
 
+/// Starts a rollout to `change`, or (`None`) a rolling restart with the same spec.
 pub async fn inject<P: RolloutDriver>(
     platform: &mut P,
     service: &str,
-    change: &RevisionChange,
+    change: Option<&RevisionChange>,
     progress_deadline: Duration,
     evidence: &Evidence,
 ) -> Result<InProgress> {
+    let restart = RevisionChange::default();
     let task = platform
-        .start_rollout(service, change, progress_deadline, evidence)
+        .start_rollout(
+            service,
+            change.unwrap_or(&restart),
+            progress_deadline,
+            evidence,
+        )
         .await?;
     Ok(InProgress {
         service: service.to_string(),
         task,
-        undo_unless_complete: !change.is_restart(),
+        undo_unless_complete: change.is_some(),
         progress_deadline,
     })
 }
@@ -87,7 +94,7 @@ mod tests {
         let r = inject(
             &mut p,
             "checkout",
-            &without_payments(),
+            Some(&without_payments()),
             Duration::from_secs(12),
             &ev,
         )
@@ -113,15 +120,9 @@ mod tests {
             ..Default::default()
         };
         let ev = Evidence::new();
-        let r = inject(
-            &mut p,
-            "checkout",
-            &RevisionChange::default(),
-            Duration::from_secs(10),
-            &ev,
-        )
-        .await
-        .unwrap();
+        let r = inject(&mut p, "checkout", None, Duration::from_secs(10), &ev)
+            .await
+            .unwrap();
         assert_eq!(describe(&r), "rolling restart of checkout");
         heal(&mut p, r, &ev).await;
         assert_eq!(
@@ -136,15 +137,9 @@ mod tests {
             rollout_takes: Duration::from_secs(60),
             ..Default::default()
         };
-        let r = inject(
-            &mut p,
-            "checkout",
-            &RevisionChange::default(),
-            Duration::from_secs(10),
-            &ev,
-        )
-        .await
-        .unwrap();
+        let r = inject(&mut p, "checkout", None, Duration::from_secs(10), &ev)
+            .await
+            .unwrap();
         heal(&mut p, r, &ev).await;
         assert_eq!(p.calls.last(), Some(&Call::Rollback("checkout".into())));
     }

@@ -60,11 +60,6 @@ pub struct RevisionChange {
 }
 
 impl RevisionChange {
-    /// No change: a rolling restart.
-    pub fn is_restart(&self) -> bool {
-        self.remove_env.is_empty() && self.set_env.is_empty()
-    }
-
     pub fn describe(&self) -> String {
         let mut parts: Vec<String> = self
             .remove_env
