@@ -222,7 +222,7 @@ async fn the_fault_proxy_program_serves_its_control_api_behind_a_token() {
         .unwrap();
     assert_eq!(list[0]["name"], "payments");
     assert_eq!(list[0]["listen"], addrs["proxies"]["payments"]);
-    assert_eq!(list[0]["upstream"], "127.0.0.1:9");
+    assert_eq!(list[0]["upstreams"], serde_json::json!(["127.0.0.1:9"]));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

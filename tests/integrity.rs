@@ -51,7 +51,7 @@ async fn the_declared_check_holds_on_consistent_data_and_catches_each_inconsiste
 
     // Consistent: both acknowledged keys paid, one charge each.
     let url = ledger(serde_json::json!([{"order_id": "1"}, {"order_id": "2"}])).await;
-    let i = integrity::check(&spec(), &db, Some(&url), &acked)
+    let i = integrity::check(&spec(), &mut c, Some(&url), &acked)
         .await
         .unwrap();
     assert!(i.ok(), "{}", i.summary());
@@ -62,7 +62,7 @@ async fn the_declared_check_holds_on_consistent_data_and_catches_each_inconsiste
     let url =
         ledger(serde_json::json!([{"order_id": 2}, {"order_id": "2"}, {"order_id": "3"}])).await;
     let acked = vec!["k1".to_string(), "k2".to_string(), "k3".to_string()];
-    let i = integrity::check(&spec(), &db, Some(&url), &acked)
+    let i = integrity::check(&spec(), &mut c, Some(&url), &acked)
         .await
         .unwrap();
     assert!(!i.ok());
@@ -74,7 +74,7 @@ async fn the_declared_check_holds_on_consistent_data_and_catches_each_inconsiste
     // A query whose first column is not text is an error that names the query, not zero rows.
     let mut bad = spec();
     bad.committed_keys_query = "SELECT id FROM orders".into();
-    let err = integrity::check(&bad, &db, Some(&url), &acked)
+    let err = integrity::check(&bad, &mut c, Some(&url), &acked)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("SELECT id FROM orders"), "{err}");

@@ -101,7 +101,7 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let direct = upstream().await;
-        let proxy = FaultProxy::start("bench", 0, direct, 1).await.unwrap();
+        let proxy = FaultProxy::start("bench", 0, vec![direct.to_string()], 1).await.unwrap();
         println!(
             "fault proxy overhead, no toxic on: {ROUNDS} rounds × {REQUESTS_PER_ROUND} requests × 2 targets, {CONCURRENCY} concurrent, 2 worker threads"
         );

@@ -8,7 +8,7 @@
 use crate::error::{BrownoutError, Result};
 use crate::spec::{IntegritySpec, LedgerSpec};
 use serde::Serialize;
-use sqlx::{Connection, Row};
+use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Default, Serialize)]
@@ -91,19 +91,15 @@ async fn ledger_ids(base_url: &str, ledger: &LedgerSpec) -> Result<Vec<String>> 
 /// Runs the system's declared check. `ledger_url` is the base URL of the ledger's service.
 pub async fn check(
     spec: &IntegritySpec,
-    database_url: &str,
+    conn: &mut sqlx::PgConnection,
     ledger_url: Option<&str>,
     acknowledged_keys: &[String],
 ) -> Result<Integrity> {
-    let mut conn = sqlx::PgConnection::connect(database_url)
-        .await
-        .map_err(|e| env("connect", &e))?;
-    let committed_keys = column(&mut conn, &spec.committed_keys_query).await?;
+    let committed_keys = column(conn, &spec.committed_keys_query).await?;
     let committed_ids = match &spec.committed_ids_query {
-        Some(q) => column(&mut conn, q).await?,
+        Some(q) => column(conn, q).await?,
         None => HashSet::new(),
     };
-    let _ = conn.close().await;
     let ledger = match (&spec.ledger, ledger_url) {
         (Some(l), Some(url)) => ledger_ids(url, l).await?,
         (Some(l), None) => {

@@ -10,7 +10,7 @@ use crate::faults::{self, ActiveFault};
 use crate::integrity;
 use crate::judge::{self, JudgeInput, Verdict};
 use crate::load;
-use crate::platform::{DeployOptions, Endpoints, Platform};
+use crate::platform::{DeployOptions, Platform};
 use crate::report::{self, Report};
 use crate::spec::{ExpectSpec, Scenario};
 use std::io::{IsTerminal, Write};
@@ -192,7 +192,7 @@ async fn drive<P: Platform>(
         scenario.total_duration() + WARMUP,
         max_run,
     )?;
-    let phases = walk_phases(scenario, platform, &endpoints, evidence, cancel).await;
+    let phases = walk_phases(scenario, platform, evidence, cancel).await;
     evidence.end_phases();
     let stopped = load.stop().await;
     // One more alert poll after the load, then stop polling.
@@ -218,18 +218,20 @@ async fn drive<P: Platform>(
                     .find(|(n, _)| *n == l.service)
                     .map(|(_, u)| u.as_str())
             });
-            match &endpoints.database_url {
-                Some(db) => {
-                    let keys = evidence.with(|d| d.acknowledged_keys.clone());
-                    match integrity::check(spec, db, ledger_url, &keys).await {
-                        Ok(i) => Some(i),
-                        Err(e) => {
-                            evidence.event(format!("integrity check failed to run: {e}"));
-                            None
-                        }
-                    }
+            let keys = evidence.with(|d| d.acknowledged_keys.clone());
+            let checked = match platform.connect_database().await {
+                Ok(Some(mut db)) => integrity::check(spec, &mut db, ledger_url, &keys).await,
+                Ok(None) => Err(crate::error::BrownoutError::BadInput(
+                    "[integrity] needs a [database] in the system file".into(),
+                )),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    evidence.event(format!("integrity check failed to run: {e}"));
+                    None
                 }
-                None => None,
             }
         }
         _ => None,
@@ -244,7 +246,6 @@ async fn drive<P: Platform>(
 async fn walk_phases<P: Platform>(
     scenario: &Scenario,
     platform: &mut P,
-    endpoints: &Endpoints,
     evidence: &Evidence,
     cancel: &mut watch::Receiver<bool>,
 ) -> Result<()> {
@@ -260,8 +261,7 @@ async fn walk_phases<P: Platform>(
         let started = Instant::now();
         let mut active: Option<ActiveFault> = None;
         if let Some(spec) = &phase.fault {
-            let fault =
-                or_cancel(faults::inject(spec, endpoints, platform, evidence), cancel).await??;
+            let fault = or_cancel(faults::inject(spec, platform, evidence), cancel).await??;
             evidence.event(format!("fault injected: {}", fault.describe()));
             active = Some(fault);
         }

@@ -630,7 +630,8 @@ fn three() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct ProxySpec {
     pub name: String,
-    /// A service name (its first replica) or "database".
+    /// A service name (the proxy forwards to the service's address, so it follows the service's
+    /// replicas across rollouts) or "database".
     pub upstream: String,
 }
 
@@ -1173,7 +1174,22 @@ pub fn load_system(path: &Path) -> Result<System> {
             _ => {}
         }
     }
-    for p in &file.proxies {
+    for (i, p) in file.proxies.iter().enumerate() {
+        // The name is a path segment of the control API and must not clash with the platform's
+        // own proxies (e.g. the local platform's `service.<name>` addresses).
+        let name_ok = !p.name.is_empty()
+            && p.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(bad(format!(
+                "proxy name '{}': use letters, digits, '-' and '_' only",
+                p.name
+            )));
+        }
+        if file.proxies[..i].iter().any(|q| q.name == p.name) {
+            return Err(bad(format!("proxy '{}' is declared twice", p.name)));
+        }
         if p.upstream != "database" && !names.iter().any(|n| **n == p.upstream) {
             return Err(bad(format!(
                 "proxy '{}': upstream '{}' is neither a service nor \"database\"",

@@ -1,8 +1,9 @@
-//! `fault-proxy`: Brownout's fault proxies as a program. Each `--proxy name=upstream` listens on
-//! 127.0.0.1 (any free port) and forwards to `upstream`; the HTTP control API (see
-//! `harness::fault_proxy::api`) listens on `--control` and wants the token read from
-//! `--token-file` (a file, so the token is not in the process list). Prints one JSON line with the
-//! addresses once everything listens; runs until SIGTERM or Ctrl-C.
+//! `fault-proxy`: Brownout's fault proxies as a program. Each `--proxy name=host:port[,host:port]`
+//! listens on 127.0.0.1 (any free port) and forwards to its upstreams in turn (`--proxy name` alone:
+//! none yet, set them through the API); the HTTP control API (see `harness::fault_proxy::api`)
+//! listens on `--control` and wants the token read from `--token-file` (a file, so the token is
+//! not in the process list). Once everything listens it prints one JSON line with the addresses,
+//! and writes the same to `--ready-file` if given; runs until SIGTERM or Ctrl-C.
 
 use clap::Parser;
 use harness::fault_proxy::{api, FaultProxy};
@@ -14,9 +15,12 @@ use std::sync::Arc;
     about = "TCP fault proxies with an HTTP control API"
 )]
 struct Args {
-    /// name=host:port (repeatable).
+    /// name=host:port[,host:port...], or just name (repeatable).
     #[arg(long = "proxy", required = true)]
     proxies: Vec<String>,
+    /// Where to write the addresses (JSON) once everything listens, for a supervisor to wait on.
+    #[arg(long)]
+    ready_file: Option<std::path::PathBuf>,
     #[arg(long, default_value = "127.0.0.1:0")]
     control: std::net::SocketAddr,
     #[arg(long)]
@@ -32,11 +36,21 @@ async fn main() -> Result<(), String> {
         .map_err(|e| format!("--token-file {}: {e}", args.token_file.display()))?;
     let mut proxies = Vec::new();
     for (i, p) in args.proxies.iter().enumerate() {
-        let (name, upstream) = p
-            .split_once('=')
-            .ok_or(format!("--proxy {p}: write name=host:port"))?;
-        let upstream = upstream.parse().map_err(|e| format!("--proxy {p}: {e}"))?;
-        let proxy = FaultProxy::start(name, 0, upstream, args.seed + i as u64).await;
+        let (name, upstreams) = p.split_once('=').unwrap_or((p, ""));
+        if name.is_empty() || proxies.iter().any(|q: &Arc<FaultProxy>| q.name == name) {
+            return Err(format!("--proxy {p}: each proxy needs a name of its own"));
+        }
+        let upstreams: Vec<String> = upstreams
+            .split(',')
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect();
+        if let Some(bad) = upstreams.iter().find(|u| {
+            !matches!(u.rsplit_once(':'), Some((h, port)) if !h.is_empty() && port.parse::<u16>().is_ok())
+        }) {
+            return Err(format!("--proxy {p}: upstream '{bad}' is not host:port"));
+        }
+        let proxy = FaultProxy::start(name, 0, upstreams, args.seed + i as u64).await;
         proxies.push(Arc::new(proxy.map_err(|e| format!("--proxy {p}: {e}"))?));
     }
     let listener = tokio::net::TcpListener::bind(args.control)
@@ -47,10 +61,15 @@ async fn main() -> Result<(), String> {
         .map(|p| (p.name.clone(), p.addr().into()))
         .collect();
     let control = listener.local_addr().map_err(|e| e.to_string())?;
-    println!(
-        "{}",
-        serde_json::json!({ "control": control.to_string(), "proxies": listen })
-    );
+    let ready = serde_json::json!({ "control": control.to_string(), "proxies": listen });
+    println!("{ready}");
+    if let Some(path) = &args.ready_file {
+        // Written whole, then renamed: a reader never sees half of it.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, ready.to_string())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("--ready-file {}: {e}", path.display()))?;
+    }
     let app = api::router(proxies, token.trim().to_string());
     let stop = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -8,12 +8,13 @@
 //! | `POST /proxies/{name}/toxics` | adds a toxic: a scenario file's `toxic` as JSON, e.g. `{"kind": "latency", "latency": "300ms"}` (replaces one of its kind) |
 //! | `DELETE /proxies/{name}/toxics` | removes every toxic |
 //! | `POST /proxies/{name}/down`, `POST /proxies/{name}/up` | takes the listener away / back |
-//! | `PUT /proxies/{name}/upstream` | `{"addr": "host:port"}`: where new connections go |
+//! | `PUT /proxies/{name}/upstream` | `{"addrs": ["host:port", ...]}`: where new connections go, in turn (none: they are reset) |
 
 use super::FaultProxy;
 use crate::spec::ToxicSpec;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -27,7 +28,7 @@ use std::sync::Arc;
 pub struct ProxyView {
     pub name: String,
     pub listen: String,
-    pub upstream: String,
+    pub upstreams: Vec<String>,
     pub down: bool,
     pub toxics: Vec<ToxicSpec>,
     pub connections: u64,
@@ -35,9 +36,10 @@ pub struct ProxyView {
     pub refused: u64,
 }
 
-#[derive(Deserialize)]
-struct UpstreamBody {
-    addr: String,
+/// The body of `PUT /proxies/{name}/upstream`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UpstreamBody {
+    pub addrs: Vec<String>,
 }
 
 struct Control {
@@ -45,144 +47,120 @@ struct Control {
     token: String,
 }
 
-fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": msg.into() }))).into_response()
-}
+/// An answer other than success: a status and a JSON `{"error": ...}` body.
+struct ApiError(StatusCode, String);
 
-impl Control {
-    /// The proxy named `name`, once the token checks out.
-    fn authorized(
-        &self,
-        headers: &HeaderMap,
-        name: Option<&str>,
-    ) -> Result<Option<&FaultProxy>, (StatusCode, String)> {
-        let given = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(self.token.as_str()) {
-            return Err((
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token".into(),
-            ));
-        }
-        match name {
-            None => Ok(None),
-            Some(n) => self
-                .proxies
-                .get(n)
-                .map(|p| Some(p.as_ref()))
-                .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no proxy '{n}'"))),
-        }
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
     }
 }
 
+type Answer = Result<StatusCode, ApiError>;
 type Shared = State<Arc<Control>>;
 
-async fn list(State(c): Shared, headers: HeaderMap) -> Response {
-    if let Err((status, msg)) = c.authorized(&headers, None) {
-        return error(status, msg);
+impl Control {
+    fn proxy(&self, name: &str) -> Result<&FaultProxy, ApiError> {
+        self.proxies
+            .get(name)
+            .map(|p| p.as_ref())
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no proxy '{name}'")))
     }
-    let views: Vec<ProxyView> = c
-        .proxies
-        .values()
-        .map(|p| ProxyView {
-            name: p.name.clone(),
-            listen: p.addr(),
-            upstream: p.upstream().to_string(),
-            down: p.is_down(),
-            toxics: p.toxics().iter().map(ToxicSpec::from).collect(),
-            connections: p.stats().connections.load(Ordering::Relaxed),
-            reset: p.stats().reset.load(Ordering::Relaxed),
-            refused: p.stats().refused.load(Ordering::Relaxed),
-        })
-        .collect();
-    Json(views).into_response()
+}
+
+/// Every route wants `Authorization: Bearer <token>`.
+async fn require_token(State(c): Shared, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given != Some(c.token.as_str()) {
+        let msg = "missing or wrong bearer token".to_string();
+        return ApiError(StatusCode::UNAUTHORIZED, msg).into_response();
+    }
+    next.run(req).await
+}
+
+async fn list(State(c): Shared) -> Json<Vec<ProxyView>> {
+    Json(
+        c.proxies
+            .values()
+            .map(|p| ProxyView {
+                name: p.name.clone(),
+                listen: p.addr(),
+                upstreams: p.upstreams(),
+                down: p.is_down(),
+                toxics: p.toxics().iter().map(ToxicSpec::from).collect(),
+                connections: p.stats().connections.load(Ordering::Relaxed),
+                reset: p.stats().reset.load(Ordering::Relaxed),
+                refused: p.stats().refused.load(Ordering::Relaxed),
+            })
+            .collect(),
+    )
 }
 
 async fn add_toxic(
     State(c): Shared,
     Path(name): Path<String>,
-    headers: HeaderMap,
     Json(spec): Json<ToxicSpec>,
-) -> Response {
-    let proxy = match c.authorized(&headers, Some(&name)) {
-        Err((status, msg)) => return error(status, msg),
-        Ok(p) => p.expect("named"),
-    };
+) -> Answer {
+    let proxy = c.proxy(&name)?;
     if !(0.0..=1.0).contains(&spec.fraction()) {
         let msg = format!("fraction {} must be between 0 and 1", spec.fraction());
-        return error(StatusCode::BAD_REQUEST, msg);
+        return Err(ApiError(StatusCode::BAD_REQUEST, msg));
     }
-    match spec.to_toxic() {
-        Some(t) => {
-            proxy.add(t);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        None => error(
-            StatusCode::BAD_REQUEST,
-            "down is not a toxic: POST /proxies/{name}/down",
-        ),
-    }
+    let toxic = spec.to_toxic().ok_or_else(|| {
+        let msg = "down is not a toxic: POST /proxies/{name}/down".to_string();
+        ApiError(StatusCode::BAD_REQUEST, msg)
+    })?;
+    proxy.add(toxic);
+    Ok(StatusCode::NO_CONTENT)
 }
 
-async fn clear_toxics(State(c): Shared, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    match c.authorized(&headers, Some(&name)) {
-        Err((status, msg)) => error(status, msg),
-        Ok(p) => {
-            p.expect("named").clear();
-            StatusCode::NO_CONTENT.into_response()
-        }
-    }
+async fn clear_toxics(State(c): Shared, Path(name): Path<String>) -> Answer {
+    c.proxy(&name)?.clear();
+    Ok(StatusCode::NO_CONTENT)
 }
 
-async fn down(State(c): Shared, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    match c.authorized(&headers, Some(&name)) {
-        Err((status, msg)) => error(status, msg),
-        Ok(p) => {
-            p.expect("named").take_down().await;
-            StatusCode::NO_CONTENT.into_response()
-        }
-    }
+async fn down(State(c): Shared, Path(name): Path<String>) -> Answer {
+    c.proxy(&name)?.take_down().await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-async fn up(State(c): Shared, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    match c.authorized(&headers, Some(&name)) {
-        Err((status, msg)) => error(status, msg),
-        Ok(p) => match p.expect("named").bring_up().await {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => error(StatusCode::CONFLICT, format!("cannot listen again: {e}")),
-        },
-    }
+async fn up(State(c): Shared, Path(name): Path<String>) -> Answer {
+    c.proxy(&name)?
+        .bring_up()
+        .await
+        .map_err(|e| ApiError(StatusCode::CONFLICT, format!("cannot listen again: {e}")))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether `addr` is `host:port` (a name or an address; resolved at each connection).
+fn host_port(addr: &str) -> bool {
+    matches!(addr.rsplit_once(':'), Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 async fn set_upstream(
     State(c): Shared,
     Path(name): Path<String>,
-    headers: HeaderMap,
     Json(body): Json<UpstreamBody>,
-) -> Response {
-    match c.authorized(&headers, Some(&name)) {
-        Err((status, msg)) => error(status, msg),
-        Ok(p) => match body.addr.parse() {
-            Ok(addr) => {
-                p.expect("named").set_upstream(addr);
-                StatusCode::NO_CONTENT.into_response()
-            }
-            Err(e) => error(
-                StatusCode::BAD_REQUEST,
-                format!("addr '{}': {e}", body.addr),
-            ),
-        },
+) -> Answer {
+    let proxy = c.proxy(&name)?;
+    if let Some(bad) = body.addrs.iter().find(|a| !host_port(a)) {
+        let msg = format!("addr '{bad}' is not host:port");
+        return Err(ApiError(StatusCode::BAD_REQUEST, msg));
     }
+    proxy.set_upstreams(body.addrs);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The control API over `proxies`, guarded by `token`.
 pub fn router(proxies: Vec<Arc<FaultProxy>>, token: String) -> Router {
-    let control = Control {
+    let control = Arc::new(Control {
         proxies: proxies.into_iter().map(|p| (p.name.clone(), p)).collect(),
         token,
-    };
+    });
     Router::new()
         .route("/proxies", get(list))
         .route(
@@ -192,7 +170,11 @@ pub fn router(proxies: Vec<Arc<FaultProxy>>, token: String) -> Router {
         .route("/proxies/{name}/down", post(down))
         .route("/proxies/{name}/up", post(up))
         .route("/proxies/{name}/upstream", put(set_upstream))
-        .with_state(Arc::new(control))
+        .route_layer(middleware::from_fn_with_state(
+            control.clone(),
+            require_token,
+        ))
+        .with_state(control)
 }
 
 #[cfg(test)]
@@ -237,7 +219,8 @@ mod tests {
     impl Api {
         async fn start() -> (Api, std::net::SocketAddr) {
             let a = upstream(b"from-a").await;
-            let proxy = Arc::new(FaultProxy::start("payments", 0, a, 7).await.unwrap());
+            let proxy = FaultProxy::start("payments", 0, vec![a.to_string()], 7).await;
+            let proxy = Arc::new(proxy.unwrap());
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let base = format!("http://{}", l.local_addr().unwrap());
             let app = router(vec![proxy.clone()], "s3cret".into());
@@ -271,8 +254,8 @@ mod tests {
         assert_eq!(through(&api.proxy).await.unwrap(), b"from-a");
         let v = &api.list().await[0];
         assert_eq!(
-            (v.name.as_str(), v.upstream.clone(), v.down),
-            ("payments", a.to_string(), false)
+            (v.name.as_str(), v.upstreams.clone(), v.down),
+            ("payments", vec![a.to_string()], false)
         );
         assert!(v.connections >= 1);
 
@@ -327,13 +310,27 @@ mod tests {
         let b = upstream(b"from-b").await;
         let r = api
             .req(reqwest::Method::PUT, "/proxies/payments/upstream")
-            .json(&serde_json::json!({"addr": b.to_string()}))
+            .json(&serde_json::json!({"addrs": [b.to_string()]}))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 204);
         assert_eq!(through(&api.proxy).await.unwrap(), b"from-b");
-        assert_eq!(api.list().await[0].upstream, b.to_string());
+        assert_eq!(api.list().await[0].upstreams, vec![b.to_string()]);
+        // Two endpoints: new connections take them in turn.
+        let r = api
+            .req(reqwest::Method::PUT, "/proxies/payments/upstream")
+            .json(&serde_json::json!({"addrs": [a.to_string(), b.to_string()]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        let mut got = vec![
+            through(&api.proxy).await.unwrap(),
+            through(&api.proxy).await.unwrap(),
+        ];
+        got.sort();
+        assert_eq!(got, vec![b"from-a".to_vec(), b"from-b".to_vec()]);
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -393,5 +390,17 @@ mod tests {
             .unwrap();
         assert_eq!(r.status(), 400);
         assert!(api.list().await[0].toxics.is_empty());
+        // An upstream that is not host:port is refused, and the proxy keeps its upstream.
+        for bad in ["payments", ":80", "h:0", "h:99999"] {
+            let r = api
+                .req(reqwest::Method::PUT, "/proxies/payments/upstream")
+                .json(&serde_json::json!({ "addrs": [bad] }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 400, "{bad}");
+        }
+        assert_eq!(api.list().await[0].upstreams.len(), 1);
+        assert_eq!(through(&api.proxy).await.unwrap(), b"from-a");
     }
 }

@@ -6,9 +6,15 @@
 //! connections, chosen by a seeded random generator so a run can be repeated. Toxics are re-read
 //! for every chunk, so they also hit connections opened before they were switched on (clients keep
 //! pooled connections). Latency and bandwidth act on data flowing back to the client.
+//!
+//! The upstream is a list of `host:port` addresses, resolved at each new connection and taken in
+//! turn: one service address (a Kubernetes Service's DNS name), or the ready endpoints of a service
+//! that a platform keeps current ([`FaultProxy::set_upstreams`]). With none, a new connection is
+//! reset at once, like a Service without endpoints.
 
 pub use crate::faults::toxic::{Toxic, ToxicKind};
 pub mod api;
+pub mod client;
 
 use rand::{Rng, SeedableRng};
 use std::net::SocketAddr;
@@ -27,8 +33,9 @@ struct State {
 pub struct FaultProxy {
     pub name: String,
     pub listen: SocketAddr,
-    /// Where new connections go; a platform moves it when the upstream service moves.
-    upstream: Arc<RwLock<SocketAddr>>,
+    /// Where new connections go (in turn); a platform moves it when the upstream service moves.
+    upstreams: Arc<RwLock<Vec<String>>>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
     state: Arc<RwLock<State>>,
     rng: Arc<Mutex<rand::rngs::StdRng>>,
     accept: Mutex<Option<JoinHandle<()>>>,
@@ -47,11 +54,12 @@ pub struct Stats {
 }
 
 impl FaultProxy {
-    /// Listens on 127.0.0.1 (port 0: any free port) and forwards to `upstream`.
+    /// Listens on 127.0.0.1 (port 0: any free port) and forwards to `upstreams` (`host:port`
+    /// each), taking them in turn.
     pub async fn start(
         name: &str,
         port: u16,
-        upstream: SocketAddr,
+        upstreams: Vec<String>,
         seed: u64,
     ) -> std::io::Result<FaultProxy> {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
@@ -60,7 +68,8 @@ impl FaultProxy {
         let proxy = FaultProxy {
             name: name.to_string(),
             listen,
-            upstream: Arc::new(RwLock::new(upstream)),
+            upstreams: Arc::new(RwLock::new(upstreams)),
+            next: Arc::default(),
             state: Arc::new(RwLock::new(State::default())),
             rng: Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(seed))),
             accept: Mutex::new(None),
@@ -72,10 +81,11 @@ impl FaultProxy {
     }
 
     fn spawn_accept(&self, listener: std::net::TcpListener) {
-        let (state, rng, upstream, stats) = (
+        let (state, rng, upstreams, next, stats) = (
             self.state.clone(),
             self.rng.clone(),
-            self.upstream.clone(),
+            self.upstreams.clone(),
+            self.next.clone(),
             self.stats.clone(),
         );
         let task = self.runtime.spawn(async move {
@@ -94,7 +104,11 @@ impl FaultProxy {
                     let mut r = rng.lock().expect("rng lock");
                     (r.random::<f64>(), r.random::<u64>())
                 };
-                let to = *upstream.read().expect("upstream lock");
+                let to = {
+                    let all = upstreams.read().expect("upstream lock");
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    (!all.is_empty()).then(|| all[i % all.len()].clone())
+                };
                 tokio::spawn(handle(
                     client,
                     to,
@@ -116,14 +130,14 @@ impl FaultProxy {
         &self.stats
     }
 
-    /// Where new connections go.
-    pub fn upstream(&self) -> SocketAddr {
-        *self.upstream.read().expect("upstream lock")
+    /// Where new connections go, in turn.
+    pub fn upstreams(&self) -> Vec<String> {
+        self.upstreams.read().expect("upstream lock").clone()
     }
 
-    /// Sends new connections to `addr` (open ones stay where they are).
-    pub fn set_upstream(&self, addr: SocketAddr) {
-        *self.upstream.write().expect("upstream lock") = addr;
+    /// Sends new connections to `addrs` (`host:port` each; open connections stay where they are).
+    pub fn set_upstreams(&self, addrs: Vec<String>) {
+        *self.upstreams.write().expect("upstream lock") = addrs;
     }
 
     /// The toxics in place.
@@ -224,7 +238,7 @@ fn reset(stream: TcpStream) {
 
 async fn handle(
     client: TcpStream,
-    upstream: SocketAddr,
+    upstream: Option<String>,
     state: Arc<RwLock<State>>,
     draw: f64,
     seed: u64,
@@ -237,8 +251,12 @@ async fn handle(
         reset(client);
         return;
     }
-    let Ok(server) = TcpStream::connect(upstream).await else {
-        // The upstream itself refuses: pass that on as a reset.
+    // No upstream at all, or it refuses: pass that on as a reset.
+    let Some(upstream) = upstream else {
+        reset(client);
+        return;
+    };
+    let Ok(server) = TcpStream::connect(upstream.as_str()).await else {
         reset(client);
         return;
     };
@@ -416,7 +434,7 @@ mod tests {
     }
 
     async fn proxy(seed: u64) -> FaultProxy {
-        FaultProxy::start("test", 0, upstream().await, seed)
+        FaultProxy::start("test", 0, vec![upstream().await.to_string()], seed)
             .await
             .unwrap()
     }
@@ -523,6 +541,50 @@ mod tests {
             t.elapsed() >= Duration::from_millis(450),
             "64 KiB at 128 KiB/s: {:?}",
             t.elapsed()
+        );
+    }
+
+    /// An upstream that answers anything with `tag`.
+    async fn tagged(tag: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    if s.read(&mut buf).await.unwrap_or(0) > 0 {
+                        let _ = s.write_all(tag.as_bytes()).await;
+                    }
+                });
+            }
+        });
+        addr.to_string()
+    }
+
+    #[tokio::test]
+    async fn upstreams_are_taken_in_turn_and_can_move_or_be_none() {
+        let (a, b, c) = (tagged("a").await, tagged("b").await, tagged("c").await);
+        let p = FaultProxy::start("t", 0, vec![a.clone(), b.clone()], 1)
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(exchange(p.listen, b"x", 1).await.unwrap());
+        }
+        assert_eq!(seen, [b"a", b"b", b"a", b"b"].map(|t| t.to_vec()));
+        p.set_upstreams(vec![c.clone()]);
+        assert_eq!(p.upstreams(), vec![c]);
+        assert_eq!(exchange(p.listen, b"x", 1).await.unwrap(), b"c");
+        // A name resolved at connect time works as well as an address.
+        let port = p.upstreams()[0].rsplit_once(':').unwrap().1.to_string();
+        p.set_upstreams(vec![format!("localhost:{port}")]);
+        assert_eq!(exchange(p.listen, b"x", 1).await.unwrap(), b"c");
+        // No endpoint at all: the connection is reset, nothing answers.
+        p.set_upstreams(Vec::new());
+        let got = exchange(p.listen, b"x", 1).await;
+        assert!(
+            got.as_ref().map_or(true, |d| d.is_empty()),
+            "no upstream, no answer: {got:?}"
         );
     }
 

@@ -15,7 +15,7 @@ pub mod toxic;
 
 use crate::error::Result;
 use crate::evidence::Evidence;
-use crate::platform::{Endpoints, Platform, RevisionChange};
+use crate::platform::{Platform, RevisionChange};
 use crate::spec::FaultSpec;
 
 /// A fault in place, until healed.
@@ -28,14 +28,13 @@ pub enum ActiveFault {
 
 pub async fn inject<P: Platform>(
     spec: &FaultSpec,
-    endpoints: &Endpoints,
     platform: &mut P,
     evidence: &Evidence,
 ) -> Result<ActiveFault> {
     Ok(match spec {
-        FaultSpec::PoolExhaustion { tables } => ActiveFault::PoolExhaustion(
-            pool_exhaustion::inject(endpoints.database_url.as_deref(), tables).await?,
-        ),
+        FaultSpec::PoolExhaustion { tables } => {
+            ActiveFault::PoolExhaustion(pool_exhaustion::inject(platform, tables).await?)
+        }
         FaultSpec::Rollout {
             service,
             remove_env,

@@ -4,6 +4,7 @@
 //! the locks back. Covered end to end by the `pool-exhaustion` scenario (it needs a real database).
 
 use crate::error::{BrownoutError, Result};
+use crate::platform::DatabaseHandle;
 use sqlx::Connection;
 
 /// The connection holding the locks.
@@ -13,17 +14,16 @@ fn db(e: sqlx::Error) -> BrownoutError {
     BrownoutError::Environment(format!("fault: database error: {e}"))
 }
 
-pub async fn inject(database_url: Option<&str>, tables: &[String]) -> Result<Held> {
-    let url = database_url.ok_or_else(|| {
-        BrownoutError::BadInput(
-            "fault pool-exhaustion needs a [database] in the system file".into(),
-        )
-    })?;
-    let mut conn = sqlx::PgConnection::connect(url).await.map_err(|e| {
-        BrownoutError::Environment(format!(
-            "pool-exhaustion: cannot connect to the database: {e}"
-        ))
-    })?;
+pub async fn inject(handle: &impl DatabaseHandle, tables: &[String]) -> Result<Held> {
+    let mut conn = handle
+        .connect_database()
+        .await
+        .map_err(|e| BrownoutError::Environment(format!("pool-exhaustion: {e}")))?
+        .ok_or_else(|| {
+            BrownoutError::BadInput(
+                "fault pool-exhaustion needs a [database] in the system file".into(),
+            )
+        })?;
     sqlx::query("SET application_name = 'brownout-fault'")
         .execute(&mut conn)
         .await

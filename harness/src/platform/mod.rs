@@ -1,6 +1,7 @@
 //! Where the system under test runs: the boundary between the core (spec, runner, faults, load,
 //! evidence, judge, report) and a platform. A platform implements [`Platform`] and the small
-//! control traits faults act through ([`ProxyControl`], [`VolumeFiller`], [`RolloutDriver`]); the
+//! control traits faults act through ([`ProxyControl`], [`VolumeFiller`], [`DatabaseHandle`],
+//! [`RolloutDriver`]); the
 //! core only sees these, [`Endpoints`] and the [`Evidence`](crate::evidence::Evidence) the platform
 //! records (probe timelines, restarts, ingress changes). The local (embedded) platform is the first
 //! implementation (`local/`, whose machinery no core module imports); a Kubernetes one fits behind
@@ -40,16 +41,18 @@ pub struct DeployOptions {
     pub seed: u64,
 }
 
-/// Addresses of a deployed system, as the harness (on this machine) reaches them.
+/// Addresses of a deployed system, as the harness (on this machine) reaches them: base URLs
+/// (`http://host:port`), not necessarily on 127.0.0.1 (a cluster's would be port-forwards).
 #[derive(Debug, Clone)]
 pub struct Endpoints {
-    /// Base URL of the ingress route (`http://127.0.0.1:PORT`).
+    /// Base URL of the ingress route.
     pub ingress_url: String,
     pub prometheus_url: String,
-    /// Superuser URL of the system's database, for DB-side faults and integrity checks.
-    pub database_url: Option<String>,
-    /// Base URL of one replica of each service, by service name (e.g. the payments ledger).
+    /// Base URL of each service's address (every ready replica behind it, across rollouts), by
+    /// service name (e.g. the payments ledger).
     pub service_urls: Vec<(String, String)>,
+    /// Where each of the system's fault proxies listens (`host:port`), by proxy name.
+    pub proxies: Vec<(String, String)>,
 }
 
 /// What a new revision of a service changes (an empty change is a rolling restart).
@@ -138,6 +141,14 @@ pub trait ProxyControl {
     async fn set_down(&mut self, proxy: &str, down: bool) -> Result<()>;
 }
 
+/// The system's database, as the harness reaches it: for database-side faults (held locks) and
+/// the integrity check.
+#[allow(async_fn_in_trait)]
+pub trait DatabaseHandle {
+    /// A new superuser connection to the system's database; `None` if the system has none.
+    async fn connect_database(&self) -> Result<Option<sqlx::PgConnection>>;
+}
+
 /// Sized volumes of a service's replicas, filled for real.
 #[allow(async_fn_in_trait)]
 pub trait VolumeFiller {
@@ -169,7 +180,7 @@ pub trait RolloutDriver {
 }
 
 #[allow(async_fn_in_trait)]
-pub trait Platform: ProxyControl + VolumeFiller + RolloutDriver {
+pub trait Platform: ProxyControl + VolumeFiller + DatabaseHandle + RolloutDriver {
     /// The platform's name in reports and progress lines ("local", "kind").
     fn name(&self) -> &'static str;
 

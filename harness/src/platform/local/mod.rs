@@ -9,25 +9,27 @@ mod nginx;
 pub mod postgres;
 pub mod process;
 mod prometheus;
+mod proxies;
 pub mod rollout;
 pub mod supervisor;
 pub mod tools;
 pub mod workdir;
 
 use super::{
-    DeployOptions, Endpoints, IngressSettings, Platform, ProxyControl, RevisionChange,
-    RolloutDriver, VolumeFiller,
+    DatabaseHandle, DeployOptions, Endpoints, IngressSettings, Platform, ProxyControl,
+    RevisionChange, RolloutDriver, VolumeFiller,
 };
 use crate::error::{BrownoutError, Result};
 use crate::evidence::Evidence;
-use crate::fault_proxy::FaultProxy;
+use crate::fault_proxy::client::Client as ProxyClient;
 use crate::faults::toxic::Toxic;
-use crate::spec::{ServiceSpec, System};
+use crate::spec::{ServiceSpec, System, ToxicSpec};
 use edge::EdgeExporter;
 use nginx::Nginx;
 use postgres::TempPostgres;
 use process::ChildSpec;
 use prometheus::{Prometheus, ScrapeJob};
+use proxies::{service_address, ProxyProcess};
 use rollout::{Fleet, RolloutOutcome};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -89,9 +91,10 @@ pub struct LocalPlatform {
     prometheus: Option<Prometheus>,
     /// mtail on the ingress's edge log: per-status counters for Prometheus and the report.
     edge: Option<EdgeExporter>,
-    proxies: Vec<Arc<FaultProxy>>,
-    /// The runtime the fault proxies run on (apart from the load's).
-    proxy_runtime: Option<tokio::runtime::Runtime>,
+    /// The `fault-proxy` program: the system's fault proxies and every service's address.
+    proxies: Option<ProxyProcess>,
+    /// Superuser URL of the system's database (on 127.0.0.1).
+    database_url: Option<String>,
     /// Threads that keep filled volumes full, until `free_volume` stops them.
     fillers: Vec<(
         Arc<std::sync::atomic::AtomicBool>,
@@ -130,65 +133,6 @@ impl LocalPlatform {
             reasons.join("; "),
             tools::install_hint(&missing)
         )))
-    }
-
-    /// Starts the system's fault proxies whose upstream is `upstream` ("database" or a service).
-    async fn start_proxies(
-        &mut self,
-        system: &System,
-        upstream: &str,
-        addr: std::net::SocketAddr,
-        ctx: &SpawnContext,
-        opts: &DeployOptions,
-        evidence: &Evidence,
-    ) -> Result<()> {
-        for (i, p) in system
-            .file
-            .proxies
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.upstream == upstream)
-        {
-            // The proxies run on a runtime of their own: they are in the system's dependency path,
-            // and the harness's load must not be able to slow them down.
-            let runtime = match &self.proxy_runtime {
-                Some(rt) => rt.handle().clone(),
-                None => {
-                    let rt = tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(1)
-                        .thread_name("fault-proxy")
-                        .enable_all()
-                        .build()
-                        .map_err(crate::error::env_err("fault proxy runtime"))?;
-                    let handle = rt.handle().clone();
-                    handle.spawn(crate::stall::watch("fault-proxy", evidence.clone()));
-                    self.proxy_runtime = Some(rt);
-                    handle
-                }
-            };
-            let (name, seed) = (p.name.clone(), opts.seed.wrapping_add(i as u64));
-            let proxy = runtime
-                .spawn(async move { FaultProxy::start(&name, 0, addr, seed).await })
-                .await
-                .map_err(|e| BrownoutError::Environment(format!("fault proxy task: {e}")))?
-                .map_err(|e| {
-                    BrownoutError::Environment(format!(
-                        "fault proxy {}: cannot listen on 127.0.0.1: {e}",
-                        p.name
-                    ))
-                })?;
-            evidence.event(format!(
-                "fault proxy {} on {} → {upstream} ({addr})",
-                p.name,
-                proxy.addr()
-            ));
-            ctx.vars
-                .lock()
-                .expect("vars lock")
-                .insert(format!("proxy.{}.addr", p.name), proxy.addr());
-            self.proxies.push(Arc::new(proxy));
-        }
-        Ok(())
     }
 
     /// Volume directories of the live (not terminating) replicas of `service`.
@@ -480,17 +424,28 @@ fn routing(state: &ServiceState, propagation: Duration) -> (Vec<String>, Vec<Str
     (ready, all)
 }
 
-/// The controller loop: forget stopped replicas, keep nginx upstreams and scrape targets current.
+/// A service's endpoints: the addresses of its ready replicas, plus terminating ones whose
+/// removal has not propagated yet (as the ingress sees them), sorted.
+fn endpoints(state: &ServiceState, propagation: Duration) -> Vec<String> {
+    let mut ready = routing(state, propagation).0;
+    ready.sort();
+    ready
+}
+
+/// The controller loop: forget stopped replicas, keep nginx upstreams, the service addresses'
+/// endpoints (`(proxy name, service)` on the fault-proxy program) and scrape targets current.
 async fn control(
     services: Vec<(String, SharedService)>,
     routed: SharedService,
     propagation: Duration,
     nginx: Arc<tokio::sync::Mutex<Nginx>>,
     jobs: Vec<(SharedService, PathBuf)>,
+    (client, addresses): (ProxyClient, Vec<(String, SharedService)>),
     evidence: Evidence,
 ) {
     let mut tick = tokio::time::interval(CONTROLLER_PERIOD);
     let mut written: BTreeMap<PathBuf, Vec<(String, String)>> = BTreeMap::new();
+    let mut synced: BTreeMap<String, Vec<String>> = BTreeMap::new();
     loop {
         tick.tick().await;
         for (_, svc) in &services {
@@ -519,6 +474,20 @@ async fn control(
         }
         let (ready, all) = routing(&routed.lock().expect("service lock"), propagation);
         nginx.lock().await.route_to(&ready, &all, &evidence);
+        for (proxy, svc) in &addresses {
+            let now = endpoints(&svc.lock().expect("service lock"), propagation);
+            if synced.get(proxy) == Some(&now) {
+                continue;
+            }
+            // Not marked synced when the call fails: the next tick tries again.
+            match client.set_upstreams(proxy, &now).await {
+                Ok(()) => {
+                    evidence.event(format!("{proxy} endpoints: [{}]", now.join(", ")));
+                    synced.insert(proxy.clone(), now);
+                }
+                Err(e) => evidence.event(format!("{proxy} endpoints not updated: {e}")),
+            }
+        }
         for (svc, file) in &jobs {
             let targets = scrape_targets(&svc.lock().expect("service lock"));
             if written.get(file) != Some(&targets) {
@@ -590,7 +559,7 @@ impl Platform for LocalPlatform {
         self.workdir = Some(workdir);
         self.ctx = Some(ctx.clone());
 
-        let mut database_url = None;
+        let mut database_addr = None;
         if let Some(db) = &system.file.database {
             let pg = TempPostgres::start_in(&pg_dir).await?;
             let url = pg.create_database(&db.name).await?;
@@ -599,11 +568,77 @@ impl Platform for LocalPlatform {
                 .lock()
                 .expect("vars lock")
                 .insert("database_url".into(), url.clone());
-            database_url = Some(url);
-            let addr: std::net::SocketAddr = ([127, 0, 0, 1], pg.port).into();
+            self.database_url = Some(url);
+            database_addr = Some(format!("127.0.0.1:{}", pg.port));
             self.postgres = Some(pg);
-            self.start_proxies(system, "database", addr, &ctx, opts, evidence)
+        }
+
+        // The fault-proxy program: the system's proxies (first, so each keeps its seed), then one
+        // address per service. Services may name any of them in their config, whatever the order
+        // they start in.
+        let names: Vec<String> = system
+            .file
+            .proxies
+            .iter()
+            .map(|p| p.name.clone())
+            .chain(
+                system
+                    .file
+                    .services
+                    .iter()
+                    .map(|s| service_address(s.name.get_ref())),
+            )
+            .collect();
+        let proxy_dir = self
+            .workdir
+            .as_ref()
+            .expect("set above")
+            .subdir("fault-proxy")?;
+        let proxy_process = ProxyProcess::start(
+            &opts.bin_dir.join("fault-proxy"),
+            &proxy_dir,
+            &opts.log_dir,
+            &names,
+            opts.seed,
+        )
+        .await?;
+        let listen = proxy_process.listen.clone();
+        let client = proxy_process.client.clone();
+        self.proxies = Some(proxy_process);
+        let listen_of = |name: &str| -> Result<String> {
+            listen.get(name).cloned().ok_or_else(|| {
+                BrownoutError::Environment(format!("fault-proxy did not start proxy {name}"))
+            })
+        };
+        let mut service_urls = Vec::new();
+        for spec in &system.file.services {
+            let name = spec.name.get_ref();
+            let url = format!("http://{}", listen_of(&service_address(name))?);
+            ctx.vars
+                .lock()
+                .expect("vars lock")
+                .insert(format!("service.{name}.url"), url.clone());
+            service_urls.push((name.clone(), url));
+        }
+        let mut proxy_addrs = Vec::new();
+        for p in &system.file.proxies {
+            let upstream = match (p.upstream.as_str(), &database_addr) {
+                ("database", Some(addr)) => addr.clone(),
+                (service, _) => listen_of(&service_address(service))?,
+            };
+            client
+                .set_upstreams(&p.name, std::slice::from_ref(&upstream))
                 .await?;
+            let addr = listen_of(&p.name)?;
+            evidence.event(format!(
+                "fault proxy {} on {addr} → {} ({upstream})",
+                p.name, p.upstream
+            ));
+            ctx.vars
+                .lock()
+                .expect("vars lock")
+                .insert(format!("proxy.{}.addr", p.name), addr.clone());
+            proxy_addrs.push((p.name.clone(), addr));
         }
 
         let workdir = self.workdir.as_ref().expect("set above");
@@ -612,7 +647,7 @@ impl Platform for LocalPlatform {
         let mtail_dir = workdir.subdir("mtail")?;
         let mut scrape_jobs = Vec::new();
         let mut job_files = Vec::new();
-        let mut service_urls = Vec::new();
+        let mut addresses = Vec::new();
         for spec in &system.file.services {
             let name = spec.name.get_ref().clone();
             let state = Arc::new(Mutex::new(ServiceState {
@@ -632,25 +667,18 @@ impl Platform for LocalPlatform {
                 }
             }
             wait_ready(&state, opts).await?;
-            let (first_url, first_port) = {
-                let s = state.lock().expect("service lock");
-                (s.replicas[0].handle.url(), s.replicas[0].handle.port)
-            };
-            self.start_proxies(
-                system,
-                &name,
-                ([127, 0, 0, 1], first_port).into(),
-                &ctx,
-                opts,
-                evidence,
-            )
-            .await?;
-            evidence.event(format!("service {name}: {} replicas ready", spec.replicas));
-            ctx.vars
-                .lock()
-                .expect("vars lock")
-                .insert(format!("service.{name}.url"), first_url.clone());
-            service_urls.push((name.clone(), first_url));
+            // The service address routes to the ready replicas before anything that needs it starts.
+            let ready = endpoints(&state.lock().expect("service lock"), Duration::ZERO);
+            client
+                .set_upstreams(&service_address(&name), &ready)
+                .await?;
+            evidence.event(format!(
+                "service {name}: {} replicas ready; service address {} → [{}]",
+                spec.replicas,
+                listen_of(&service_address(&name))?,
+                ready.join(", ")
+            ));
+            addresses.push((service_address(&name), state.clone()));
             if let Some(path) = &spec.metrics_path {
                 let file = prom_dir.join(format!("targets-{name}.json"));
                 let targets = scrape_targets(&state.lock().expect("service lock"));
@@ -718,6 +746,7 @@ impl Platform for LocalPlatform {
             propagation,
             nginx.clone(),
             job_files,
+            (client, addresses),
             evidence.clone(),
         )));
         self.ingress = Some(nginx);
@@ -739,8 +768,8 @@ impl Platform for LocalPlatform {
         Ok(Endpoints {
             ingress_url,
             prometheus_url,
-            database_url,
             service_urls,
+            proxies: proxy_addrs,
         })
     }
 
@@ -810,9 +839,8 @@ impl Platform for LocalPlatform {
             }
         }
         // Proxies after their clients: open connections have closed with the replicas.
-        self.proxies.clear();
-        if let Some(rt) = self.proxy_runtime.take() {
-            rt.shutdown_background();
+        if let Some(mut p) = self.proxies.take() {
+            p.stop().await;
         }
         if let Some(mut pg) = self.postgres.take() {
             tokio::task::block_in_place(|| pg.stop());
@@ -824,36 +852,39 @@ impl Platform for LocalPlatform {
 }
 
 impl LocalPlatform {
-    fn proxy(&self, name: &str) -> Result<Arc<FaultProxy>> {
+    fn proxy_client(&self) -> Result<&ProxyClient> {
         self.proxies
-            .iter()
-            .find(|p| p.name == name)
-            .cloned()
-            .ok_or_else(|| BrownoutError::BadInput(format!("no fault proxy '{name}' is running")))
+            .as_ref()
+            .map(|p| &p.client)
+            .ok_or_else(|| BrownoutError::Environment("no fault proxy is running".into()))
     }
 }
 
 impl ProxyControl for LocalPlatform {
     async fn add_toxic(&mut self, proxy: &str, toxic: Toxic) -> Result<()> {
-        self.proxy(proxy)?.add(toxic);
-        Ok(())
+        let spec = ToxicSpec::from(&toxic);
+        self.proxy_client()?.add_toxic(proxy, &spec).await
     }
 
     async fn clear_toxics(&mut self, proxy: &str) -> Result<()> {
-        self.proxy(proxy)?.clear();
-        Ok(())
+        self.proxy_client()?.clear_toxics(proxy).await
     }
 
     async fn set_down(&mut self, proxy: &str, down: bool) -> Result<()> {
-        let p = self.proxy(proxy)?;
-        if down {
-            p.take_down().await;
-            Ok(())
-        } else {
-            p.bring_up().await.map_err(|e| {
-                BrownoutError::Environment(format!("proxy {proxy}: cannot listen again: {e}"))
-            })
-        }
+        self.proxy_client()?.set_down(proxy, down).await
+    }
+}
+
+impl DatabaseHandle for LocalPlatform {
+    async fn connect_database(&self) -> Result<Option<sqlx::PgConnection>> {
+        use sqlx::Connection;
+        let Some(url) = &self.database_url else {
+            return Ok(None);
+        };
+        sqlx::PgConnection::connect(url)
+            .await
+            .map(Some)
+            .map_err(|e| BrownoutError::Environment(format!("cannot connect to the database: {e}")))
     }
 }
 

@@ -434,7 +434,19 @@ mod tests {
             },
             evidence.clone(),
         );
-        tokio::time::sleep(Duration::from_millis(7600)).await;
+        // Until the fourth start has crashed too (the fifth would come 8 s later), bounded.
+        let exited = |ev: &Evidence| {
+            ev.with(|d| {
+                d.lifecycle
+                    .iter()
+                    .filter(|l| matches!(l.event, Lifecycle::Exited { .. }))
+                    .count()
+            })
+        };
+        let waited = std::time::Instant::now();
+        while exited(&evidence) < 4 && waited.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         handle.request_stop();
         handle.wait_stopped().await;
         let starts: Vec<u64> = evidence.with(|d| {

@@ -1,0 +1,130 @@
+//! The `fault-proxy` program as a supervised child of the local platform, driven only through its
+//! HTTP control API (the same API a Kubernetes platform or a game day would use).
+//!
+//! It holds two kinds of proxy. The system file's fault proxies (`payments`, …), where faults put
+//! their toxics. And one *service address* per service, `service.<name>`: a stable 127.0.0.1 port
+//! whose upstreams the platform's controller keeps set to the service's ready replicas, the way
+//! kube-proxy follows a Service's endpoints. A fault proxy whose upstream is a service forwards to
+//! that service address, never to a replica, so a rollout of the upstream service does not leave it
+//! pointing at a replica that is gone; `{service.<name>.url}` is the service address too.
+
+use crate::error::{BrownoutError, Result};
+use crate::fault_proxy::client::Client;
+use crate::platform::local::process::{spawn, ChildSpec, ManagedChild};
+use nix::sys::signal::Signal;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long the program may take to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The proxy name of a service's address.
+pub fn service_address(service: &str) -> String {
+    format!("service.{service}")
+}
+
+pub struct ProxyProcess {
+    child: ManagedChild,
+    pub client: Client,
+    /// Listen address (`127.0.0.1:port`) of every proxy, by name.
+    pub listen: BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Ready {
+    control: String,
+    proxies: BTreeMap<String, String>,
+}
+
+impl ProxyProcess {
+    /// Starts `program` with the proxies `names` (no upstreams yet) and waits until it listens.
+    pub async fn start(
+        program: &Path,
+        dir: &Path,
+        log_dir: &Path,
+        names: &[String],
+        seed: u64,
+    ) -> Result<ProxyProcess> {
+        if !program.is_file() {
+            return Err(BrownoutError::Environment(format!(
+                "the fault-proxy program is not at {}: build it with `cargo build --release -p harness --bins` (it is built beside brownout)",
+                program.display()
+            )));
+        }
+        let token: String = {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (0..32)
+                .map(|_| format!("{:x}", rng.random_range(0..16u8)))
+                .collect()
+        };
+        let token_file = dir.join("token");
+        write_private(&token_file, &token)?;
+        let ready_file = dir.join("ready.json");
+        let log = log_dir.join("fault-proxy.log");
+        let mut args = vec![
+            "--control".to_string(),
+            "127.0.0.1:0".into(),
+            "--token-file".into(),
+            token_file.display().to_string(),
+            "--ready-file".into(),
+            ready_file.display().to_string(),
+            "--seed".into(),
+            seed.to_string(),
+        ];
+        for n in names {
+            args.extend(["--proxy".to_string(), n.clone()]);
+        }
+        // SIGTERM when the harness dies: the program stops at once either way.
+        let mut child = spawn(
+            "fault-proxy",
+            &ChildSpec::new(program, dir, log.clone()).args(args),
+        )?;
+        let started = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready_file) {
+                let ready: Ready = serde_json::from_str(&text).map_err(|e| {
+                    BrownoutError::Environment(format!(
+                        "fault-proxy wrote an unreadable {}: {e}",
+                        ready_file.display()
+                    ))
+                })?;
+                return Ok(ProxyProcess {
+                    child,
+                    client: Client::new(&ready.control, &token),
+                    listen: ready.proxies,
+                });
+            }
+            if child.try_wait().is_some() || started.elapsed() > START_TIMEOUT {
+                child.stop_async(Signal::SIGKILL, Duration::ZERO).await;
+                return Err(BrownoutError::Environment(format!(
+                    "fault-proxy did not start: {} (log: {})",
+                    crate::platform::local::supervisor::last_log_line(&log),
+                    log.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the program (SIGTERM; it exits at once).
+    pub async fn stop(&mut self) {
+        self.child
+            .stop_async(Signal::SIGTERM, Duration::from_secs(3))
+            .await;
+    }
+}
+
+/// Writes a secret readable by its owner only.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| BrownoutError::Environment(format!("cannot write {}: {e}", path.display())))
+}
