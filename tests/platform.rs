@@ -172,3 +172,63 @@ async fn a_fault_proxy_follows_its_upstream_service_across_a_rollout() {
     platform.teardown().await;
     assert!(refused(&proxy), "the fault-proxy program stopped");
 }
+
+/// A database handle on a throwaway PostgreSQL, as a platform would hand one to a fault.
+struct Db(String);
+
+impl DatabaseHandle for Db {
+    async fn connect_database(&self) -> harness::error::Result<Option<sqlx::PgConnection>> {
+        use sqlx::Connection;
+        Ok(Some(sqlx::PgConnection::connect(&self.0).await.unwrap()))
+    }
+}
+
+struct NoDb;
+
+impl DatabaseHandle for NoDb {
+    async fn connect_database(&self) -> harness::error::Result<Option<sqlx::PgConnection>> {
+        Ok(None)
+    }
+}
+
+/// The pool-exhaustion fault through a database handle: while it holds its locks every write to
+/// the table blocks (here until a 300 ms statement timeout) and reads still work; healed, writes
+/// go through again. A system without a database is refused with a message naming the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn pool_exhaustion_blocks_writes_through_the_database_handle_until_healed() {
+    use harness::faults::pool_exhaustion;
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pg = harness::platform::local::postgres::TempPostgres::start_in(dir.path())
+        .await
+        .unwrap();
+    let url = pg.create_database("shop").await.unwrap();
+    let mut app = sqlx::PgConnection::connect(&url).await.unwrap();
+    for q in [
+        "CREATE TABLE orders (id int PRIMARY KEY)",
+        "SET statement_timeout = 300",
+    ] {
+        sqlx::query(q).execute(&mut app).await.unwrap();
+    }
+    let write = "INSERT INTO orders SELECT coalesce(max(id), 0) + 1 FROM orders";
+
+    let held = pool_exhaustion::inject(&Db(url.clone()), &["orders".into()])
+        .await
+        .unwrap();
+    let err = sqlx::query(write).execute(&mut app).await.unwrap_err();
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+    sqlx::query("SELECT count(*) FROM orders")
+        .execute(&mut app)
+        .await
+        .expect("reads still work");
+    pool_exhaustion::heal(held).await.unwrap();
+    sqlx::query(write).execute(&mut app).await.expect("healed");
+
+    let err = pool_exhaustion::inject(&NoDb, &["orders".into()])
+        .await
+        .err()
+        .expect("no database, no fault");
+    assert!(err.to_string().contains("[database]"), "{err}");
+    drop(app);
+    pg.stop();
+}

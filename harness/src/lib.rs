@@ -19,11 +19,12 @@
 //! - [`spec`]: scenario and system files, validated (errors name file:line:col).
 //! - [`runner`]: one run end to end, on any [`platform::Platform`].
 //! - [`platform`]: the boundary. Its `local/` module runs everything as processes on 127.0.0.1 and
-//!   holds all of its machinery (processes, PostgreSQL, nginx, mtail, Prometheus, the fault proxy,
-//!   rollouts, work dirs); no module outside it imports that machinery.
+//!   holds all of its machinery (processes, PostgreSQL, nginx, mtail, Prometheus, the `fault-proxy`
+//!   program and the service addresses it holds, rollouts, work dirs); no module outside it
+//!   imports that machinery.
 //! - [`faults`], [`load`], [`alerts`], [`integrity`]: what a run does to and observes of the system.
-//! - [`fault_proxy`]: the Toxiproxy-like TCP proxy, also a program (`fault-proxy`) with an HTTP
-//!   control API, so any platform can run it as a process or a pod.
+//! - [`fault_proxy`]: the Toxiproxy-like TCP proxy, a program (`fault-proxy`) with an HTTP control
+//!   API and a client of that API, so any platform can run it as a process or a pod.
 //! - [`evidence`]: what a run recorded; [`judge`] reads only this; [`report`] writes it out.
 //! - [`summary`], [`coverage`]: many runs at a glance (verdict stability, which alert rules fired).
 //! - [`cli`], [`error`]: the command line and its exit codes; [`stall`]: the harness watching itself.

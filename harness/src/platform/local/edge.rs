@@ -48,6 +48,16 @@ struct Value {
     value: f64,
 }
 
+/// mtail's `/json` answer (every metric it keeps).
+async fn json(client: &reqwest::Client, addr: &str) -> std::result::Result<Vec<u8>, String> {
+    let r = client
+        .get(format!("http://{addr}/json"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(r.bytes().await.map_err(|e| e.to_string())?.to_vec())
+}
+
 /// The request counters in mtail's `/json` answer.
 fn counts_from_json(body: &[u8]) -> std::result::Result<Vec<EdgeCount>, String> {
     // Other metrics (the histogram) have values of another shape: pick ours first.
@@ -138,35 +148,29 @@ impl EdgeExporter {
     }
 
     async fn wait_ready(&mut self, within: Duration) -> std::result::Result<(), String> {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait() {
-                return Err(format!("mtail exited ({status})"));
-            }
-            // Ready once the program is loaded: its metrics are declared in the JSON.
-            if let Ok(body) = self.json().await {
-                if body
-                    .windows(REQUESTS.len())
-                    .any(|w| w == REQUESTS.as_bytes())
-                {
-                    return Ok(());
+        let (client, addr) = (self.client.clone(), self.addr());
+        let every = Duration::from_millis(100);
+        self.child
+            .wait_until(within, every, || {
+                let (client, addr) = (client.clone(), addr.clone());
+                async move {
+                    // Ready once the program is loaded: its metrics are declared in the JSON.
+                    let body = json(&client, &addr).await?;
+                    match body
+                        .windows(REQUESTS.len())
+                        .any(|w| w == REQUESTS.as_bytes())
+                    {
+                        true => Ok(()),
+                        false => Err("the program is not loaded yet".to_string()),
+                    }
                 }
-            }
-            if std::time::Instant::now() > deadline {
-                return Err("not ready".into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            })
+            .await
+            .map_err(|e| format!("mtail {e}"))
     }
 
     async fn json(&self) -> std::result::Result<Vec<u8>, String> {
-        let r = self
-            .client
-            .get(format!("http://{}/json", self.addr()))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(r.bytes().await.map_err(|e| e.to_string())?.to_vec())
+        json(&self.client, &self.addr()).await
     }
 
     /// The ingress's answers so far, by status and who made them.

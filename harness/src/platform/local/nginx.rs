@@ -172,26 +172,21 @@ impl Nginx {
     }
 
     async fn wait_listening(&mut self, within: Duration) -> std::result::Result<(), String> {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Some(status) = self.master.try_wait() {
-                let err = std::fs::read_to_string(&self.error_log).unwrap_or_default();
-                return Err(format!(
-                    "nginx exited ({status}): {}",
-                    err.lines().last().unwrap_or("")
-                ));
-            }
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            if std::time::Instant::now() > deadline {
-                return Err("not listening".into());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let port = self.port;
+        let every = Duration::from_millis(50);
+        let listening = self
+            .master
+            .wait_until(within, every, || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+        listening.map_err(|e| {
+            let err = std::fs::read_to_string(&self.error_log).unwrap_or_default();
+            format!("nginx {e}: {}", err.lines().last().unwrap_or(""))
+        })
     }
 
     /// Points the route at `ready` (or at `all` when nothing is ready and fail-open is on) and

@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use sqlx::Connection;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const SUPERUSER: &str = "brownout";
 
@@ -130,20 +130,21 @@ impl TempPostgres {
     }
 
     async fn wait_ready(&mut self, within: Duration) -> std::result::Result<(), String> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.server.try_wait() {
-                return Err(format!("postgres exited at start ({status})"));
-            }
-            match sqlx::PgConnection::connect(&self.url("postgres")).await {
-                Ok(conn) => {
+        let url = self.url("postgres");
+        let every = Duration::from_millis(50);
+        self.server
+            .wait_until(within, every, || {
+                let url = url.clone();
+                async move {
+                    let conn = sqlx::PgConnection::connect(&url)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     let _ = conn.close().await;
-                    return Ok(());
+                    Ok(())
                 }
-                Err(e) if Instant::now() > deadline => return Err(e.to_string()),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+            })
+            .await
+            .map_err(|e| format!("postgres {e}"))
     }
 
     /// Connection URL for `database` as the superuser.

@@ -114,7 +114,50 @@ pub fn spawn(name: &str, spec: &ChildSpec) -> Result<ManagedChild> {
     })
 }
 
+/// Why a child did not become ready.
+#[derive(Debug)]
+pub enum NotReady {
+    /// It exited first.
+    Exited(ExitStatus),
+    /// Time ran out; the last reason it gave for not being ready.
+    TimedOut(String),
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotReady::Exited(status) => write!(f, "exited ({status})"),
+            NotReady::TimedOut(last) if last.is_empty() => write!(f, "not ready in time"),
+            NotReady::TimedOut(last) => write!(f, "not ready in time: {last}"),
+        }
+    }
+}
+
 impl ManagedChild {
+    /// Calls `ready` every `every` until it succeeds; fails as soon as the child has exited, or
+    /// once `within` has passed. Every component's "start it, then wait until it answers" loop.
+    pub async fn wait_until<T, Fut>(
+        &mut self,
+        within: Duration,
+        every: Duration,
+        mut ready: impl FnMut() -> Fut,
+    ) -> std::result::Result<T, NotReady>
+    where
+        Fut: std::future::Future<Output = std::result::Result<T, String>>,
+    {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Err(NotReady::Exited(status));
+            }
+            match ready().await {
+                Ok(v) => return Ok(v),
+                Err(why) if Instant::now() > deadline => return Err(NotReady::TimedOut(why)),
+                Err(_) => tokio::time::sleep(every).await,
+            }
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -195,5 +238,60 @@ impl Drop for ManagedChild {
         if !self.stopped {
             self.stop(Signal::SIGTERM, Duration::from_secs(3));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(dir: &Path, program: &str, args: &[&str]) -> ManagedChild {
+        let spec = ChildSpec::new(program, dir, dir.join("child.log")).args(args.iter().copied());
+        spawn(program, &spec).unwrap()
+    }
+
+    #[tokio::test]
+    async fn wait_until_is_ready_times_out_with_the_last_reason_or_sees_the_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let every = Duration::from_millis(10);
+
+        let mut child = start(dir.path(), "sleep", &["5"]);
+        let mut tries = 0;
+        let got = child
+            .wait_until(Duration::from_secs(5), every, || {
+                tries += 1;
+                let n = tries;
+                async move {
+                    if n < 3 {
+                        Err(format!("try {n}"))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            })
+            .await;
+        assert_eq!(got.unwrap(), 3);
+
+        let never = child
+            .wait_until(Duration::from_millis(100), every, || async {
+                Err::<(), _>("still booting".to_string())
+            })
+            .await;
+        assert!(
+            matches!(&never, Err(NotReady::TimedOut(why)) if why == "still booting"),
+            "{never:?}"
+        );
+        child.stop(Signal::SIGKILL, Duration::from_secs(1));
+
+        let mut quits = start(dir.path(), "false", &[]);
+        let exited = quits
+            .wait_until(Duration::from_secs(5), every, || async {
+                Err::<(), _>("not yet".to_string())
+            })
+            .await;
+        assert!(
+            matches!(&exited, Err(NotReady::Exited(s)) if s.code() == Some(1)),
+            "{exited:?}"
+        );
     }
 }

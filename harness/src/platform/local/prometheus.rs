@@ -109,21 +109,21 @@ impl Prometheus {
 
     async fn wait_ready(&mut self, within: Duration) -> std::result::Result<(), String> {
         let client = reqwest::Client::new();
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait() {
-                return Err(format!("prometheus exited ({status})"));
-            }
-            if let Ok(r) = client.get(format!("{}/-/ready", self.url())).send().await {
-                if r.status().is_success() {
-                    return Ok(());
+        let ready = format!("{}/-/ready", self.url());
+        let every = Duration::from_millis(100);
+        self.child
+            .wait_until(within, every, || {
+                let (client, ready) = (client.clone(), ready.clone());
+                async move {
+                    match client.get(&ready).send().await {
+                        Ok(r) if r.status().is_success() => Ok(()),
+                        Ok(r) => Err(format!("/-/ready answered {}", r.status())),
+                        Err(e) => Err(e.to_string()),
+                    }
                 }
-            }
-            if std::time::Instant::now() > deadline {
-                return Err("not ready".into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            })
+            .await
+            .map_err(|e| format!("prometheus {e}"))
     }
 
     pub async fn stop(&mut self) {

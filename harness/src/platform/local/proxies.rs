@@ -14,7 +14,7 @@ use crate::platform::local::process::{spawn, ChildSpec, ManagedChild};
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long the program may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,30 +81,31 @@ impl ProxyProcess {
             "fault-proxy",
             &ChildSpec::new(program, dir, log.clone()).args(args),
         )?;
-        let started = Instant::now();
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&ready_file) {
-                let ready: Ready = serde_json::from_str(&text).map_err(|e| {
-                    BrownoutError::Environment(format!(
-                        "fault-proxy wrote an unreadable {}: {e}",
-                        ready_file.display()
-                    ))
-                })?;
-                return Ok(ProxyProcess {
-                    child,
-                    client: Client::new(&ready.control, &token),
-                    listen: ready.proxies,
-                });
-            }
-            if child.try_wait().is_some() || started.elapsed() > START_TIMEOUT {
+        let every = Duration::from_millis(20);
+        let ready = child
+            .wait_until(START_TIMEOUT, every, || {
+                let text = std::fs::read_to_string(&ready_file);
+                async move {
+                    // Written whole (then renamed) by the program: present means complete.
+                    let text = text.map_err(|e| e.to_string())?;
+                    serde_json::from_str::<Ready>(&text).map_err(|e| format!("bad ready file: {e}"))
+                }
+            })
+            .await;
+        match ready {
+            Ok(ready) => Ok(ProxyProcess {
+                child,
+                client: Client::new(&ready.control, &token),
+                listen: ready.proxies,
+            }),
+            Err(e) => {
                 child.stop_async(Signal::SIGKILL, Duration::ZERO).await;
-                return Err(BrownoutError::Environment(format!(
-                    "fault-proxy did not start: {} (log: {})",
+                Err(BrownoutError::Environment(format!(
+                    "fault-proxy {e}; last log line: {} (log: {})",
                     crate::platform::local::supervisor::last_log_line(&log),
                     log.display()
-                )));
+                )))
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
