@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system programs a local Brownout run needs (PostgreSQL, nginx, mtail, Prometheus) on
-# Debian/Ubuntu, and `just` through cargo. Safe to run again: it installs only what is missing.
+# Debian/Ubuntu, `just` through cargo, and kubernetes-validate (PyPI, in .tools/venv) for the
+# offline checks of the Kubernetes objects. Safe to run again: it installs only what is missing.
 # Package services are not started (a policy-rc.d blocks them for the duration of the install).
 set -euo pipefail
 
@@ -12,6 +13,8 @@ have mtail || need+=(mtail)
 have prometheus || need+=(prometheus)
 have promtool || need+=(prometheus)
 have mount || need+=(mount)
+have python3 || need+=(python3)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
@@ -35,4 +38,16 @@ if [ ${#need[@]} -gt 0 ]; then
   trap '[ -n "$policy_added" ] && $sudo rm -f /usr/sbin/policy-rc.d' EXIT
   if [ -z "${BROWNOUT_SKIP_APT_UPDATE:-}" ]; then $sudo apt-get update -qq; fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# kubernetes-validate: the Kubernetes platform's tests validate the rendered objects against the
+# Kubernetes schemas with it, offline. A venv inside the repository (git-ignored), pinned.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$root/.tools/venv"
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  echo "brownout: installing kubernetes-validate into $venv" >&2
+  if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q kubernetes-validate==1.37.0; }; then
+    echo "brownout: could not install kubernetes-validate (PyPI); install it by hand: python3 -m venv $venv && $venv/bin/pip install kubernetes-validate==1.37.0" >&2
+    exit 3
+  fi
 fi

@@ -230,3 +230,62 @@ async fn the_fault_proxy_program_serves_its_control_api_behind_a_token() {
     .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// The Kubernetes platforms refuse before touching anything: kind without docker or kind is an
+/// environment problem (exit 3, naming how to install each); another cluster needs its context
+/// named twice (exit 2). With the programs present, the run stops and says the platform cannot
+/// deploy yet (exit 3).
+#[test]
+fn kubernetes_platforms_refuse_clearly_before_anything_runs() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(BROWNOUT)
+        .args(["run", "pool-exhaustion", "--platform", "kind"])
+        .current_dir(root())
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    for hint in [
+        "docker is not installed",
+        "apt-get install docker.io",
+        "kind is not installed",
+        "sigs.k8s.io/kind",
+    ] {
+        assert!(text(&out).contains(hint), "{hint}: {}", text(&out));
+    }
+
+    let out = brownout(&[
+        "run",
+        "pool-exhaustion",
+        "--platform",
+        "kubernetes",
+        "--context",
+        "prod",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--allow-cluster prod"),
+        "{}",
+        text(&out)
+    );
+
+    // Programs named docker and kind that exist: past the preflight, the run says what is missing.
+    let fake = tempfile::tempdir().unwrap();
+    for p in ["docker", "kind"] {
+        let f = fake.path().join(p);
+        std::fs::write(&f, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new(BROWNOUT)
+        .args(["run", "pool-exhaustion", "--platform", "kind"])
+        .current_dir(root())
+        .env("PATH", fake.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("cannot deploy them yet"),
+        "{}",
+        text(&out)
+    );
+}

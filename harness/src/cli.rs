@@ -1,7 +1,8 @@
 //! The command line: `run` a scenario, `validate` scenario files, `list` scenarios, `summarize`
-//! many runs. Each command returns an [`Exit`] (or an error, whose exit code it implies).
+//! many runs, print a system's Kubernetes `manifests`. Each command returns an [`Exit`] (or an error, whose exit code it implies).
 
 use crate::error::{BrownoutError, Exit};
+use crate::platform::kube::PlatformChoice;
 use crate::runner::{self, RunOptions};
 use crate::{platform, spec};
 use clap::{Parser, Subcommand};
@@ -33,6 +34,25 @@ enum Command {
         scenarios_dir: PathBuf,
         #[arg(long, env = "BROWNOUT_REPORTS", default_value = "reports")]
         reports_dir: PathBuf,
+        /// Where the system runs.
+        #[arg(long, value_enum, default_value = "local")]
+        platform: PlatformChoice,
+        /// The kubeconfig context (`--platform kubernetes`).
+        #[arg(long)]
+        context: Option<String>,
+        /// Consent to deploy to and inject faults into this cluster: the context's name again.
+        #[arg(long)]
+        allow_cluster: Option<String>,
+    },
+    /// Print the Kubernetes objects of a run of a system file (what `--platform kind` applies),
+    /// as one YAML stream.
+    Manifests {
+        system: PathBuf,
+        #[arg(long, default_value = "brownout")]
+        namespace: String,
+        /// Bug switches to render into the services' bug variables.
+        #[arg(long = "bug")]
+        bugs: Vec<String>,
     },
     /// Check scenario files (and their system files) without running anything.
     Validate {
@@ -62,21 +82,53 @@ impl Cli {
             } => validate(paths, &scenarios_dir),
             Command::List { scenarios_dir } => list(&scenarios_dir),
             Command::Summarize { dir } => summarize(&dir),
+            Command::Manifests {
+                system,
+                namespace,
+                bugs,
+            } => manifests(&system, &namespace, bugs),
             Command::Run {
                 scenario,
                 bugs,
                 system,
                 scenarios_dir,
                 reports_dir,
-            } => run(
-                &scenario,
-                bugs,
-                system.as_deref(),
-                &scenarios_dir,
-                reports_dir,
-            ),
+                platform,
+                context,
+                allow_cluster,
+            } => {
+                platform::kube::preflight(platform, context.as_deref(), allow_cluster.as_deref())?;
+                if platform != PlatformChoice::Local {
+                    return Err(BrownoutError::Environment(format!(
+                        "--platform {}: the Kubernetes platform renders its objects (`brownout manifests`) but cannot deploy them yet (issue 10); run on the local platform",
+                        if platform == PlatformChoice::Kind { "kind" } else { "kubernetes" }
+                    )));
+                }
+                run(
+                    &scenario,
+                    bugs,
+                    system.as_deref(),
+                    &scenarios_dir,
+                    reports_dir,
+                )
+            }
         }
     }
+}
+
+fn manifests(
+    system: &std::path::Path,
+    namespace: &str,
+    bugs: Vec<String>,
+) -> Result<Exit, BrownoutError> {
+    let system = spec::load_system(system)?;
+    spec::check_bugs(&system, &bugs)?;
+    let mut opts = platform::kube::render::RenderOptions::new(namespace, namespace);
+    opts.bugs = bugs;
+    opts.proxy_token = "<set at run time>".into();
+    let objects = platform::kube::render::render(&system, &opts)?;
+    print!("{}", platform::kube::render::to_yaml(&objects)?);
+    Ok(Exit::Pass)
 }
 
 fn summarize(dir: &std::path::Path) -> Result<Exit, BrownoutError> {

@@ -561,6 +561,9 @@ pub struct ServiceSpec {
     /// Program and arguments. `{bin_dir}` is the directory of the brownout binary (where cargo
     /// puts the workspace's binaries).
     pub command: Vec<String>,
+    /// The container image on a Kubernetes platform (default for a workspace binary
+    /// `{bin_dir}/<name>`: `brownout/<name>:<tag>`, built from `kind-config/`).
+    pub image: Option<String>,
     #[serde(default = "one_u32")]
     pub replicas: u32,
     /// Environment; values may use `{listen_addr}`, `{replica}`, `{database_url}`,

@@ -1,5 +1,5 @@
 //! `fault-proxy`: Brownout's fault proxies as a program. Each `--proxy name=host:port[,host:port]`
-//! listens on 127.0.0.1 (any free port) and forwards to its upstreams in turn (`--proxy name` alone:
+//! listens on `--listen` (127.0.0.1, any free port, by default) and forwards to its upstreams in turn (`--proxy name` alone:
 //! none yet, set them through the API); the HTTP control API (see `harness::fault_proxy::api`)
 //! listens on `--control` and wants the token read from `--token-file` (a file, so the token is
 //! not in the process list). Once everything listens it prints one JSON line with the addresses,
@@ -23,6 +23,10 @@ struct Args {
     ready_file: Option<std::path::PathBuf>,
     #[arg(long, default_value = "127.0.0.1:0")]
     control: std::net::SocketAddr,
+    /// Where the proxies listen: port 0 gives each a free port; port P gives them P, P+1, … in
+    /// the order of `--proxy` (fixed ports a Kubernetes Service can name; a pod uses 0.0.0.0).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
     #[arg(long)]
     token_file: std::path::PathBuf,
     #[arg(long, default_value_t = 1)]
@@ -50,7 +54,12 @@ async fn main() -> Result<(), String> {
         }) {
             return Err(format!("--proxy {p}: upstream '{bad}' is not host:port"));
         }
-        let proxy = FaultProxy::start(name, 0, upstreams, args.seed + i as u64).await;
+        let mut at = args.listen;
+        if at.port() != 0 {
+            let port = at.port().checked_add(i as u16);
+            at.set_port(port.ok_or(format!("--listen {}: ports run out", args.listen))?);
+        }
+        let proxy = FaultProxy::start_on(name, at, upstreams, args.seed + i as u64).await;
         proxies.push(Arc::new(proxy.map_err(|e| format!("--proxy {p}: {e}"))?));
     }
     let listener = tokio::net::TcpListener::bind(args.control)

@@ -62,7 +62,17 @@ impl FaultProxy {
         upstreams: Vec<String>,
         seed: u64,
     ) -> std::io::Result<FaultProxy> {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        Self::start_on(name, ([127, 0, 0, 1], port).into(), upstreams, seed).await
+    }
+
+    /// Like [`FaultProxy::start`], on any address (a pod's proxies listen on 0.0.0.0).
+    pub async fn start_on(
+        name: &str,
+        addr: SocketAddr,
+        upstreams: Vec<String>,
+        seed: u64,
+    ) -> std::io::Result<FaultProxy> {
+        let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let listen = listener.local_addr()?;
         let proxy = FaultProxy {

@@ -7,7 +7,9 @@
 //! implementation (`local/`, whose machinery no core module imports); a Kubernetes one fits behind
 //! the same calls.
 
+pub mod kube;
 pub mod local;
+pub mod nginx_conf;
 
 /// The local (embedded) platform, ready to deploy: the command line's platform today.
 pub fn embedded() -> local::LocalPlatform {

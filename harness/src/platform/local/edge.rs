@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The mtail program (see `ingress.mtail`).
-const PROGRAM: &str = include_str!("ingress.mtail");
+const PROGRAM: &str = crate::platform::nginx_conf::EDGE_PROGRAM;
 /// The counter the program keeps, by (status, made_by).
 const REQUESTS: &str = "ingress_http_requests_total";
 /// How often mtail reads the log for new lines.

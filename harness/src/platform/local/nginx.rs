@@ -28,86 +28,24 @@ fn nginx_conf(
     spec: &IngressSpec,
 ) -> String {
     let d = dir.display();
-    let edge_log = edge_log.display();
     let l = log_dir.display();
-    let user = if nix::unistd::geteuid().is_root() {
-        "user root;\n"
-    } else {
-        ""
-    };
-    format!(
-        r#"# Written by brownout for one run.
-{user}worker_processes 1;
-pid {d}/nginx.pid;
-error_log {l}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    log_format brownout '$msec $status $request_time "$request" request_id=$http_x_request_id upstream=$upstream_addr upstream_status=$upstream_status upstream_header_time=$upstream_header_time';
-    access_log {l}/nginx-access.log brownout;
-    # Who made each answer, for the edge metrics: the ingress itself when no upstream sent a
-    # response header (its own 502/503/504), else the upstream.
-    map $upstream_header_time $brownout_made_by {{
-        ""       ingress;
-        "-"      ingress;
-        "~-$"    ingress;
-        default  upstream;
-    }}
-    # One line per answer, read as it is written by the edge exporter (mtail, see edge.rs).
-    log_format brownout_edge 'status=$status made_by=$brownout_made_by request_time=$request_time';
-    access_log {edge_log} brownout_edge;
-    client_body_temp_path {d}/tmp/client;
-    proxy_temp_path {d}/tmp/proxy;
-    fastcgi_temp_path {d}/tmp/fastcgi;
-    uwsgi_temp_path {d}/tmp/uwsgi;
-    scgi_temp_path {d}/tmp/scgi;
-    include {d}/upstreams.conf;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            if ($brownout_no_endpoints) {{ return 503; }}
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_connect_timeout {connect};
-            proxy_read_timeout {read};
-            proxy_send_timeout {read};
-            proxy_next_upstream {retries};
-            proxy_set_header X-Request-Id $http_x_request_id;
-            # Who answered: the upstream the ingress proxied to, and its header time ("-" when
-            # the ingress made the answer itself). The app cannot forge them.
-            proxy_hide_header {addr_header};
-            proxy_hide_header {time_header};
-            add_header {addr_header} $upstream_addr always;
-            add_header {time_header} $upstream_header_time always;
-        }}
-    }}
-}}
-"#,
-        connect = nginx_time(spec.connect_timeout),
-        read = nginx_time(spec.read_timeout),
-        retries = spec.retries,
-        addr_header = crate::load::UPSTREAM_ADDR_HEADER,
-        time_header = crate::load::UPSTREAM_HEADER_TIME_HEADER,
+    crate::platform::nginx_conf::render(
+        &crate::platform::nginx_conf::Layout {
+            run_as_root: nix::unistd::geteuid().is_root(),
+            pid: format!("{d}/nginx.pid"),
+            error_log: format!("{l}/nginx-error.log"),
+            access_log: format!("{l}/nginx-access.log"),
+            edge_log: edge_log.display().to_string(),
+            temp_dir: format!("{d}/tmp"),
+            upstreams: format!("{d}/upstreams.conf"),
+            listen: format!("127.0.0.1:{port}"),
+        },
+        spec,
     )
 }
 
-/// nginx's form of a duration: milliseconds.
-fn nginx_time(d: crate::spec::Dur) -> String {
-    format!("{}ms", d.ms())
-}
-
 fn upstreams_conf(addrs: &[String]) -> String {
-    if addrs.is_empty() {
-        // nginx needs a server in an upstream block; the `if` answers 503 before it is used.
-        "upstream backend { server 127.0.0.1:9 down; }\nmap $host $brownout_no_endpoints { default 1; }\n".into()
-    } else {
-        let servers: String = addrs
-            .iter()
-            .map(|a| format!("    server {a} max_fails=0;\n"))
-            .collect();
-        format!(
-            "upstream backend {{\n{servers}}}\nmap $host $brownout_no_endpoints {{ default 0; }}\n"
-        )
-    }
+    crate::platform::nginx_conf::upstreams(addrs)
 }
 
 impl Nginx {

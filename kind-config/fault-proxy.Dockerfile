@@ -1,0 +1,9 @@
+# The fault-proxy image for the kind platform. The binary is built on the host first
+# (cargo build --release --workspace --bins); build from the repository root:
+#   docker build -f kind-config/fault-proxy.Dockerfile -t brownout/fault-proxy:dev .
+# BASE must have a glibc at least as new as the build host's (bookworm: 2.36).
+ARG BASE=debian:bookworm-slim
+FROM ${BASE}
+COPY target/release/fault-proxy /usr/local/bin/fault-proxy
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/fault-proxy"]

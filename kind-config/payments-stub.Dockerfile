@@ -1,0 +1,9 @@
+# The payments-stub image for the kind platform. The binary is built on the host first
+# (cargo build --release --workspace --bins); build from the repository root:
+#   docker build -f kind-config/payments-stub.Dockerfile -t brownout/payments-stub:dev .
+# BASE must have a glibc at least as new as the build host's (bookworm: 2.36).
+ARG BASE=debian:bookworm-slim
+FROM ${BASE}
+COPY target/release/payments-stub /usr/local/bin/payments-stub
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/payments-stub"]
