@@ -2,13 +2,15 @@
 //! [`render`] turns a system file into the namespaced objects of a run (golden files in
 //! `kind-config/golden/`, checked offline against the Kubernetes schemas); [`apply`] creates the
 //! run's namespace, server-side-applies the objects, deletes the namespace and sweeps those of
-//! dead runs (tested against a mock API server); [`preflight`] refuses what must be refused before
+//! dead runs (tested against a mock API server); [`facts`] turns the kubelet's `Unhealthy` events
+//! and the pods' restart counts into typed evidence; [`preflight`] refuses what must be refused before
 //! anything is touched: a missing `docker` or `kind` (exit 3, naming the install command) and a
 //! cluster that is not kind without `--allow-cluster` naming it (exit 2). Not built yet: the
-//! images and the cluster's creation, readiness waits, the evidence from the API and the faults
+//! images and the cluster's creation, readiness waits, the watches that feed [`facts`], the faults
 //! through it, so a run on this platform stops after the preflight and says so.
 
 pub mod apply;
+pub mod facts;
 pub mod render;
 
 use crate::error::{BrownoutError, Result};
