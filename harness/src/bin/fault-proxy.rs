@@ -6,7 +6,7 @@
 //! and writes the same to `--ready-file` if given; runs until SIGTERM or Ctrl-C.
 
 use clap::Parser;
-use harness::fault_proxy::{api, FaultProxy};
+use harness::fault_proxy::{self, api, FaultProxy};
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -49,9 +49,7 @@ async fn main() -> Result<(), String> {
             .filter(|u| !u.is_empty())
             .map(String::from)
             .collect();
-        if let Some(bad) = upstreams.iter().find(|u| {
-            !matches!(u.rsplit_once(':'), Some((h, port)) if !h.is_empty() && port.parse::<u16>().is_ok())
-        }) {
+        if let Some(bad) = upstreams.iter().find(|u| !fault_proxy::is_host_port(u)) {
             return Err(format!("--proxy {p}: upstream '{bad}' is not host:port"));
         }
         let mut at = args.listen;

@@ -136,18 +136,13 @@ async fn up(State(c): Shared, Path(name): Path<String>) -> Answer {
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Whether `addr` is `host:port` (a name or an address; resolved at each connection).
-fn host_port(addr: &str) -> bool {
-    matches!(addr.rsplit_once(':'), Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
-}
-
 async fn set_upstream(
     State(c): Shared,
     Path(name): Path<String>,
     Json(body): Json<UpstreamBody>,
 ) -> Answer {
     let proxy = c.proxy(&name)?;
-    if let Some(bad) = body.addrs.iter().find(|a| !host_port(a)) {
+    if let Some(bad) = body.addrs.iter().find(|a| !super::is_host_port(a)) {
         let msg = format!("addr '{bad}' is not host:port");
         return Err(ApiError(StatusCode::BAD_REQUEST, msg));
     }

@@ -24,6 +24,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+/// Whether `addr` is `host:port` (a name or an address, resolved at each connection; port > 0):
+/// what an upstream must look like, on the command line and in the API alike.
+pub fn is_host_port(addr: &str) -> bool {
+    matches!(addr.rsplit_once(':'), Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
 #[derive(Default)]
 struct State {
     toxics: Vec<Toxic>,

@@ -67,7 +67,7 @@ impl Cluster {
                 Object::RoleBinding(x) => self.apply_one(x).await?,
                 Object::Secret(x) => self.apply_one(x).await?,
                 Object::ConfigMap(x) => self.apply_one(x).await?,
-                Object::Deployment(x) => self.apply_one(x.as_ref()).await?,
+                Object::Deployment(x) => self.apply_one(x).await?,
                 Object::Service(x) => self.apply_one(x).await?,
             }
         }

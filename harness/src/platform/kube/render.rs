@@ -91,7 +91,7 @@ pub enum Object {
     RoleBinding(RoleBinding),
     Secret(Secret),
     ConfigMap(ConfigMap),
-    Deployment(Box<Deployment>),
+    Deployment(Deployment),
     Service(Service),
 }
 
@@ -156,7 +156,7 @@ pub fn from_yaml(text: &str) -> Result<Vec<Object>> {
                 "RoleBinding" => Object::RoleBinding(serde_json::from_value(v).map_err(e)?),
                 "Secret" => Object::Secret(serde_json::from_value(v).map_err(e)?),
                 "ConfigMap" => Object::ConfigMap(serde_json::from_value(v).map_err(e)?),
-                "Deployment" => Object::Deployment(Box::new(serde_json::from_value(v).map_err(e)?)),
+                "Deployment" => Object::Deployment(serde_json::from_value(v).map_err(e)?),
                 "Service" => Object::Service(serde_json::from_value(v).map_err(e)?),
                 other => return Err(bad(format!("unexpected kind '{other}'"))),
             })
@@ -249,8 +249,8 @@ fn deployment(
     replicas: i32,
     pod: PodSpec,
     annotations: BTreeMap<String, String>,
-) -> Box<Deployment> {
-    Box::new(Deployment {
+) -> Deployment {
+    Deployment {
         metadata: meta(opts, name),
         spec: Some(DeploymentSpec {
             replicas: Some(replicas),
@@ -276,7 +276,7 @@ fn deployment(
             ..Default::default()
         }),
         ..Default::default()
-    })
+    }
 }
 
 fn service(opts: &RenderOptions, name: &str, ports: Vec<ServicePort>) -> Service {
