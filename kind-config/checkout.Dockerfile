@@ -5,5 +5,7 @@
 ARG BASE=debian:bookworm-slim
 FROM ${BASE}
 COPY target/release/checkout /usr/local/bin/checkout
+# The disk-full fault execs this in the pod (harness/src/bin/fill-volume.rs).
+COPY target/release/fill-volume /usr/local/bin/fill-volume
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/checkout"]

@@ -5,5 +5,7 @@
 ARG BASE=debian:bookworm-slim
 FROM ${BASE}
 COPY target/release/payments-stub /usr/local/bin/payments-stub
+# The disk-full fault execs this in the pod (harness/src/bin/fill-volume.rs).
+COPY target/release/fill-volume /usr/local/bin/fill-volume
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/payments-stub"]

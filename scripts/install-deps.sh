@@ -2,7 +2,9 @@
 # Installs the system programs a local Brownout run needs (PostgreSQL, nginx, mtail, Prometheus) on
 # Debian/Ubuntu, `just` through cargo, and kubernetes-validate (PyPI, in .tools/venv) for the
 # offline checks of the Kubernetes objects. Safe to run again: it installs only what is missing.
-# Package services are not started (a policy-rc.d blocks them for the duration of the install).
+# Package services are not started (a policy-rc.d blocks them for the duration of the install);
+# dockerd is started here if it is not running, and the local base image is built
+# (scripts/base-image.sh).
 set -euo pipefail
 
 need=()
@@ -15,6 +17,10 @@ have promtool || need+=(prometheus)
 have mount || need+=(mount)
 have python3 || need+=(python3)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# Docker builds and runs the Kubernetes platform's images in the tests (testcontainers); debootstrap
+# makes their base image locally, where no registry can be reached.
+have dockerd || need+=(docker.io)
+have debootstrap || need+=(debootstrap)
 
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
@@ -51,3 +57,20 @@ if [ ! -x "$venv/bin/kubernetes-validate" ]; then
     exit 3
   fi
 fi
+
+# Docker: start the daemon if nothing answers (a fresh machine or CI has no service manager
+# running it), then make the local base image the image tests build on.
+if ! docker info >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "brownout: Docker is not running; start it (as root: dockerd &, or systemctl start docker)" >&2
+    exit 3
+  fi
+  echo "brownout: starting dockerd (log: /var/log/brownout-dockerd.log)" >&2
+  nohup dockerd >/var/log/brownout-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  if ! docker info >/dev/null 2>&1; then
+    echo "brownout: dockerd did not start within 30 s; see /var/log/brownout-dockerd.log" >&2
+    exit 3
+  fi
+fi
+"$root/scripts/base-image.sh"

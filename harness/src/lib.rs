@@ -22,7 +22,8 @@
 //!   holds all of its machinery (processes, PostgreSQL, nginx, mtail, Prometheus, the `fault-proxy`
 //!   program and the service addresses it holds, rollouts, work dirs); no module outside it
 //!   imports that machinery.
-//! - [`faults`], [`load`], [`alerts`], [`integrity`]: what a run does to and observes of the system.
+//! - [`faults`], [`load`], [`alerts`], [`integrity`]: what a run does to and observes of the system;
+//!   [`fill`]: the disk-full writer, also the `fill-volume` program a pod runs.
 //! - [`fault_proxy`]: the Toxiproxy-like TCP proxy, a program (`fault-proxy`) with an HTTP control
 //!   API and a client of that API, so any platform can run it as a process or a pod.
 //! - [`evidence`]: what a run recorded; [`judge`] reads only this; [`report`] writes it out.
@@ -38,6 +39,7 @@ pub mod platform;
 pub mod alerts;
 pub mod fault_proxy;
 pub mod faults;
+pub mod fill;
 pub mod integrity;
 pub mod load;
 

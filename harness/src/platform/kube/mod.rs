@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod facts;
+pub mod images;
 pub mod render;
 
 use crate::error::{BrownoutError, Result};

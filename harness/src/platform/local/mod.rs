@@ -53,8 +53,7 @@ struct SpawnContext {
     evidence: Evidence,
 }
 
-/// Name of the file `fill_volume` writes into a volume.
-const FILLER: &str = ".brownout-filler";
+use crate::fill::{fill_until_enospc, FILLER};
 /// How often a filled volume is topped up to ENOSPC again while the fault lasts.
 const TOP_UP_PERIOD: Duration = Duration::from_millis(200);
 
@@ -289,27 +288,6 @@ fn is_mount_point(dir: &std::path::Path) -> bool {
 }
 
 /// Appends to a filler file in `dir` until the kernel answers ENOSPC; returns the bytes written.
-fn fill_until_enospc(dir: &std::path::Path) -> std::io::Result<u64> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(FILLER))?;
-    let mut written = 0u64;
-    for chunk in [1 << 20, 4096, 512] {
-        let buf = vec![0u8; chunk];
-        loop {
-            match f.write_all(&buf).and_then(|_| f.flush()) {
-                Ok(()) => written += chunk as u64,
-                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    let _ = f.sync_all();
-    Ok(written)
-}
-
 /// Starts one replica of the service's current revision.
 fn start_replica(
     ctx: &SpawnContext,
