@@ -94,16 +94,20 @@ pub enum ProbeResult {
     TimedOut { after_ms: u64 },
     /// Another error (e.g. the connection closed mid-answer).
     Failed { error: String },
+    /// The probe passed, with no more said: a kubelet reports a passing probe only as the pod's
+    /// Ready condition, without the status code.
+    Passed,
 }
 
 impl ProbeResult {
     pub fn ok(&self) -> bool {
-        matches!(self, ProbeResult::Answered { status, .. } if (200..300).contains(status))
+        matches!(self, ProbeResult::Passed)
+            || matches!(self, ProbeResult::Answered { status, .. } if (200..300).contains(status))
     }
 
     /// The process itself answered (it may say "not ready"), as opposed to refusing or hanging.
     pub fn answered(&self) -> bool {
-        matches!(self, ProbeResult::Answered { .. })
+        matches!(self, ProbeResult::Answered { .. } | ProbeResult::Passed)
     }
 
     pub fn describe(&self) -> String {
@@ -113,6 +117,7 @@ impl ProbeResult {
             ProbeResult::Refused => "connection refused".into(),
             ProbeResult::TimedOut { after_ms } => format!("timed out after {after_ms} ms"),
             ProbeResult::Failed { error } => error.clone(),
+            ProbeResult::Passed => "passed".into(),
         }
     }
 }

@@ -30,6 +30,75 @@ fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
+/// Labels a run's namespace carries besides [`RUN_LABEL`]: which harness process owns it.
+pub const HOST_LABEL: &str = "brownout.dev/host";
+pub const PID_LABEL: &str = "brownout.dev/pid";
+
+/// The harness process a run's namespace belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub run_id: String,
+    /// This machine's name, as a label value (at most 63 of `[A-Za-z0-9._-]`).
+    pub host: String,
+    pub pid: u32,
+}
+
+impl Owner {
+    pub fn this_process(run_id: &str) -> Owner {
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let host: String = host
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(63)
+            .collect();
+        Owner {
+            run_id: run_id.into(),
+            host: host
+                .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+                .to_string(),
+            pid: std::process::id(),
+        }
+    }
+
+    fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (RUN_LABEL.into(), self.run_id.clone()),
+            (HOST_LABEL.into(), self.host.clone()),
+            (PID_LABEL.into(), self.pid.to_string()),
+        ])
+    }
+
+    fn from_labels(labels: &BTreeMap<String, String>) -> Option<Owner> {
+        Some(Owner {
+            run_id: labels.get(RUN_LABEL)?.clone(),
+            host: labels.get(HOST_LABEL)?.clone(),
+            pid: labels.get(PID_LABEL)?.parse().ok()?,
+        })
+    }
+
+    /// Whether the owning process may still run: another host's runs are assumed alive (this
+    /// harness cannot tell), this host's are alive while their process exists.
+    pub fn alive(&self) -> bool {
+        if self.host != Owner::this_process("").host {
+            return true;
+        }
+        let pid = nix::unistd::Pid::from_raw(self.pid as i32);
+        // Signal 0 checks existence; EPERM means it exists under another user.
+        !matches!(
+            nix::sys::signal::kill(pid, None),
+            Err(nix::errno::Errno::ESRCH)
+        ) && self.pid as i32 > 0
+    }
+}
+
 /// One cluster, through one client.
 pub struct Cluster {
     client: kube::Client,
@@ -40,12 +109,12 @@ impl Cluster {
         Cluster { client }
     }
 
-    /// Creates (or takes over) the run's namespace, labelled with the run id.
-    pub async fn create_namespace(&self, namespace: &str, run_id: &str) -> Result<()> {
+    /// Creates (or takes over) the run's namespace, labelled with the run id and its owner.
+    pub async fn create_namespace(&self, namespace: &str, owner: &Owner) -> Result<()> {
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(namespace.into()),
-                labels: Some(BTreeMap::from([(RUN_LABEL.into(), run_id.into())])),
+                labels: Some(owner.labels()),
                 ..Default::default()
             },
             ..Default::default()
@@ -106,9 +175,9 @@ impl Cluster {
         }
     }
 
-    /// Deletes the namespaces of runs that are no longer alive (`alive` says, by run id); returns
-    /// their names.
-    pub async fn sweep(&self, alive: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+    /// Deletes the namespaces of runs whose harness is gone (this host's, by process id; another
+    /// host's are left alone); returns their names.
+    pub async fn sweep(&self) -> Result<Vec<String>> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let list = api
             .list(&ListParams::default().labels(RUN_LABEL))
@@ -117,14 +186,8 @@ impl Cluster {
         let mut deleted = Vec::new();
         for ns in list.items {
             let name = ns.metadata.name.clone().unwrap_or_default();
-            let run = ns
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(RUN_LABEL))
-                .cloned()
-                .unwrap_or_default();
-            if !alive(&run) {
+            let labels = ns.metadata.labels.clone().unwrap_or_default();
+            if !Owner::from_labels(&labels).is_some_and(|o| o.alive()) {
                 self.delete_namespace(&name).await?;
                 deleted.push(name);
             }
@@ -136,73 +199,12 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::kube::mock::{self, applied, server, Answer, Reply, Seen};
     use crate::platform::kube::render::{render, RenderOptions};
-    use http::{Method, Request, Response, StatusCode};
-    use kube::client::Body;
-    use tower_test::mock;
+    use http::{Method, StatusCode};
 
-    /// One request the mock API server saw.
-    #[derive(Debug)]
-    struct Seen {
-        method: Method,
-        path_and_query: String,
-        content_type: String,
-        body: serde_json::Value,
-    }
-
-    type Answer = Box<dyn Fn(&Seen) -> (StatusCode, serde_json::Value) + Send>;
-
-    /// A mock API server answering `n` requests with `answer`, then returning what it saw.
-    fn server(n: usize, answer: Answer) -> (kube::Client, tokio::task::JoinHandle<Vec<Seen>>) {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let task = tokio::spawn(async move {
-            let mut handle = std::pin::pin!(handle);
-            let mut seen = Vec::new();
-            for _ in 0..n {
-                let Some((req, send)) = handle.next_request().await else {
-                    break;
-                };
-                let (parts, body) = req.into_parts();
-                let bytes = body.collect_bytes().await.unwrap();
-                let s = Seen {
-                    method: parts.method,
-                    path_and_query: parts.uri.path_and_query().unwrap().to_string(),
-                    content_type: parts
-                        .headers
-                        .get("content-type")
-                        .map(|v| v.to_str().unwrap().to_string())
-                        .unwrap_or_default(),
-                    body: serde_json::from_slice(&bytes).unwrap_or_default(),
-                };
-                let (status, json) = answer(&s);
-                let resp = Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&json).unwrap()))
-                    .unwrap();
-                send.send_response(resp);
-                seen.push(s);
-            }
-            seen
-        });
-        (kube::Client::new(service, "default"), task)
-    }
-
-    /// What an API server answers to an apply: the object, with server-set metadata.
-    fn applied(s: &Seen) -> (StatusCode, serde_json::Value) {
-        let mut o = s.body.clone();
-        o["metadata"]["uid"] = "3f6c2b0e-0000-4000-8000-000000000001".into();
-        o["metadata"]["resourceVersion"] = "4711".into();
-        o["metadata"]["creationTimestamp"] = "2026-11-23T20:00:00Z".into();
-        (StatusCode::OK, o)
-    }
-
-    fn forbidden(message: &str) -> serde_json::Value {
-        serde_json::json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": "Forbidden", "code": 403,
-            "details": {"kind": "deployments", "group": "apps"}
-        })
+    fn forbidden(message: &str) -> Reply {
+        mock::status(403, "Forbidden", message)
     }
 
     fn sample() -> Vec<Object> {
@@ -215,11 +217,14 @@ mod tests {
     #[tokio::test]
     async fn the_namespace_and_every_object_are_applied_server_side_in_order() {
         let objects = sample();
-        let (client, seen) = server(objects.len() + 1, Box::new(applied));
+        let (client, log) = server(Box::new(applied));
         let cluster = Cluster::new(client);
-        cluster.create_namespace("brownout-r1", "r1").await.unwrap();
+        cluster
+            .create_namespace("brownout-r1", &Owner::this_process("r1"))
+            .await
+            .unwrap();
         cluster.apply(&objects).await.unwrap();
-        let seen = seen.await.unwrap();
+        let seen = log.all();
         assert_eq!(seen.len(), objects.len() + 1);
         assert_eq!(
             seen[0].path_and_query,
@@ -264,12 +269,12 @@ mod tests {
         let answer: Answer = Box::new(|s: &Seen| {
             if s.path_and_query.contains("/deployments/") {
                 let msg = "deployments.apps \"prometheus\" is forbidden: User \"ci\" cannot patch resource \"deployments\" in API group \"apps\" in the namespace \"brownout-r1\"";
-                (StatusCode::FORBIDDEN, forbidden(msg))
+                forbidden(msg)
             } else {
                 applied(s)
             }
         });
-        let (client, seen) = server(objects.len(), answer);
+        let (client, log) = server(answer);
         let err = Cluster::new(client).apply(&objects).await.unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, BrownoutError::Environment(_)));
@@ -284,7 +289,7 @@ mod tests {
             .iter()
             .position(|o| o.kind() == "Deployment")
             .unwrap();
-        let seen = seen.await.unwrap();
+        let seen = log.all();
         assert_eq!(
             seen.len(),
             first_deployment + 1,
@@ -294,36 +299,38 @@ mod tests {
 
     #[tokio::test]
     async fn dead_runs_namespaces_are_deleted_by_label_and_a_gone_one_is_fine() {
-        let answer: Answer = Box::new(|s: &Seen| match s.method {
-            Method::GET => (
-                StatusCode::OK,
-                serde_json::json!({
-                    "kind": "NamespaceList", "apiVersion": "v1", "metadata": {"resourceVersion": "9"},
-                    "items": [
-                        {"metadata": {"name": "brownout-dead", "labels": {RUN_LABEL: "dead"}}},
-                        {"metadata": {"name": "brownout-live", "labels": {RUN_LABEL: "live"}}},
-                        {"metadata": {"name": "brownout-gone", "labels": {RUN_LABEL: "gone"}}}
-                    ]
-                }),
-            ),
-            Method::DELETE if s.path_and_query.contains("brownout-gone") => (
-                StatusCode::NOT_FOUND,
-                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                    "message": "namespaces \"brownout-gone\" not found", "reason": "NotFound", "code": 404}),
-            ),
-            _ => (
+        let ns = |name: &str, host: &str, pid: u32| {
+            serde_json::json!({"metadata": {"name": name, "labels": {
+                RUN_LABEL: name, HOST_LABEL: host, PID_LABEL: pid.to_string()}}})
+        };
+        let here = Owner::this_process("r0");
+        let dead_pid = u32::MAX / 2; // no such process
+        let items = vec![
+            ns("brownout-dead", &here.host, dead_pid),
+            ns("brownout-live", &here.host, here.pid),
+            ns("brownout-gone", &here.host, dead_pid),
+            ns("brownout-elsewhere", "another-host", dead_pid),
+        ];
+        let answer: Answer = Box::new(move |s: &Seen| match s.method {
+            Method::GET => mock::list("NamespaceList", "v1", items.clone()),
+            Method::DELETE if s.path_and_query.contains("brownout-gone") => {
+                mock::status(404, "NotFound", "namespaces \"brownout-gone\" not found")
+            }
+            _ => Reply::Json(
                 StatusCode::OK,
                 serde_json::json!({"kind": "Namespace", "apiVersion": "v1",
                     "metadata": {"name": "brownout-dead"}, "status": {"phase": "Terminating"}}),
             ),
         });
-        let (client, seen) = server(3, answer);
-        let deleted = Cluster::new(client)
-            .sweep(|run| run == "live")
-            .await
-            .unwrap();
+        let (client, log) = server(answer);
+        let deleted = Cluster::new(client).sweep().await.unwrap();
         assert_eq!(deleted, ["brownout-dead", "brownout-gone"]);
-        let seen = seen.await.unwrap();
+        let seen = log.all();
+        assert_eq!(
+            seen.len(),
+            3,
+            "the live run and another host's are left alone"
+        );
         assert_eq!(seen[0].method, Method::GET);
         assert!(
             seen[0]
@@ -339,5 +346,25 @@ mod tests {
         assert!(seen[2]
             .path_and_query
             .starts_with("/api/v1/namespaces/brownout-gone?"));
+    }
+
+    #[tokio::test]
+    async fn the_namespace_carries_its_owner_so_a_later_run_can_tell_it_is_dead() {
+        let (client, log) = server(Box::new(applied));
+        let owner = Owner::this_process("r1");
+        Cluster::new(client)
+            .create_namespace("brownout-r1", &owner)
+            .await
+            .unwrap();
+        let labels = &log.all()[0].body["metadata"]["labels"];
+        assert_eq!(labels[RUN_LABEL], "r1");
+        assert_eq!(labels[PID_LABEL], std::process::id().to_string());
+        assert_eq!(labels[HOST_LABEL], owner.host);
+        assert!(owner.alive());
+        let dead = Owner {
+            pid: u32::MAX / 2,
+            ..owner.clone()
+        };
+        assert!(!dead.alive());
     }
 }

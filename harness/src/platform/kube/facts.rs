@@ -1,8 +1,8 @@
 //! What the Kubernetes API says about a run's pods, as Brownout's typed evidence: the kubelet's
 //! `Unhealthy` events as probe results (answered with a status, refused, timed out, or another
 //! error) and the containers' `restartCount` as restarts, each with its service and replica. The
-//! judge reads the same facts from here as from the local supervisor. (The watches that feed
-//! these are not built yet.)
+//! judge reads the same facts from here as from the local supervisor; [`super::watch`] feeds
+//! them from the API.
 
 use super::render::NAME_LABEL;
 use crate::evidence::{Probe, ProbeResult, Restarts};

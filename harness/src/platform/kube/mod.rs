@@ -12,7 +12,11 @@
 pub mod apply;
 pub mod facts;
 pub mod images;
+#[cfg(test)]
+mod mock;
 pub mod render;
+pub mod rollout;
+pub mod watch;
 
 use crate::error::{BrownoutError, Result};
 
