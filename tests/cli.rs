@@ -233,8 +233,8 @@ async fn the_fault_proxy_program_serves_its_control_api_behind_a_token() {
 
 /// The Kubernetes platforms refuse before touching anything: kind without docker or kind is an
 /// environment problem (exit 3, naming how to install each); another cluster needs its context
-/// named twice (exit 2). With the programs present, the run stops and says the platform cannot
-/// deploy yet (exit 3).
+/// named twice (exit 2). With the programs present but the cluster failing to come up, the run
+/// stops with kind's own error quoted (exit 3).
 #[test]
 fn kubernetes_platforms_refuse_clearly_before_anything_runs() {
     let empty = tempfile::tempdir().unwrap();
@@ -269,23 +269,34 @@ fn kubernetes_platforms_refuse_clearly_before_anything_runs() {
         text(&out)
     );
 
-    // Programs named docker and kind that exist: past the preflight, the run says what is missing.
+    // Programs named docker and kind that exist, where kind cannot create the cluster (as here:
+    // no node image can be pulled): past the preflight, the run quotes kind's error.
     let fake = tempfile::tempdir().unwrap();
-    for p in ["docker", "kind"] {
+    let scripts = [
+        ("docker", "#!/bin/sh\nexit 0\n"),
+        (
+            "kind",
+            "#!/bin/sh\ncase \"$1 $2\" in\n  'get clusters') echo 'No kind clusters found.' >&2; exit 0;;\n  'create cluster') echo 'ERROR: failed to create cluster: failed to pull image \"kindest/node:v1.37.0\"' >&2; exit 1;;\nesac\nexit 0\n",
+        ),
+    ];
+    for (p, script) in scripts {
         let f = fake.path().join(p);
-        std::fs::write(&f, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::write(&f, script).unwrap();
         std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
+    let reports = tempfile::tempdir().unwrap();
     let out = Command::new(BROWNOUT)
         .args(["run", "pool-exhaustion", "--platform", "kind"])
         .current_dir(root())
         .env("PATH", fake.path())
+        .env("BROWNOUT_REPORTS", reports.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(
-        text(&out).contains("cannot deploy them yet"),
-        "{}",
-        text(&out)
-    );
+    for said in [
+        "`kind create cluster --config kind-config/kind.yaml --wait 180s` failed",
+        "failed to pull image",
+    ] {
+        assert!(text(&out).contains(said), "{said}: {}", text(&out));
+    }
 }

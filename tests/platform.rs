@@ -84,6 +84,7 @@ async fn a_fault_proxy_follows_its_upstream_service_across_a_rollout() {
     let dir = tempfile::tempdir().unwrap();
     let system = harness::spec::load_system(&system_file(dir.path())).unwrap();
     let opts = DeployOptions {
+        run_id: "platform-test".into(),
         bugs: Vec::new(),
         bin_dir: bin_dir(),
         log_dir: dir.path().to_path_buf(),

@@ -1,4 +1,5 @@
-//! The command line: `run` a scenario, `validate` scenario files, `list` scenarios, `summarize`
+//! The command line: `run` a scenario (on the local platform, a kind cluster or, opt-in, another
+//! cluster), `clean` up after dead runs, `validate` scenario files, `list` scenarios, `summarize`
 //! many runs, print a system's Kubernetes `manifests`. Each command returns an [`Exit`] (or an error, whose exit code it implies).
 
 use crate::error::{BrownoutError, Exit};
@@ -21,7 +22,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a scenario (a name in the scenarios dir, or a path) on the local platform.
+    /// Run a scenario (a name in the scenarios dir, or a path), on the local platform by default.
     Run {
         scenario: String,
         /// Switch a bug of the app back on (repeatable), e.g. --bug no-acquire-timeout.
@@ -41,6 +42,21 @@ enum Command {
         #[arg(long)]
         context: Option<String>,
         /// Consent to deploy to and inject faults into this cluster: the context's name again.
+        #[arg(long)]
+        allow_cluster: Option<String>,
+        /// `--platform kind`: the base image of the images built from kind-config/ (default:
+        /// the Dockerfiles' debian:bookworm-slim; brownout/base:bookworm where no registry is
+        /// reachable, made by scripts/base-image.sh).
+        #[arg(long, env = "BROWNOUT_IMAGE_BASE")]
+        image_base: Option<String>,
+    },
+    /// Remove what dead runs left behind: local processes, mounts and work dirs, and, with
+    /// `--platform kind|kubernetes`, the namespaces of runs whose harness is gone (by label).
+    Clean {
+        #[arg(long, value_enum, default_value = "local")]
+        platform: PlatformChoice,
+        #[arg(long)]
+        context: Option<String>,
         #[arg(long)]
         allow_cluster: Option<String>,
     },
@@ -96,21 +112,43 @@ impl Cli {
                 platform,
                 context,
                 allow_cluster,
+                image_base,
             } => {
                 platform::kube::preflight(platform, context.as_deref(), allow_cluster.as_deref())?;
-                if platform != PlatformChoice::Local {
-                    return Err(BrownoutError::Environment(format!(
-                        "--platform {}: the Kubernetes platform renders its objects (`brownout manifests`) but cannot deploy them yet (issue 10); run on the local platform",
-                        if platform == PlatformChoice::Kind { "kind" } else { "kubernetes" }
-                    )));
-                }
+                let on = match platform {
+                    PlatformChoice::Local => On::Local,
+                    PlatformChoice::Kind => On::Kind { base: image_base },
+                    PlatformChoice::Kubernetes => On::Context(context.unwrap_or_default()),
+                };
                 run(
                     &scenario,
                     bugs,
                     system.as_deref(),
                     &scenarios_dir,
                     reports_dir,
+                    on,
                 )
+            }
+            Command::Clean {
+                platform,
+                context,
+                allow_cluster,
+            } => {
+                platform::sweep_leftovers();
+                if platform == PlatformChoice::Local {
+                    println!("local leftovers swept");
+                    return Ok(Exit::Pass);
+                }
+                platform::kube::preflight(platform, context.as_deref(), allow_cluster.as_deref())?;
+                let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+                    BrownoutError::Environment(format!("cannot start the async runtime: {e}"))
+                })?;
+                let deleted = runtime.block_on(platform::kube::clean(context.as_deref()))?;
+                for ns in &deleted {
+                    println!("deleted namespace {ns}");
+                }
+                println!("{} namespaces of dead runs deleted", deleted.len());
+                Ok(Exit::Pass)
             }
         }
     }
@@ -161,12 +199,20 @@ fn summarize(dir: &std::path::Path) -> Result<Exit, BrownoutError> {
     }
 }
 
+/// Where `run` deploys.
+enum On {
+    Local,
+    Kind { base: Option<String> },
+    Context(String),
+}
+
 fn run(
     name: &str,
     bugs: Vec<String>,
     system: Option<&std::path::Path>,
     scenarios_dir: &std::path::Path,
     reports_dir: PathBuf,
+    on: On,
 ) -> Result<Exit, BrownoutError> {
     // Leftovers of a harness that was killed (kill -9) go first.
     platform::sweep_leftovers();
@@ -202,9 +248,25 @@ fn run(
         reports_dir,
         bin_dir,
     };
+    let kube_target = match on {
+        On::Local => None,
+        On::Kind { base } => Some(platform::kube::cluster::Target::Kind {
+            root: platform::kube::repository_root(&opts.bin_dir)?,
+            base,
+        }),
+        On::Context(context) => Some(platform::kube::cluster::Target::Context(context)),
+    };
     let outcome = runtime.block_on(async {
-        let mut platform = platform::embedded();
-        runner::run(&scenario, &mut platform, &opts, cancel_rx).await
+        match kube_target {
+            None => {
+                let mut platform = platform::embedded();
+                runner::run(&scenario, &mut platform, &opts, cancel_rx).await
+            }
+            Some(target) => {
+                let mut platform = platform::kube::cluster::KubePlatform::new(target);
+                runner::run(&scenario, &mut platform, &opts, cancel_rx).await
+            }
+        }
     });
     // Give the runtime a moment to finish supervisor tasks; children are already stopped.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));

@@ -75,6 +75,7 @@ pub async fn run<P: Platform>(
         BrownoutError::Environment(format!("cannot create {}: {e}", log_dir.display()))
     })?;
     let deploy = DeployOptions {
+        run_id: run_id.clone(),
         seed: scenario.seed,
         bugs: opts.bugs.clone(),
         bin_dir: opts.bin_dir.clone(),

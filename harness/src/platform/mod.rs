@@ -33,6 +33,8 @@ use std::path::PathBuf;
 /// How to deploy: bug switches for the app, where binaries and logs live.
 #[derive(Debug, Clone)]
 pub struct DeployOptions {
+    /// The run's id (names a Kubernetes run's namespace and image tag).
+    pub run_id: String,
     /// Bug names passed to services that declare `bug_env`.
     pub bugs: Vec<String>,
     /// Directory of the workspace binaries (`{bin_dir}` in commands).

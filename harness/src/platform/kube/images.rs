@@ -97,7 +97,7 @@ pub fn build_commands(base: Option<&str>, tag: &str) -> Vec<Cmd> {
 /// Makes sure the `brownout` kind cluster exists, builds the images and loads them into it;
 /// returns the cluster's kubeconfig (YAML). `root` is the repository (the build context).
 pub fn prepare_kind(
-    tools: &mut impl Tools,
+    tools: &mut (impl Tools + ?Sized),
     root: &Path,
     base: Option<&str>,
     tag: &str,

@@ -1,21 +1,33 @@
-//! The Kubernetes platform (a kind cluster, or opt-in any cluster), being built. What exists:
-//! [`render`] turns a system file into the namespaced objects of a run (golden files in
-//! `kind-config/golden/`, checked offline against the Kubernetes schemas); [`apply`] creates the
-//! run's namespace, server-side-applies the objects, deletes the namespace and sweeps those of
-//! dead runs (tested against a mock API server); [`facts`] turns the kubelet's `Unhealthy` events
-//! and the pods' restart counts into typed evidence; [`preflight`] refuses what must be refused before
-//! anything is touched: a missing `docker` or `kind` (exit 3, naming the install command) and a
-//! cluster that is not kind without `--allow-cluster` naming it (exit 2). Not built yet: the
-//! images and the cluster's creation, readiness waits, the watches that feed [`facts`], the faults
-//! through it, so a run on this platform stops after the preflight and says so.
+//! The Kubernetes platform: a kind cluster, or opt-in any cluster. The same scenario files and
+//! the same core (runner, faults, load, judge, report) as the local platform, behind
+//! [`cluster::KubePlatform`]. Its parts, in the order a run uses them:
+//!
+//! - [`preflight`] refuses what must be refused before anything is touched: a missing `docker`
+//!   or `kind` (exit 3, naming the install command), a cluster that is not kind without
+//!   `--allow-cluster` naming it (exit 2);
+//! - [`images`]: the `brownout` kind cluster created or reused, the images built and loaded;
+//! - [`render`]: the system file as the run's namespaced objects (golden files, validated offline);
+//! - [`apply`]: the namespace (labelled with the run and its owner), server-side apply, deletion,
+//!   the sweep of dead runs' namespaces;
+//! - [`watch`] and [`facts`]: pods, events and EndpointSlices watched into typed evidence;
+//! - [`rollout`], [`volumes`]: the faults that act through the API (rollouts and their rollback,
+//!   exec of `fill-volume`); proxy toxics go through the fault proxy's control API and
+//!   pool-exhaustion through PostgreSQL's NodePort, both on kind's fixed 127.0.0.1 ports;
+//! - [`cluster`]: the [`crate::platform::Platform`] itself.
+//!
+//! The kube-rs code is tested against a mock API server (`mock`, as kube's own tests do); no
+//! cluster runs where these tests run. The workflow `.github/workflows/kind.yml` runs the
+//! scenarios on a real kind cluster.
 
 pub mod apply;
+pub mod cluster;
 pub mod facts;
 pub mod images;
 #[cfg(test)]
 mod mock;
 pub mod render;
 pub mod rollout;
+pub mod volumes;
 pub mod watch;
 
 use crate::error::{BrownoutError, Result};
@@ -49,6 +61,71 @@ fn on_path(program: &str) -> bool {
         std::fs::metadata(dir.join(program))
             .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     })
+}
+
+/// The repository a release build of `brownout` lives in (`<root>/target/release/brownout`): the
+/// images' build context (the Dockerfiles copy `target/release/*`).
+pub fn repository_root(bin_dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let root = bin_dir.parent().and_then(|t| t.parent());
+    match root {
+        Some(root)
+            if bin_dir.ends_with("target/release")
+                && root.join("kind-config/kind.yaml").is_file() =>
+        {
+            Ok(root.to_path_buf())
+        }
+        _ => Err(BrownoutError::Environment(format!(
+            "--platform kind builds its images from the repository's release binaries, but brownout runs from {}: run a release build inside the repository (cargo build --workspace --bins --release; ./target/release/brownout run … --platform kind)",
+            bin_dir.display()
+        ))),
+    }
+}
+
+/// Deletes the namespaces of dead runs on the kind cluster (if it exists) or on `context`.
+pub async fn clean(context: Option<&str>) -> Result<Vec<String>> {
+    let config = match context {
+        Some(context) => {
+            let options = kube::config::KubeConfigOptions {
+                context: Some(context.into()),
+                ..Default::default()
+            };
+            kube::Config::from_kubeconfig(&options).await.map_err(|e| {
+                BrownoutError::Environment(format!("kubeconfig context {context}: {e}"))
+            })?
+        }
+        None => {
+            use images::Tools;
+            let here = std::path::Path::new(".");
+            let mut tools = images::Programs;
+            let clusters = tools.run(
+                &images::Cmd {
+                    program: "kind",
+                    args: vec!["get".into(), "clusters".into()],
+                },
+                here,
+            )?;
+            if !clusters.lines().any(|l| l.trim() == images::CLUSTER) {
+                return Ok(Vec::new());
+            }
+            let yaml = tools.run(
+                &images::Cmd {
+                    program: "kind",
+                    args: ["get", "kubeconfig", "--name", images::CLUSTER]
+                        .map(String::from)
+                        .to_vec(),
+                },
+                here,
+            )?;
+            let kc = kube::config::Kubeconfig::from_yaml(&yaml)
+                .map_err(|e| BrownoutError::Environment(format!("kind kubeconfig: {e}")))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| BrownoutError::Environment(format!("kind kubeconfig: {e}")))?
+        }
+    };
+    let client = kube::Client::try_from(config)
+        .map_err(|e| BrownoutError::Environment(format!("Kubernetes client: {e}")))?;
+    apply::Cluster::new(client).sweep().await
 }
 
 /// Refuses a Kubernetes run that cannot or must not go ahead; `Ok` means it could.

@@ -1,0 +1,910 @@
+//! [`KubePlatform`]: the [`Platform`] on a Kubernetes cluster. `deploy` gets a client (for kind:
+//! the `brownout` cluster created or reused, the images built and loaded, its kubeconfig; for
+//! another cluster: the kubeconfig context given), deletes the namespaces of dead runs, creates
+//! this run's namespace, applies the rendered objects, starts the watches that feed the evidence,
+//! and waits, bounded, for every Deployment to be available and the fixed host addresses
+//! (kind's port mappings) to answer. Faults act through the API (rollouts, exec), the fault
+//! proxy's control API and PostgreSQL's NodePort. `teardown` deletes the namespace and waits,
+//! bounded, until it is gone (so its NodePorts are free for the next run).
+
+use super::apply::{Cluster, Owner};
+use super::images::{self, Tools};
+use super::render::{self, Object, RenderOptions};
+use super::rollout;
+use super::volumes::{self, KubeExec};
+use super::watch::{self, Watches};
+use crate::error::{BrownoutError, Result};
+use crate::evidence::{EdgeCount, Evidence, Layer, Restarts};
+use crate::fault_proxy::client::Client as ProxyClient;
+use crate::faults::toxic::Toxic;
+use crate::platform::{
+    DatabaseHandle, DeployOptions, Endpoints, IngressSettings, Platform, ProxyControl,
+    RevisionChange, RolloutDriver, RolloutOutcome, VolumeFiller,
+};
+use crate::spec::{System, ToxicSpec};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Api;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Where the harness reaches the cluster's NodePorts (kind-config/kind.yaml's port mappings).
+#[derive(Debug, Clone)]
+pub struct HostAddresses {
+    pub ingress: String,
+    pub prometheus: String,
+    pub postgres: String,
+    pub proxy_control: String,
+}
+
+impl Default for HostAddresses {
+    fn default() -> Self {
+        HostAddresses {
+            ingress: "127.0.0.1:18080".into(),
+            prometheus: "127.0.0.1:19090".into(),
+            postgres: "127.0.0.1:15432".into(),
+            proxy_control: "127.0.0.1:18474".into(),
+        }
+    }
+}
+
+/// Which cluster, and how to reach it.
+pub enum Target {
+    /// The `brownout` kind cluster: created if absent, images built from `root` on `base`.
+    Kind { root: PathBuf, base: Option<String> },
+    /// A kubeconfig context (opt-in, checked by the preflight); its images must be pullable.
+    Context(String),
+    /// A client made elsewhere (tests: a mock API server).
+    Client(kube::Client),
+}
+
+struct Filled {
+    service: String,
+    volume: String,
+    pods: Vec<String>,
+    held: Vec<kube::api::AttachedProcess>,
+}
+
+/// What a deployed run holds.
+struct Deployed {
+    client: kube::Client,
+    namespace: String,
+    /// The Deployment applied last per service, and the one before it (rollback).
+    current: BTreeMap<String, Deployment>,
+    revision: BTreeMap<String, u32>,
+    watches: Watches,
+    proxy: Option<ProxyClient>,
+    database_url: Option<String>,
+    fills: Vec<Filled>,
+    ingress: IngressSettings,
+}
+
+pub struct KubePlatform {
+    target: Option<Target>,
+    tools: Option<Box<dyn Tools + Send>>,
+    pub addresses: HostAddresses,
+    /// How long every Deployment gets to become available.
+    pub ready_within: Duration,
+    /// How long the host addresses get to answer once the Deployments are available.
+    pub reachable_within: Duration,
+    /// How often rollouts and readiness are polled.
+    pub poll: Duration,
+    deployed: Option<Deployed>,
+}
+
+impl KubePlatform {
+    pub fn new(target: Target) -> KubePlatform {
+        KubePlatform {
+            target: Some(target),
+            tools: Some(Box::new(images::Programs)),
+            addresses: HostAddresses::default(),
+            ready_within: Duration::from_secs(300),
+            reachable_within: Duration::from_secs(60),
+            poll: Duration::from_millis(500),
+            deployed: None,
+        }
+    }
+
+    /// With other tools (tests).
+    pub fn with_tools(mut self, tools: Box<dyn Tools + Send>) -> KubePlatform {
+        self.tools = Some(tools);
+        self
+    }
+
+    fn deployed(&self) -> Result<&Deployed> {
+        self.deployed
+            .as_ref()
+            .ok_or_else(|| BrownoutError::Environment("the system is not deployed".into()))
+    }
+
+    fn deployed_mut(&mut self) -> Result<&mut Deployed> {
+        self.deployed
+            .as_mut()
+            .ok_or_else(|| BrownoutError::Environment("the system is not deployed".into()))
+    }
+
+    async fn client(&mut self, tag: &str) -> Result<kube::Client> {
+        let target = self
+            .target
+            .take()
+            .ok_or_else(|| BrownoutError::Environment("deploy called twice".into()))?;
+        let config = match target {
+            Target::Client(c) => return Ok(c),
+            Target::Context(context) => {
+                let options = kube::config::KubeConfigOptions {
+                    context: Some(context.clone()),
+                    ..Default::default()
+                };
+                kube::Config::from_kubeconfig(&options).await.map_err(|e| {
+                    BrownoutError::Environment(format!("kubeconfig context {context}: {e}"))
+                })?
+            }
+            Target::Kind { root, base } => {
+                let mut tools = self.tools.take().expect("tools");
+                let tag = tag.to_string();
+                eprintln!(
+                    "brownout: preparing the kind cluster '{}' and its images (tag {tag})…",
+                    images::CLUSTER
+                );
+                let (tools, yaml) = tokio::task::spawn_blocking(move || {
+                    let r = images::prepare_kind(tools.as_mut(), &root, base.as_deref(), &tag);
+                    (tools, r)
+                })
+                .await
+                .map_err(|e| BrownoutError::Environment(format!("kind preparation: {e}")))?;
+                self.tools = Some(tools);
+                let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml?)
+                    .map_err(|e| BrownoutError::Environment(format!("kind kubeconfig: {e}")))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                    .await
+                    .map_err(|e| BrownoutError::Environment(format!("kind kubeconfig: {e}")))?
+            }
+        };
+        kube::Client::try_from(config)
+            .map_err(|e| BrownoutError::Environment(format!("Kubernetes client: {e}")))
+    }
+}
+
+/// The run's namespace: a DNS label from the run id.
+pub fn namespace_of(run_id: &str) -> String {
+    let mut ns: String = format!("brownout-{run_id}")
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect();
+    while ns.ends_with('-') {
+        ns.pop();
+    }
+    ns
+}
+
+/// Why a Deployment is not available yet, from its pods (e.g. `ImagePullBackOff`).
+fn waiting_reasons(pods: &[Pod]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in pods {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        for c in p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+                out.push(format!(
+                    "{name}: {}{}",
+                    w.reason.clone().unwrap_or_default(),
+                    w.message
+                        .as_ref()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                ));
+            } else if !c.ready {
+                out.push(format!("{name}: not ready, {} restarts", c.restart_count));
+            }
+        }
+    }
+    out
+}
+
+fn available(d: &Deployment) -> bool {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let s = d.status.clone().unwrap_or_default();
+    s.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+        && s.available_replicas.unwrap_or(0) == want
+        && s.updated_replicas.unwrap_or(0) == want
+}
+
+/// Waits until every Deployment in `namespace` is available; the error names those that are
+/// not and why their pods wait.
+pub async fn wait_available(
+    client: &kube::Client,
+    namespace: &str,
+    expected: usize,
+    within: Duration,
+    every: Duration,
+) -> Result<()> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let t0 = Instant::now();
+    loop {
+        let last = match api.list(&Default::default()).await {
+            Ok(list) => {
+                let not: Vec<&Deployment> = list.items.iter().filter(|d| !available(d)).collect();
+                if list.items.len() >= expected && not.is_empty() {
+                    return Ok(());
+                }
+                not.iter()
+                    .map(|d| {
+                        let s = d.status.clone().unwrap_or_default();
+                        format!(
+                            "{} {}/{} available",
+                            d.metadata.name.clone().unwrap_or_default(),
+                            s.available_replicas.unwrap_or(0),
+                            d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+            Err(e) => e.to_string(),
+        };
+        if t0.elapsed() >= within {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+            let why = pods
+                .list(&Default::default())
+                .await
+                .map(|l| waiting_reasons(&l.items))
+                .unwrap_or_default();
+            return Err(BrownoutError::Environment(format!(
+                "not ready within {:.0} s: {last}{}",
+                within.as_secs_f64(),
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!("; pods: {}", why.join("; "))
+                }
+            )));
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Waits until `url` answers HTTP at all (any status), bounded.
+async fn wait_answers(url: &str, within: Duration) -> Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+        .unwrap_or_default();
+    let t0 = Instant::now();
+    loop {
+        match http.get(url).send().await {
+            Ok(_) => return Ok(()),
+            Err(e) if t0.elapsed() >= within => {
+                return Err(BrownoutError::Environment(format!(
+                    "{url} did not answer within {:.0} s ({e}); is the kind cluster created from kind-config/kind.yaml (its port mappings)?",
+                    within.as_secs_f64()
+                )))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+impl Platform for KubePlatform {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    async fn deploy(
+        &mut self,
+        system: &System,
+        opts: &DeployOptions,
+        evidence: &Evidence,
+    ) -> Result<Endpoints> {
+        let namespace = namespace_of(&opts.run_id);
+        let tag = namespace.trim_start_matches("brownout-").to_string();
+        let client = self.client(&tag).await?;
+        let cluster = Cluster::new(client.clone());
+        for gone in cluster.sweep().await? {
+            evidence.event(format!("deleted namespace {gone} of a run that is gone"));
+        }
+        let owner = Owner::this_process(&opts.run_id);
+        cluster.create_namespace(&namespace, &owner).await?;
+        let token = format!("{:032x}", rand::random::<u128>());
+        let ropts = RenderOptions {
+            image_tag: tag,
+            proxy_token: token.clone(),
+            bugs: opts.bugs.clone(),
+            ..RenderOptions::new(&namespace, &opts.run_id)
+        };
+        let objects = render::render(system, &ropts)?;
+        let spec = &system.file.ingress;
+        let ingress = IngressSettings {
+            implementation: "nginx Deployment in front of the Service (EndpointSlices, kube-proxy)"
+                .into(),
+            retries: format!("proxy_next_upstream {}", spec.retries),
+            connect_timeout: spec.connect_timeout.to_string(),
+            read_timeout: spec.read_timeout.to_string(),
+            fail_open: spec.fail_open,
+            propagation_delay: "Kubernetes' own (EndpointSlice → kube-proxy)".into(),
+        };
+        // From here on teardown has a namespace to delete, whatever fails next.
+        let watches = watch::start(client.clone(), &namespace, evidence.clone());
+        let current: BTreeMap<String, Deployment> = objects
+            .iter()
+            .filter_map(|o| match o {
+                Object::Deployment(d) => {
+                    Some((d.metadata.name.clone().unwrap_or_default(), d.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        let expected = current.len();
+        self.deployed = Some(Deployed {
+            client: client.clone(),
+            namespace: namespace.clone(),
+            current,
+            revision: BTreeMap::new(),
+            watches,
+            proxy: (!system.file.proxies.is_empty())
+                .then(|| ProxyClient::new(&self.addresses.proxy_control, &token)),
+            database_url: system.file.database.as_ref().map(|db| {
+                format!(
+                    "postgres://postgres@{}/{}",
+                    self.addresses.postgres, db.name
+                )
+            }),
+            fills: Vec::new(),
+            ingress,
+        });
+        evidence.event(format!(
+            "namespace {namespace}: applying {} objects",
+            objects.len()
+        ));
+        cluster.apply(&objects).await?;
+        wait_available(&client, &namespace, expected, self.ready_within, self.poll).await?;
+        let ingress_url = format!("http://{}", self.addresses.ingress);
+        let prometheus_url = format!("http://{}", self.addresses.prometheus);
+        wait_answers(&ingress_url, self.reachable_within).await?;
+        wait_answers(&format!("{prometheus_url}/-/ready"), self.reachable_within).await?;
+        let proxies = system
+            .file
+            .proxies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                (
+                    p.name.clone(),
+                    format!("fault-proxy:{}", render::PROXY_FIRST_PORT + i as i32),
+                )
+            })
+            .collect();
+        Ok(Endpoints {
+            ingress_url,
+            prometheus_url,
+            // Services are ClusterIP: not reachable from the host (see the README).
+            service_urls: Vec::new(),
+            proxies,
+        })
+    }
+
+    fn ingress_settings(&self) -> IngressSettings {
+        self.deployed
+            .as_ref()
+            .map(|d| d.ingress.clone())
+            .unwrap_or_else(|| IngressSettings {
+                implementation: "nginx Deployment (not deployed)".into(),
+                retries: "n/a".into(),
+                connect_timeout: "n/a".into(),
+                read_timeout: "n/a".into(),
+                fail_open: false,
+                propagation_delay: "n/a".into(),
+            })
+    }
+
+    async fn edge_counts(&self) -> Option<Vec<EdgeCount>> {
+        // mtail in the ingress pod, scraped by the run's Prometheus.
+        let url = format!(
+            "http://{}/api/v1/query?query=sum%20by%20(status%2C%20made_by)%20(ingress_http_requests_total)",
+            self.addresses.prometheus
+        );
+        let body: serde_json::Value = reqwest::Client::new()
+            .get(url)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        edge_counts_from_query(&body)
+    }
+
+    fn restarts(&self) -> Vec<Restarts> {
+        self.deployed
+            .as_ref()
+            .map(|d| d.watches.tracker.lock().expect("tracker").restarts())
+            .unwrap_or_default()
+    }
+
+    async fn teardown(&mut self) {
+        let Some(mut d) = self.deployed.take() else {
+            return;
+        };
+        d.fills.clear();
+        drop(d.watches);
+        if let Err(e) = Cluster::new(d.client.clone())
+            .delete_namespace(&d.namespace)
+            .await
+        {
+            eprintln!("brownout: {e}");
+            return;
+        }
+        // Bounded wait until it is gone: its NodePorts are free again for the next run.
+        let api: Api<Namespace> = Api::all(d.client);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(90) {
+            match api.get_opt(&d.namespace).await {
+                Ok(None) => return,
+                Ok(Some(_)) => tokio::time::sleep(self.poll).await,
+                Err(_) => tokio::time::sleep(self.poll).await,
+            }
+        }
+        eprintln!(
+            "brownout: namespace {} still terminating after 90 s",
+            d.namespace
+        );
+    }
+}
+
+/// The edge counters from a Prometheus instant query's answer.
+fn edge_counts_from_query(body: &serde_json::Value) -> Option<Vec<EdgeCount>> {
+    let mut out = Vec::new();
+    for r in body["data"]["result"].as_array()? {
+        let status = r["metric"]["status"].as_str()?.parse().ok()?;
+        let layer = match r["metric"]["made_by"].as_str()? {
+            "ingress" => Layer::Ingress,
+            "upstream" => Layer::App,
+            _ => return None,
+        };
+        let answers = r["value"][1].as_str()?.parse::<f64>().ok()? as u64;
+        out.push(EdgeCount {
+            status,
+            layer,
+            answers,
+        });
+    }
+    Some(out)
+}
+
+impl ProxyControl for KubePlatform {
+    async fn add_toxic(&mut self, proxy: &str, toxic: Toxic) -> Result<()> {
+        let spec = ToxicSpec::from(&toxic);
+        self.proxy()?.add_toxic(proxy, &spec).await
+    }
+    async fn clear_toxics(&mut self, proxy: &str) -> Result<()> {
+        self.proxy()?.clear_toxics(proxy).await
+    }
+    async fn set_down(&mut self, proxy: &str, down: bool) -> Result<()> {
+        self.proxy()?.set_down(proxy, down).await
+    }
+}
+
+impl KubePlatform {
+    fn proxy(&self) -> Result<&ProxyClient> {
+        self.deployed()?.proxy.as_ref().ok_or_else(|| {
+            BrownoutError::BadInput("a proxy fault needs [[proxies]] in the system file".into())
+        })
+    }
+}
+
+impl DatabaseHandle for KubePlatform {
+    async fn connect_database(&self) -> Result<Option<sqlx::PgConnection>> {
+        use sqlx::Connection;
+        let Some(url) = &self.deployed()?.database_url else {
+            return Ok(None);
+        };
+        sqlx::PgConnection::connect(url)
+            .await
+            .map(Some)
+            .map_err(|e| {
+                BrownoutError::Environment(format!("cannot connect to the database at {url}: {e}"))
+            })
+    }
+}
+
+impl VolumeFiller for KubePlatform {
+    async fn fill_volume(
+        &mut self,
+        service: &str,
+        volume: &str,
+        evidence: &Evidence,
+    ) -> Result<()> {
+        let d = self.deployed_mut()?;
+        let exec = KubeExec {
+            pods: Api::namespaced(d.client.clone(), &d.namespace),
+        };
+        let pods = volumes::running_pods(&exec.pods, service).await?;
+        let held = volumes::fill(&exec, &pods, service, volume, evidence).await?;
+        d.fills.push(Filled {
+            service: service.into(),
+            volume: volume.into(),
+            pods,
+            held,
+        });
+        Ok(())
+    }
+
+    async fn free_volume(&mut self, service: &str, volume: &str, evidence: &Evidence) {
+        let Ok(d) = self.deployed_mut() else { return };
+        let exec = KubeExec {
+            pods: Api::namespaced(d.client.clone(), &d.namespace),
+        };
+        let (mine, rest): (Vec<Filled>, Vec<Filled>) = std::mem::take(&mut d.fills)
+            .into_iter()
+            .partition(|f| f.service == service && f.volume == volume);
+        d.fills = rest;
+        for f in mine {
+            volumes::free(&exec, f.held, &f.pods, service, volume, evidence).await;
+        }
+    }
+}
+
+impl RolloutDriver for KubePlatform {
+    async fn start_rollout(
+        &mut self,
+        service: &str,
+        change: &RevisionChange,
+        progress_deadline: Duration,
+        evidence: &Evidence,
+    ) -> Result<tokio::task::JoinHandle<RolloutOutcome>> {
+        let poll = self.poll;
+        let d = self.deployed_mut()?;
+        let current = d.current.get(service).ok_or_else(|| {
+            BrownoutError::BadInput(format!("no service '{service}' to roll out"))
+        })?;
+        let now = chrono::Utc::now().to_rfc3339();
+        let next = rollout::changed(current, change, progress_deadline, &now);
+        let revision = d.revision.entry(service.to_string()).or_insert(1);
+        *revision += 1;
+        let id = format!("{service}@r{revision}");
+        evidence.rollout_started(&id, service, &change.describe());
+        let task = rollout::start(
+            d.client.clone(),
+            &d.namespace,
+            service,
+            &next,
+            id,
+            evidence,
+            d.watches.tracker.clone(),
+            poll,
+        )
+        .await?;
+        d.current.insert(service.to_string(), next);
+        Ok(task)
+    }
+
+    async fn rollback(&mut self, service: &str, evidence: &Evidence) {
+        let Ok(d) = self.deployed_mut() else { return };
+        let Some(current) = d.current.get(service).cloned() else {
+            return;
+        };
+        let id = format!(
+            "{service}@r{}",
+            d.revision.get(service).copied().unwrap_or(1)
+        );
+        match rollout::rollback(d.client.clone(), &d.namespace, &current).await {
+            Ok((applied, to)) => {
+                d.current.insert(service.to_string(), applied);
+                rollout::record_rollback(evidence, &id, to);
+            }
+            Err(e) => evidence.event(format!("rollback of {service} failed: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::kube::mock::{self, Reply, Seen};
+    use http::{Method, StatusCode};
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    fn root() -> PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// A real HTTP server on port 0 standing in for kind's port mappings (ingress, Prometheus).
+    async fn host_ports() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let app = axum::Router::new().fallback(|| async { "ok" });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    }
+
+    /// The API server of a healthy cluster: applies succeed, the Deployments become available on
+    /// the second look, watches stay open, the namespace is gone after its deletion.
+    fn healthy_cluster(system: &System, available_after: usize) -> mock::Answer {
+        let deployments: Vec<serde_json::Value> = render::render(
+            system,
+            &RenderOptions::new("x", "x"),
+        )
+        .unwrap()
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::Deployment(d) => Some(d),
+            _ => None,
+        })
+        .map(|d| {
+            let mut v = serde_json::to_value(&d).unwrap();
+            let n = v["spec"]["replicas"].as_i64().unwrap_or(1);
+            v["metadata"]["generation"] = json!(1);
+            v["status"] = json!({"observedGeneration": 1, "replicas": n, "updatedReplicas": n,
+                    "readyReplicas": n, "availableReplicas": n});
+            v
+        })
+        .collect();
+        let looks = Arc::new(AtomicUsize::new(0));
+        let deleted = Arc::new(AtomicUsize::new(0));
+        Box::new(move |s: &Seen| {
+            let p = s.path_and_query.as_str();
+            if s.is_watch() {
+                return Reply::Watch(vec![]);
+            }
+            match s.method {
+                Method::PATCH => mock::applied(s),
+                Method::DELETE => {
+                    deleted.fetch_add(1, Ordering::SeqCst);
+                    Reply::Json(
+                        StatusCode::OK,
+                        json!({"kind": "Namespace", "apiVersion": "v1",
+                        "metadata": {"name": "ns"}, "status": {"phase": "Terminating"}}),
+                    )
+                }
+                Method::GET if p.starts_with("/api/v1/namespaces?") => {
+                    mock::list("NamespaceList", "v1", vec![])
+                }
+                // One Deployment: as applied last, rolled out completely.
+                Method::GET if p.contains("/deployments/") => {
+                    let name = p
+                        .split("/deployments/")
+                        .nth(1)
+                        .unwrap()
+                        .split('?')
+                        .next()
+                        .unwrap();
+                    let mut d = deployments
+                        .iter()
+                        .find(|d| d["metadata"]["name"] == name)
+                        .cloned()
+                        .unwrap();
+                    d["metadata"]["generation"] = json!(2);
+                    d["status"]["observedGeneration"] = json!(2);
+                    Reply::Json(StatusCode::OK, d)
+                }
+                Method::GET if p.contains("/deployments") => {
+                    if looks.fetch_add(1, Ordering::SeqCst) + 1 < available_after {
+                        let not_yet: Vec<_> = deployments
+                            .iter()
+                            .map(|d| {
+                                let mut d = d.clone();
+                                d["status"]["availableReplicas"] = json!(0);
+                                d
+                            })
+                            .collect();
+                        return mock::list("DeploymentList", "apps/v1", not_yet);
+                    }
+                    mock::list("DeploymentList", "apps/v1", deployments.clone())
+                }
+                Method::GET if p.contains("/pods") => mock::list(
+                    "PodList",
+                    "v1",
+                    vec![super::super::watch::tests::pod("checkout-abc-1", false, 3)],
+                ),
+                Method::GET if p.contains("/events") => mock::list("EventList", "v1", vec![]),
+                Method::GET if p.contains("/endpointslices") => {
+                    mock::list("EndpointSliceList", "discovery.k8s.io/v1", vec![])
+                }
+                // The namespace itself: terminating until deleted, then gone.
+                Method::GET if p.starts_with("/api/v1/namespaces/") => {
+                    if deleted.load(Ordering::SeqCst) > 0 {
+                        mock::status(404, "NotFound", "namespaces \"ns\" not found")
+                    } else {
+                        Reply::Json(
+                            StatusCode::OK,
+                            json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "ns"}}),
+                        )
+                    }
+                }
+                _ => mock::status(404, "NotFound", p),
+            }
+        })
+    }
+
+    fn opts(run_id: &str) -> DeployOptions {
+        DeployOptions {
+            run_id: run_id.into(),
+            bugs: vec!["no-acquire-timeout".into()],
+            bin_dir: PathBuf::from("/nonexistent"),
+            log_dir: PathBuf::from("/nonexistent"),
+            seed: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn deploy_applies_everything_waits_for_availability_and_teardown_deletes_the_namespace() {
+        let system =
+            crate::spec::load_system(&root().join("scenarios/systems/checkout.toml")).unwrap();
+        let (client, log) = mock::server(healthy_cluster(&system, 3));
+        let host = host_ports().await;
+        let mut p = KubePlatform::new(Target::Client(client));
+        p.poll = Duration::from_millis(10);
+        p.addresses.ingress = host.clone();
+        p.addresses.prometheus = host.clone();
+        let ev = Evidence::new();
+        let endpoints = p
+            .deploy(&system, &opts("20261123T200000Z-ab12"), &ev)
+            .await
+            .unwrap();
+        assert_eq!(endpoints.ingress_url, format!("http://{host}"));
+        assert_eq!(endpoints.proxies[0].1, "fault-proxy:15000");
+        assert!(p
+            .ingress_settings()
+            .implementation
+            .contains("nginx Deployment"));
+        let calls = log.calls();
+        let ns = "brownout-20261123t200000z-ab12";
+        assert!(
+            calls[0].path_and_query.starts_with("/api/v1/namespaces?"),
+            "the sweep first"
+        );
+        assert!(calls[1]
+            .path_and_query
+            .starts_with(&format!("/api/v1/namespaces/{ns}?")));
+        assert_eq!(calls[1].method, Method::PATCH);
+        let applies = calls.iter().filter(|c| c.method == Method::PATCH).count();
+        let objects = render::render(&system, &RenderOptions::new(ns, "r"))
+            .unwrap()
+            .len();
+        assert_eq!(applies, 1 + objects);
+        let checkout = calls
+            .iter()
+            .find(|c| {
+                c.path_and_query.starts_with(&format!(
+                    "/apis/apps/v1/namespaces/{ns}/deployments/checkout?"
+                ))
+            })
+            .unwrap();
+        let image = checkout.body["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            image, "brownout/checkout:20261123t200000z-ab12",
+            "images tagged with the run"
+        );
+        assert!(
+            checkout.body.to_string().contains("no-acquire-timeout"),
+            "bugs rendered in"
+        );
+        let looks = calls
+            .iter()
+            .filter(|c| c.method == Method::GET && c.path_and_query.contains("/deployments"))
+            .count();
+        assert_eq!(looks, 3, "waited until available");
+
+        p.teardown().await;
+        let calls = log.calls();
+        let delete = calls
+            .iter()
+            .position(|c| c.method == Method::DELETE)
+            .expect("namespace deleted");
+        assert!(calls[delete]
+            .path_and_query
+            .starts_with(&format!("/api/v1/namespaces/{ns}?")));
+        assert!(calls[delete + 1..].iter().any(|c| c.method == Method::GET
+            && c.path_and_query
+                .starts_with(&format!("/api/v1/namespaces/{ns}"))));
+        p.teardown().await; // idempotent
+        assert_eq!(
+            log.calls()
+                .iter()
+                .filter(|c| c.method == Method::DELETE)
+                .count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deployment_never_available_is_an_error_naming_it_and_why_its_pods_wait() {
+        let system =
+            crate::spec::load_system(&root().join("scenarios/systems/checkout.toml")).unwrap();
+        let (client, _log) = mock::server(healthy_cluster(&system, usize::MAX));
+        let mut p = KubePlatform::new(Target::Client(client));
+        p.poll = Duration::from_millis(10);
+        p.ready_within = Duration::from_millis(200);
+        let e = p
+            .deploy(&system, &opts("r2"), &Evidence::new())
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("not ready within 0 s") && text.contains("checkout 0/"),
+            "{text}"
+        );
+        assert!(
+            text.contains("checkout-abc-1: not ready, 3 restarts"),
+            "{text}"
+        );
+        p.teardown().await;
+    }
+
+    /// Ctrl-C while the system comes up: the run stops as interrupted and the namespace goes.
+    #[tokio::test]
+    async fn ctrl_c_during_deploy_deletes_the_namespace() {
+        let scenario =
+            crate::spec::load_scenario(&root().join("scenarios/pool-exhaustion.toml")).unwrap();
+        let (client, log) = mock::server(healthy_cluster(&scenario.system, usize::MAX));
+        let mut p = KubePlatform::new(Target::Client(client));
+        p.poll = Duration::from_millis(10);
+        let reports = tempfile::tempdir().unwrap();
+        let opts = crate::runner::RunOptions {
+            bugs: Vec::new(),
+            reports_dir: reports.path().to_path_buf(),
+            bin_dir: PathBuf::from("/nonexistent"),
+        };
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let watcher = log.clone();
+        tokio::spawn(async move {
+            // Once the objects are being applied, press Ctrl-C.
+            while !watcher
+                .calls()
+                .iter()
+                .any(|c| c.path_and_query.contains("/deployments"))
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tx.send(true).unwrap();
+        });
+        let r = crate::runner::run(&scenario, &mut p, &opts, rx).await;
+        assert!(
+            matches!(r, Err(BrownoutError::Interrupted)),
+            "{:?}",
+            r.err()
+        );
+        let calls = log.calls();
+        assert!(
+            calls.iter().any(|c| c.method == Method::DELETE
+                && c.path_and_query.starts_with("/api/v1/namespaces/brownout-")),
+            "namespace deleted on Ctrl-C"
+        );
+    }
+
+    #[test]
+    fn namespaces_are_dns_labels_and_edge_counts_come_from_prometheus() {
+        assert_eq!(
+            namespace_of("20261123T200000Z-AB12"),
+            "brownout-20261123t200000z-ab12"
+        );
+        assert_eq!(namespace_of(&"x".repeat(80)).len(), 63);
+        assert_eq!(namespace_of("a_b."), "brownout-a-b");
+        let body = json!({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"status": "200", "made_by": "upstream"}, "value": [1.0, "140"]},
+            {"metric": {"status": "502", "made_by": "ingress"}, "value": [1.0, "3"]}]}});
+        let counts = edge_counts_from_query(&body).unwrap();
+        assert_eq!(counts.len(), 2);
+        assert_eq!(
+            (counts[0].status, counts[0].layer, counts[0].answers),
+            (200, Layer::App, 140)
+        );
+        assert_eq!(
+            (counts[1].status, counts[1].layer, counts[1].answers),
+            (502, Layer::Ingress, 3)
+        );
+        assert!(edge_counts_from_query(&json!({"status": "error"})).is_none());
+    }
+}
