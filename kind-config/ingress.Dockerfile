@@ -1,9 +1,10 @@
 # The ingress image for the kind platform: nginx and mtail (the edge exporter), the same programs
 # and configuration as the local platform. The run's ConfigMap supplies nginx.conf, the upstream
-# block (the routed Service) and the mtail program. Build from the repository root:
+# block (the routed Service) and the mtail program. `nginx` (not nginx-light) exists in Debian and
+# Ubuntu alike, so BASE may be either (match the build host's glibc). Build from the repository root:
 #   docker build -f kind-config/ingress.Dockerfile -t brownout/ingress:dev .
 ARG BASE=debian:bookworm-slim
 FROM ${BASE}
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends nginx-light mtail \
+    && apt-get install -y --no-install-recommends nginx mtail \
     && rm -rf /var/lib/apt/lists/*

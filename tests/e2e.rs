@@ -57,6 +57,10 @@ fn spawn_run(
     if let Some(system) = system {
         cmd.args(["--system", system]);
     }
+    // The kind workflow runs the same matrix on a kind cluster (see scenario_matrix_on_kind).
+    if let Ok(platform) = std::env::var("BROWNOUT_E2E_PLATFORM") {
+        cmd.args(["--platform", &platform]);
+    }
     cmd.spawn().expect("start brownout")
 }
 
@@ -318,6 +322,26 @@ const MATRIX: &[Case] = &[
 #[test]
 fn scenario_matrix() {
     let _g = serial();
+    matrix();
+}
+
+/// The same matrix on the `brownout` kind cluster (`--platform kind`), as
+/// `.github/workflows/kind.yml` runs it: `cargo test --release --test e2e -- --ignored`. It needs
+/// docker, kind and a cluster made from kind-config/kind.yaml (or none: the run creates it).
+#[test]
+#[ignore = "needs a kind cluster"]
+fn scenario_matrix_on_kind() {
+    let _g = serial();
+    // Only this test runs with the variable set: it holds the one-at-a-time lock throughout.
+    std::env::set_var("BROWNOUT_E2E_PLATFORM", "kind");
+    let result = std::panic::catch_unwind(matrix);
+    std::env::remove_var("BROWNOUT_E2E_PLATFORM");
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn matrix() {
     app_binaries_built();
     let only = std::env::var("BROWNOUT_E2E_ONLY").ok();
     let (_guard, reports) = reports_dir();

@@ -272,3 +272,43 @@ async fn fill_volume_in_the_image_fills_a_tmpfs_until_enospc_and_frees_it() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("/volumes/missing"), "{out}");
 }
+
+/// The other images carry their programs: nginx and mtail in the ingress image (the same programs
+/// the local platform runs), the fault proxy in its own, the payments stub in its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ingress_fault_proxy_and_payments_images_carry_their_programs() {
+    images();
+    let cases = [
+        ("brownout/ingress", "nginx", vec!["-v"], "nginx version"),
+        (
+            "brownout/ingress",
+            "mtail",
+            vec!["--version"],
+            "mtail version",
+        ),
+        (
+            "brownout/fault-proxy",
+            "/usr/local/bin/fault-proxy",
+            vec!["--help"],
+            "--token-file",
+        ),
+        (
+            "brownout/payments-stub",
+            "/usr/local/bin/fill-volume",
+            vec!["--help"],
+            "Fill a volume",
+        ),
+    ];
+    for (image, program, args, says) in cases {
+        let c = GenericImage::new(image, TAG)
+            .with_entrypoint(program)
+            .with_cmd(args)
+            .start()
+            .await
+            .unwrap();
+        let code = exit_code(&c, Duration::from_secs(20)).await;
+        let text = logs(&c).await;
+        assert_eq!(code, Some(0), "{image} {program}: {text}");
+        assert!(text.contains(says), "{image} {program}: {text}");
+    }
+}
