@@ -299,4 +299,21 @@ fn kubernetes_platforms_refuse_clearly_before_anything_runs() {
     ] {
         assert!(text(&out).contains(said), "{said}: {}", text(&out));
     }
+
+    // `clean` with no kind cluster has nothing to delete; without docker/kind it refuses as run does.
+    let out = Command::new(BROWNOUT)
+        .args(["clean", "--platform", "kind"])
+        .current_dir(root())
+        .env("PATH", fake.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("0 namespaces of dead runs deleted"), "{}", text(&out));
+    let out = Command::new(BROWNOUT)
+        .args(["clean", "--platform", "kind"])
+        .current_dir(root())
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
 }
