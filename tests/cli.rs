@@ -308,7 +308,11 @@ fn kubernetes_platforms_refuse_clearly_before_anything_runs() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("0 namespaces of dead runs deleted"), "{}", text(&out));
+    assert!(
+        text(&out).contains("0 namespaces of dead runs deleted"),
+        "{}",
+        text(&out)
+    );
     let out = Command::new(BROWNOUT)
         .args(["clean", "--platform", "kind"])
         .current_dir(root())

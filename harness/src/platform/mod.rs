@@ -153,6 +153,23 @@ pub trait DatabaseHandle {
     async fn connect_database(&self) -> Result<Option<sqlx::PgConnection>>;
 }
 
+/// A new connection to the database at `url`, for [`DatabaseHandle`] implementations (`None`: the
+/// system has no database).
+pub async fn connect_postgres(url: Option<&str>) -> Result<Option<sqlx::PgConnection>> {
+    use sqlx::Connection;
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    sqlx::PgConnection::connect(url)
+        .await
+        .map(Some)
+        .map_err(|e| {
+            crate::error::BrownoutError::Environment(format!(
+                "cannot connect to the database at {url}: {e}"
+            ))
+        })
+}
+
 /// Sized volumes of a service's replicas, filled for real.
 #[allow(async_fn_in_trait)]
 pub trait VolumeFiller {

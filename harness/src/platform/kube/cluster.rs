@@ -131,15 +131,7 @@ impl KubePlatform {
             .ok_or_else(|| BrownoutError::Environment("deploy called twice".into()))?;
         let config = match target {
             Target::Client(c) => return Ok(c),
-            Target::Context(context) => {
-                let options = kube::config::KubeConfigOptions {
-                    context: Some(context.clone()),
-                    ..Default::default()
-                };
-                kube::Config::from_kubeconfig(&options).await.map_err(|e| {
-                    BrownoutError::Environment(format!("kubeconfig context {context}: {e}"))
-                })?
-            }
+            Target::Context(context) => super::kube_config(Some(&context), None).await?,
             Target::Kind { root, base } => {
                 let mut tools = self.tools.take().expect("tools");
                 let tag = tag.to_string();
@@ -154,11 +146,7 @@ impl KubePlatform {
                 .await
                 .map_err(|e| BrownoutError::Environment(format!("kind preparation: {e}")))?;
                 self.tools = Some(tools);
-                let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml?)
-                    .map_err(|e| BrownoutError::Environment(format!("kind kubeconfig: {e}")))?;
-                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                    .await
-                    .map_err(|e| BrownoutError::Environment(format!("kind kubeconfig: {e}")))?
+                super::kube_config(None, Some(&yaml?)).await?
             }
         };
         kube::Client::try_from(config)
@@ -502,16 +490,7 @@ impl KubePlatform {
 
 impl DatabaseHandle for KubePlatform {
     async fn connect_database(&self) -> Result<Option<sqlx::PgConnection>> {
-        use sqlx::Connection;
-        let Some(url) = &self.deployed()?.database_url else {
-            return Ok(None);
-        };
-        sqlx::PgConnection::connect(url)
-            .await
-            .map(Some)
-            .map_err(|e| {
-                BrownoutError::Environment(format!("cannot connect to the database at {url}: {e}"))
-            })
+        crate::platform::connect_postgres(self.deployed()?.database_url.as_deref()).await
     }
 }
 

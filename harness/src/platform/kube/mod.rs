@@ -81,18 +81,34 @@ pub fn repository_root(bin_dir: &std::path::Path) -> Result<std::path::PathBuf> 
     }
 }
 
+/// A client configuration: from a kubeconfig context, or from a kubeconfig's YAML (kind's).
+pub async fn kube_config(
+    context: Option<&str>,
+    kubeconfig_yaml: Option<&str>,
+) -> Result<kube::Config> {
+    if let Some(yaml) = kubeconfig_yaml {
+        let kc = kube::config::Kubeconfig::from_yaml(yaml)
+            .map_err(|e| BrownoutError::Environment(format!("kind kubeconfig: {e}")))?;
+        return kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .map_err(|e| BrownoutError::Environment(format!("kind kubeconfig: {e}")));
+    }
+    let options = kube::config::KubeConfigOptions {
+        context: context.map(String::from),
+        ..Default::default()
+    };
+    kube::Config::from_kubeconfig(&options).await.map_err(|e| {
+        BrownoutError::Environment(format!(
+            "kubeconfig context {}: {e}",
+            context.unwrap_or("(current)")
+        ))
+    })
+}
+
 /// Deletes the namespaces of dead runs on the kind cluster (if it exists) or on `context`.
 pub async fn clean(context: Option<&str>) -> Result<Vec<String>> {
     let config = match context {
-        Some(context) => {
-            let options = kube::config::KubeConfigOptions {
-                context: Some(context.into()),
-                ..Default::default()
-            };
-            kube::Config::from_kubeconfig(&options).await.map_err(|e| {
-                BrownoutError::Environment(format!("kubeconfig context {context}: {e}"))
-            })?
-        }
+        Some(context) => kube_config(Some(context), None).await?,
         None => {
             use images::Tools;
             let here = std::path::Path::new(".");
@@ -116,11 +132,7 @@ pub async fn clean(context: Option<&str>) -> Result<Vec<String>> {
                 },
                 here,
             )?;
-            let kc = kube::config::Kubeconfig::from_yaml(&yaml)
-                .map_err(|e| BrownoutError::Environment(format!("kind kubeconfig: {e}")))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .map_err(|e| BrownoutError::Environment(format!("kind kubeconfig: {e}")))?
+            kube_config(None, Some(&yaml)).await?
         }
     };
     let client = kube::Client::try_from(config)

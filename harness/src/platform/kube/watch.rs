@@ -57,6 +57,12 @@ pub struct Tracker {
 /// How many events about unseen pods are kept for later.
 const EARLY_EVENTS: usize = 1000;
 
+/// "exit code 137 (Error)": how a container ended.
+fn exit_status(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> String {
+    let reason = t.reason.as_ref().map(|r| format!(" ({r})"));
+    format!("exit code {}{}", t.exit_code, reason.unwrap_or_default())
+}
+
 fn ms(seconds: Option<i32>, default_s: i32) -> u64 {
     seconds.unwrap_or(default_s).max(1) as u64 * 1000
 }
@@ -155,17 +161,7 @@ impl Tracker {
                 .filter_map(|c| c.last_state.as_ref()?.terminated.as_ref())
                 .next_back();
             let (status, line) = match last {
-                Some(t) => (
-                    format!(
-                        "exit code {}{}",
-                        t.exit_code,
-                        t.reason
-                            .as_ref()
-                            .map(|r| format!(" ({r})"))
-                            .unwrap_or_default()
-                    ),
-                    t.message.clone().unwrap_or_default(),
-                ),
+                Some(t) => (exit_status(t), t.message.clone().unwrap_or_default()),
                 None => ("restarted".into(), String::new()),
             };
             seen.last_exit = line.trim().to_string();
@@ -216,14 +212,7 @@ impl Tracker {
                 .find_map(|c| c.state.as_ref()?.terminated.as_ref());
             if let Some(t) = ended {
                 seen.ended = true;
-                let status = format!(
-                    "exit code {}{}",
-                    t.exit_code,
-                    t.reason
-                        .as_ref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                );
+                let status = exit_status(t);
                 let event = if t.exit_code == 137 {
                     Lifecycle::Sigkill { status }
                 } else {

@@ -855,14 +855,7 @@ impl ProxyControl for LocalPlatform {
 
 impl DatabaseHandle for LocalPlatform {
     async fn connect_database(&self) -> Result<Option<sqlx::PgConnection>> {
-        use sqlx::Connection;
-        let Some(url) = &self.database_url else {
-            return Ok(None);
-        };
-        sqlx::PgConnection::connect(url)
-            .await
-            .map(Some)
-            .map_err(|e| BrownoutError::Environment(format!("cannot connect to the database: {e}")))
+        super::connect_postgres(self.database_url.as_deref()).await
     }
 }
 
