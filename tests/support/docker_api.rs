@@ -13,12 +13,25 @@ use std::path::{Path, PathBuf};
 
 /// The shim's socket, for `DOCKER_HOST=unix://…`; serves until the process ends.
 pub fn start(daemon: &Path) -> PathBuf {
-    let dir = tempfile::Builder::new()
-        .prefix("brownout-docker-api-")
-        .tempdir()
-        .expect("temp dir")
-        .keep();
-    let socket = dir.join("docker.sock");
+    // In cargo's per-test scratch dir (under target/), not /tmp: nothing is left outside the build
+    // dir, and a stale socket from an earlier run of this test binary is replaced.
+    let socket = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("docker-api-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket);
+    // Sockets of earlier runs whose process is gone.
+    for e in std::fs::read_dir(env!("CARGO_TARGET_TMPDIR"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("docker-api-")
+            .and_then(|n| n.strip_suffix(".sock"));
+        if pid.is_some_and(|p| !Path::new("/proc").join(p).exists()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     let daemon = daemon.to_path_buf();
     let (tx, rx) = std::sync::mpsc::channel();
     let path = socket.clone();
