@@ -35,15 +35,8 @@ enum Command {
         scenarios_dir: PathBuf,
         #[arg(long, env = "BROWNOUT_REPORTS", default_value = "reports")]
         reports_dir: PathBuf,
-        /// Where the system runs.
-        #[arg(long, value_enum, default_value = "local")]
-        platform: PlatformChoice,
-        /// The kubeconfig context (`--platform kubernetes`).
-        #[arg(long)]
-        context: Option<String>,
-        /// Consent to deploy to and inject faults into this cluster: the context's name again.
-        #[arg(long)]
-        allow_cluster: Option<String>,
+        #[command(flatten)]
+        on: Where,
         /// `--platform kind`: the base image of the images built from kind-config/ (default:
         /// the Dockerfiles' debian:bookworm-slim; brownout/base:bookworm where no registry is
         /// reachable, made by scripts/base-image.sh).
@@ -53,12 +46,8 @@ enum Command {
     /// Remove what dead runs left behind: local processes, mounts and work dirs, and, with
     /// `--platform kind|kubernetes`, the namespaces of runs whose harness is gone (by label).
     Clean {
-        #[arg(long, value_enum, default_value = "local")]
-        platform: PlatformChoice,
-        #[arg(long)]
-        context: Option<String>,
-        #[arg(long)]
-        allow_cluster: Option<String>,
+        #[command(flatten)]
+        on: Where,
     },
     /// Print the Kubernetes objects of a run of a system file (what `--platform kind` applies),
     /// as one YAML stream.
@@ -88,6 +77,30 @@ enum Command {
     },
 }
 
+/// Which platform a command acts on, and the consent another cluster needs.
+#[derive(clap::Args)]
+struct Where {
+    /// Where the system runs.
+    #[arg(long, value_enum, default_value = "local")]
+    platform: PlatformChoice,
+    /// The kubeconfig context (`--platform kubernetes`).
+    #[arg(long)]
+    context: Option<String>,
+    /// Consent to deploy to and inject faults into this cluster: the context's name again.
+    #[arg(long)]
+    allow_cluster: Option<String>,
+}
+
+impl Where {
+    fn preflight(&self) -> Result<(), BrownoutError> {
+        platform::kube::preflight(
+            self.platform,
+            self.context.as_deref(),
+            self.allow_cluster.as_deref(),
+        )
+    }
+}
+
 impl Cli {
     /// Runs the command; errors carry their own exit code.
     pub fn run(self) -> Result<Exit, BrownoutError> {
@@ -109,16 +122,14 @@ impl Cli {
                 system,
                 scenarios_dir,
                 reports_dir,
-                platform,
-                context,
-                allow_cluster,
+                on,
                 image_base,
             } => {
-                platform::kube::preflight(platform, context.as_deref(), allow_cluster.as_deref())?;
-                let on = match platform {
+                on.preflight()?;
+                let on = match on.platform {
                     PlatformChoice::Local => On::Local,
                     PlatformChoice::Kind => On::Kind { base: image_base },
-                    PlatformChoice::Kubernetes => On::Context(context.unwrap_or_default()),
+                    PlatformChoice::Kubernetes => On::Context(on.context.unwrap_or_default()),
                 };
                 run(
                     &scenario,
@@ -129,17 +140,17 @@ impl Cli {
                     on,
                 )
             }
-            Command::Clean {
-                platform,
-                context,
-                allow_cluster,
-            } => {
+            Command::Clean { on } => {
                 platform::sweep_leftovers();
-                if platform == PlatformChoice::Local {
+                if on.platform == PlatformChoice::Local {
                     println!("local leftovers swept");
                     return Ok(Exit::Pass);
                 }
-                platform::kube::preflight(platform, context.as_deref(), allow_cluster.as_deref())?;
+                on.preflight()?;
+                // kind's own cluster, or (only for --platform kubernetes) the context's.
+                let context = (on.platform == PlatformChoice::Kubernetes)
+                    .then_some(on.context)
+                    .flatten();
                 let runtime = tokio::runtime::Runtime::new().map_err(|e| {
                     BrownoutError::Environment(format!("cannot start the async runtime: {e}"))
                 })?;
