@@ -8,11 +8,13 @@ use crate::error::{BrownoutError, Result};
 use crate::evidence::{Evidence, Layer, Probe};
 use crate::faults::{self, ActiveFault};
 use crate::integrity;
+use crate::judge::regression::{self, Baseline};
 use crate::judge::{self, JudgeInput, Verdict};
 use crate::load;
 use crate::platform::{DeployOptions, Platform};
 use crate::report::{self, Report};
 use crate::spec::{ExpectSpec, Scenario};
+use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -26,17 +28,42 @@ pub struct RunOptions {
     pub bugs: Vec<String>,
     pub reports_dir: PathBuf,
     pub bin_dir: PathBuf,
+    /// A stored run to compare with (the `regression` expectation).
+    pub baseline: Option<Baseline>,
 }
 
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunVerdict {
+    /// Every expectation held.
+    Pass,
+    /// An expectation failed.
+    Fail,
+    /// The run stopped before judging (a fault or setup error, Ctrl-C); nothing was judged.
+    Aborted,
+}
+
+impl std::fmt::Display for RunVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunVerdict::Pass => "pass",
+            RunVerdict::Fail => "fail",
+            RunVerdict::Aborted => "aborted",
+        })
+    }
+}
+
+/// A finished run: its report (as written), where it is, and for an aborted run why it stopped.
 pub struct RunOutcome {
-    pub passed: bool,
+    pub report: Report,
     pub report_dir: PathBuf,
-    pub verdicts: Vec<Verdict>,
+    /// Why an aborted run stopped (its exit code: 2, 3 or 130).
+    pub error: Option<BrownoutError>,
 }
 
 /// What the live part of a run produced, before judging.
 struct Driven {
-    stack_up: Duration,
     restarts: Vec<crate::evidence::Restarts>,
     integrity: Option<integrity::Integrity>,
 }
@@ -54,6 +81,8 @@ async fn or_cancel<T>(
     }
 }
 
+/// Runs the scenario and writes its report, also when the run is aborted (verdict `aborted`,
+/// with the reason and what was recorded until then). `Err` only when no report could be written.
 pub async fn run<P: Platform>(
     scenario: &Scenario,
     platform: &mut P,
@@ -93,20 +122,62 @@ pub async fn run<P: Platform>(
         }
     );
     let watchdog = crate::stall::watch("harness", evidence.clone());
-    let driven = drive(scenario, platform, &deploy, &evidence, &mut cancel).await;
+    let mut stack_up = None;
+    let driven = drive(
+        scenario,
+        platform,
+        &deploy,
+        &evidence,
+        &mut cancel,
+        &mut stack_up,
+    )
+    .await;
     watchdog.abort();
     eprintln!("brownout: tearing down");
     platform.teardown().await;
-    let driven = driven?;
 
     let data = evidence.with(std::mem::take);
-    let verdicts = judge::judge(&JudgeInput {
-        scenario,
-        data: &data,
-        restarts: &driven.restarts,
-        integrity: driven.integrity.as_ref(),
-    });
-    let passed = verdicts.iter().all(|v| v.passed);
+    let (verdict, verdicts, driven, error) = match driven {
+        Ok(driven) => {
+            let mut verdicts = judge::judge(&JudgeInput {
+                scenario,
+                data: &data,
+                restarts: &driven.restarts,
+                integrity: driven.integrity.as_ref(),
+            });
+            if let Some(baseline) = &opts.baseline {
+                let phases = report::phase_stats(scenario, &data, scenario.load.rate);
+                let judged = regression::judge(
+                    &phases.iter().map(|p| p.figures()).collect::<Vec<_>>(),
+                    &verdicts,
+                    baseline,
+                    &scenario.regression,
+                );
+                verdicts.push(Verdict {
+                    id: regression::ID.into(),
+                    kind: "regression".into(),
+                    passed: judged.passed,
+                    evidence: judged.evidence,
+                    margins: judged.margins,
+                });
+            }
+            let verdict = if verdicts.iter().all(|v| v.passed) {
+                RunVerdict::Pass
+            } else {
+                RunVerdict::Fail
+            };
+            (verdict, verdicts, driven, None)
+        }
+        Err(e) => (
+            RunVerdict::Aborted,
+            Vec::new(),
+            Driven {
+                restarts: platform.restarts(),
+                integrity: None,
+            },
+            Some(e),
+        ),
+    };
     let report = Report {
         schema: report::SCHEMA_VERSION,
         scenario: scenario.name.clone(),
@@ -116,14 +187,16 @@ pub async fn run<P: Platform>(
             .system_override
             .then(|| scenario.system.path.display().to_string()),
         run_id,
-        verdict: if passed { "pass" } else { "fail" },
+        verdict,
+        aborted: error.as_ref().map(|e| e.to_string()),
+        baseline: opts.baseline.as_ref().map(|b| b.path.display().to_string()),
         bugs: opts.bugs.clone(),
         started_at: started_at.to_rfc3339(),
         wall_time_s: wall.elapsed().as_secs_f64(),
-        stack_up_s: driven.stack_up.as_secs_f64(),
+        stack_up_s: stack_up.map(|d: Duration| d.as_secs_f64()),
         harness_cpu_s: cpu_seconds(),
         load: report::LoadInfo {
-            model: "open: constant arrival rate, seeded stationary mix",
+            model: "open: constant arrival rate, seeded stationary mix".into(),
             rate: scenario.load.rate,
             max_in_flight: scenario.load.max_in_flight,
             timeout_s: scenario.load.timeout.as_secs_f64(),
@@ -133,7 +206,7 @@ pub async fn run<P: Platform>(
         },
         ingress: platform.ingress_settings(),
         phases: report::phase_stats(scenario, &data, scenario.load.rate),
-        expectations: verdicts.clone(),
+        expectations: verdicts,
         silent_outages_allowed: scenario.silent_outages_allowed.clone(),
         restarts: driven
             .restarts
@@ -152,9 +225,9 @@ pub async fn run<P: Platform>(
     })?;
     print_summary(&report, &report_dir);
     Ok(RunOutcome {
-        passed,
+        report,
         report_dir,
-        verdicts,
+        error,
     })
 }
 
@@ -164,6 +237,7 @@ async fn drive<P: Platform>(
     deploy: &DeployOptions,
     evidence: &Evidence,
     cancel: &mut watch::Receiver<bool>,
+    stack_up: &mut Option<Duration>,
 ) -> Result<Driven> {
     let t0 = Instant::now();
     eprintln!(
@@ -172,10 +246,10 @@ async fn drive<P: Platform>(
     );
     let endpoints =
         or_cancel(platform.deploy(&scenario.system, deploy, evidence), cancel).await??;
-    let stack_up = t0.elapsed();
+    *stack_up = Some(t0.elapsed());
     eprintln!(
         "brownout: system up in {:.1} s; ingress {}; prometheus {}",
-        stack_up.as_secs_f64(),
+        t0.elapsed().as_secs_f64(),
         endpoints.ingress_url,
         endpoints.prometheus_url
     );
@@ -238,7 +312,6 @@ async fn drive<P: Platform>(
         _ => None,
     };
     Ok(Driven {
-        stack_up,
         restarts,
         integrity,
     })
@@ -393,20 +466,38 @@ fn print_summary(r: &Report, dir: &std::path::Path) {
         .collect();
     let requests: u64 =
         r.phases.iter().map(|p| p.sent + p.retries).sum::<u64>() + r.load.warmup_sent;
-    let _ = writeln!(
-        out,
-        "\n{}: {} of {} expectations held{}; wall {:.1} s, stack up {:.1} s, harness CPU {:.1} s ({:.1} ms per 1,000 requests), max RSS {:.0} MB\nreport: {}",
-        r.verdict.to_uppercase(),
-        r.expectations.len() - failed.len(),
-        r.expectations.len(),
-        if failed.is_empty() { String::new() } else { format!(" — failed: {}", failed.join(", ")) },
+    let tail = format!(
+        "wall {:.1} s, stack up {}, harness CPU {:.1} s ({:.1} ms per 1,000 requests), max RSS {:.0} MB",
         r.wall_time_s,
-        r.stack_up_s,
+        r.stack_up_s.map_or("never".into(), |s| format!("{s:.1} s")),
         r.harness_cpu_s,
         r.harness_cpu_s * 1e6 / requests.max(1) as f64,
         r.load.harness_max_rss_mb,
-        dir.join("report.md").display()
     );
+    match &r.aborted {
+        Some(reason) => {
+            let _ = writeln!(
+                out,
+                "\nABORTED: {reason}; nothing judged ({} phases recorded); {tail}",
+                r.phases.len()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "\n{}: {} of {} expectations held{}; {tail}",
+                r.verdict.to_string().to_uppercase(),
+                r.expectations.len() - failed.len(),
+                r.expectations.len(),
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — failed: {}", failed.join(", "))
+                },
+            );
+        }
+    }
+    let _ = writeln!(out, "report: {}", dir.join("report.md").display());
 }
 
 fn rusage() -> libc::rusage {

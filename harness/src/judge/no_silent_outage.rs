@@ -200,7 +200,12 @@ pub fn judge(data: &EvidenceData, s: &Settings) -> (bool, String, Vec<Margin>) {
             }
         }
     }
-    if found.is_empty() {
+    let judged = answers.iter().filter(|a| a.judged).count();
+    if judged == 0 {
+        // Nothing clients saw: no outage can be ruled out (the load never ran).
+        passed = false;
+        parts.push("no answers recorded in any phase: nothing to judge".into());
+    } else if found.is_empty() {
         parts.push(format!(
             "no outage (no {} window with over {} of answers failed)",
             secs(s.window_ms),
@@ -385,6 +390,18 @@ mod tests {
         assert!(!ok);
         assert!(
             text.contains("FALSE PAGE in the baseline: CheckoutDbPoolSaturated at 12.0 s"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_run_without_answers_is_not_a_run_without_outages() {
+        let mut d = run(0..0, 200, Layer::App);
+        d.responses.clear();
+        let (ok, text, _) = judge(&d, &settings(&sev()));
+        assert!(!ok);
+        assert!(
+            text.starts_with("no answers recorded in any phase: nothing to judge"),
             "{text}"
         );
     }

@@ -835,6 +835,7 @@ mod tests {
             bugs: Vec::new(),
             reports_dir: reports.path().to_path_buf(),
             bin_dir: PathBuf::from("/nonexistent"),
+            baseline: None,
         };
         let (tx, rx) = tokio::sync::watch::channel(false);
         let watcher = log.clone();
@@ -849,12 +850,23 @@ mod tests {
             }
             tx.send(true).unwrap();
         });
-        let r = crate::runner::run(&scenario, &mut p, &opts, rx).await;
+        let r = crate::runner::run(&scenario, &mut p, &opts, rx)
+            .await
+            .expect("a report of the aborted run");
         assert!(
-            matches!(r, Err(BrownoutError::Interrupted)),
+            matches!(r.error, Some(BrownoutError::Interrupted)),
             "{:?}",
-            r.err()
+            r.error
         );
+        // The aborted run's report says so, with nothing judged.
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(r.report_dir.join("report.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(report["verdict"], "aborted");
+        assert_eq!(report["aborted"], "interrupted");
+        assert_eq!(report["expectations"], json!([]));
+        assert_eq!(report["stack_up_s"], serde_json::Value::Null);
         let calls = log.calls();
         assert!(
             calls.iter().any(|c| c.method == Method::DELETE

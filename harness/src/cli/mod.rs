@@ -1,12 +1,18 @@
 //! The command line: `run` a scenario (on the local platform, a kind cluster or, opt-in, another
-//! cluster), `clean` up after dead runs, `validate` scenario files, `list` scenarios, `summarize`
-//! many runs, print a system's Kubernetes `manifests`. Each command returns an [`Exit`] (or an error, whose exit code it implies).
+//! cluster), `prove` that scenarios catch their bugs, run a `suite` of scenarios for CI, `clean`
+//! up after dead runs, `validate` scenario files, `list` scenarios, `summarize` many runs, print a
+//! system's Kubernetes `manifests`. Each command returns an [`Exit`] (or an error, whose exit code
+//! it implies).
+
+mod prove;
+mod session;
+mod suite;
 
 use crate::error::{BrownoutError, Exit};
 use crate::platform::kube::PlatformChoice;
-use crate::runner::{self, RunOptions};
 use crate::{platform, spec};
 use clap::{Parser, Subcommand};
+use session::{On, Session};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -31,17 +37,37 @@ enum Command {
         /// Run against this system file instead of the one the scenario names.
         #[arg(long)]
         system: Option<PathBuf>,
-        #[arg(long, env = "BROWNOUT_SCENARIOS", default_value = "scenarios")]
-        scenarios_dir: PathBuf,
-        #[arg(long, env = "BROWNOUT_REPORTS", default_value = "reports")]
-        reports_dir: PathBuf,
+        /// Compare with this earlier run (its report.json or its directory); default:
+        /// <reports-dir>/<scenario>/baseline.json if it exists.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// If the run passes, store its report.json as the scenario's baseline.
+        #[arg(long)]
+        save_baseline: bool,
         #[command(flatten)]
-        on: Where,
-        /// `--platform kind`: the base image of the images built from kind-config/ (default:
-        /// the Dockerfiles' debian:bookworm-slim; brownout/base:bookworm where no registry is
-        /// reachable, made by scripts/base-image.sh).
-        #[arg(long, env = "BROWNOUT_IMAGE_BASE")]
-        image_base: Option<String>,
+        deploy: Deploy,
+    },
+    /// Prove that scenarios catch their bugs (their `[catches]` table): each runs on the hardened
+    /// app, which must pass, and once per bug, which must fail exactly its listed expectations.
+    /// Default: every scenario in the scenarios dir that declares `[catches]`.
+    Prove {
+        scenarios: Vec<String>,
+        #[command(flatten)]
+        deploy: Deploy,
+    },
+    /// Run several scenarios one after another (default: all in the scenarios dir), each against
+    /// its stored baseline if any; one summary table, one junit.xml. Exit 1 if an expectation
+    /// failed.
+    Suite {
+        scenarios: Vec<String>,
+        /// Switch a bug back on in every run (repeatable).
+        #[arg(long = "bug")]
+        bugs: Vec<String>,
+        /// Store each passing run's report.json as its scenario's baseline.
+        #[arg(long)]
+        save_baselines: bool,
+        #[command(flatten)]
+        deploy: Deploy,
     },
     /// Remove what dead runs left behind: local processes, mounts and work dirs, and, with
     /// `--platform kind|kubernetes`, the namespaces of runs whose harness is gone (by label).
@@ -75,6 +101,66 @@ enum Command {
         #[arg(long, env = "BROWNOUT_SCENARIOS", default_value = "scenarios")]
         scenarios_dir: PathBuf,
     },
+}
+
+/// Where scenarios are read, reports written and systems deployed (run, prove, suite).
+#[derive(clap::Args)]
+struct Deploy {
+    #[arg(long, env = "BROWNOUT_SCENARIOS", default_value = "scenarios")]
+    scenarios_dir: PathBuf,
+    #[arg(long, env = "BROWNOUT_REPORTS", default_value = "reports")]
+    reports_dir: PathBuf,
+    #[command(flatten)]
+    on: Where,
+    /// `--platform kind`: the base image of the images built from kind-config/ (default:
+    /// the Dockerfiles' debian:bookworm-slim; brownout/base:bookworm where no registry is
+    /// reachable, made by scripts/base-image.sh).
+    #[arg(long, env = "BROWNOUT_IMAGE_BASE")]
+    image_base: Option<String>,
+}
+
+impl Deploy {
+    /// Checks the platform flags and opens a session on that platform.
+    fn session(self) -> Result<Session, BrownoutError> {
+        self.on.preflight()?;
+        let on = match self.on.platform {
+            PlatformChoice::Local => On::Local,
+            PlatformChoice::Kind => On::Kind {
+                base: self.image_base,
+            },
+            PlatformChoice::Kubernetes => On::Context(self.on.context.unwrap_or_default()),
+        };
+        Session::new(on, self.reports_dir)
+    }
+
+    /// The named scenarios (names in the scenarios dir, or paths), all loaded and checked
+    /// before anything runs; none named: every file in the scenarios dir, filtered by `keep`.
+    fn scenarios(
+        &self,
+        names: &[String],
+        keep: impl Fn(&spec::Scenario) -> bool,
+    ) -> Result<Vec<spec::Scenario>, BrownoutError> {
+        if names.is_empty() {
+            let mut all = Vec::new();
+            for p in spec::scenario_paths(&self.scenarios_dir)? {
+                let s = spec::load_scenario(&p)?;
+                if keep(&s) {
+                    all.push(s);
+                }
+            }
+            if all.is_empty() {
+                return Err(BrownoutError::BadInput(format!(
+                    "{}: no scenario to run here",
+                    self.scenarios_dir.display()
+                )));
+            }
+            return Ok(all);
+        }
+        names
+            .iter()
+            .map(|n| spec::load_scenario(&spec::resolve_scenario(n, &self.scenarios_dir)?))
+            .collect()
+    }
 }
 
 /// Which platform a command acts on, and the consent another cluster needs.
@@ -120,25 +206,46 @@ impl Cli {
                 scenario,
                 bugs,
                 system,
-                scenarios_dir,
-                reports_dir,
-                on,
-                image_base,
+                baseline,
+                save_baseline,
+                deploy,
             } => {
-                on.preflight()?;
-                let on = match on.platform {
-                    PlatformChoice::Local => On::Local,
-                    PlatformChoice::Kind => On::Kind { base: image_base },
-                    PlatformChoice::Kubernetes => On::Context(on.context.unwrap_or_default()),
-                };
-                run(
-                    &scenario,
-                    bugs,
-                    system.as_deref(),
-                    &scenarios_dir,
-                    reports_dir,
-                    on,
-                )
+                // Leftovers of a harness that was killed (kill -9) go before anything else.
+                platform::sweep_leftovers();
+                let path = spec::resolve_scenario(&scenario, &deploy.scenarios_dir)?;
+                let scenario = spec::load_scenario_on(&path, system.as_deref())?;
+                spec::check_bugs(&scenario.system, &bugs)?;
+                let session = deploy.session()?;
+                let baseline = session.baseline(&scenario, baseline.as_deref())?;
+                let outcome = session.run(&scenario, bugs, baseline)?;
+                if save_baseline {
+                    session::save_baseline(&session.reports_dir, &outcome);
+                }
+                match outcome.error {
+                    Some(e) => Err(e),
+                    None if outcome.report.verdict == crate::runner::RunVerdict::Pass => {
+                        Ok(Exit::Pass)
+                    }
+                    None => Ok(Exit::Fail),
+                }
+            }
+            Command::Prove { scenarios, deploy } => {
+                platform::sweep_leftovers();
+                let named = !scenarios.is_empty();
+                let list = deploy.scenarios(&scenarios, |s| named || !s.catches.is_empty())?;
+                let session = deploy.session()?;
+                prove::prove(&session, &list)
+            }
+            Command::Suite {
+                scenarios,
+                bugs,
+                save_baselines,
+                deploy,
+            } => {
+                platform::sweep_leftovers();
+                let list = deploy.scenarios(&scenarios, |_| true)?;
+                let session = deploy.session()?;
+                suite::suite(&session, &list, &bugs, save_baselines)
             }
             Command::Clean { on } => {
                 platform::sweep_leftovers();
@@ -208,85 +315,6 @@ fn summarize(dir: &std::path::Path) -> Result<Exit, BrownoutError> {
         println!("verdicts NOT stable: {}", flaky.join("; "));
         Ok(Exit::Fail)
     }
-}
-
-/// Where `run` deploys.
-enum On {
-    Local,
-    Kind { base: Option<String> },
-    Context(String),
-}
-
-fn run(
-    name: &str,
-    bugs: Vec<String>,
-    system: Option<&std::path::Path>,
-    scenarios_dir: &std::path::Path,
-    reports_dir: PathBuf,
-    on: On,
-) -> Result<Exit, BrownoutError> {
-    // Leftovers of a harness that was killed (kill -9) go first.
-    platform::sweep_leftovers();
-    let path = spec::resolve_scenario(name, scenarios_dir)?;
-    let scenario = spec::load_scenario_on(&path, system)?;
-    spec::check_bugs(&scenario.system, &bugs)?;
-    let bin_dir = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
-        .ok_or_else(|| {
-            BrownoutError::Environment("cannot find the directory of the brownout binary".into())
-        })?;
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    let interrupted = std::sync::atomic::AtomicBool::new(false);
-    // First Ctrl-C (or SIGTERM): stop the load and tear down cleanly. Second: exit at once; the
-    // children die with us (parent-death signal) and the next run sweeps the work dir.
-    ctrlc::set_handler(move || {
-        if interrupted.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            eprintln!("\nbrownout: second interrupt, exiting now");
-            std::process::exit(Exit::Interrupted as i32);
-        }
-        eprintln!("\nbrownout: interrupted, cleaning up (press Ctrl-C again to exit at once)");
-        let _ = cancel_tx.send(true);
-    })
-    .map_err(|e| BrownoutError::Environment(format!("cannot install the Ctrl-C handler: {e}")))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| BrownoutError::Environment(format!("cannot start the async runtime: {e}")))?;
-    let opts = RunOptions {
-        bugs,
-        reports_dir,
-        bin_dir,
-    };
-    let kube_target = match on {
-        On::Local => None,
-        On::Kind { base } => Some(platform::kube::cluster::Target::Kind {
-            root: platform::kube::repository_root(&opts.bin_dir)?,
-            base,
-        }),
-        On::Context(context) => Some(platform::kube::cluster::Target::Context(context)),
-    };
-    let outcome = runtime.block_on(async {
-        match kube_target {
-            None => {
-                let mut platform = platform::embedded();
-                runner::run(&scenario, &mut platform, &opts, cancel_rx).await
-            }
-            Some(target) => {
-                let mut platform = platform::kube::cluster::KubePlatform::new(target);
-                runner::run(&scenario, &mut platform, &opts, cancel_rx).await
-            }
-        }
-    });
-    // Give the runtime a moment to finish supervisor tasks; children are already stopped.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    let outcome = outcome?;
-    Ok(if outcome.passed {
-        Exit::Pass
-    } else {
-        Exit::Fail
-    })
 }
 
 fn validate(paths: Vec<PathBuf>, scenarios_dir: &std::path::Path) -> Result<Exit, BrownoutError> {

@@ -1,6 +1,9 @@
 //! Run reports: `report.json` (stable schema, versioned by `schema`), `report.md`, `junit.xml`
-//! for CI, and `responses.jsonl` (every recorded response), in `reports/<scenario>/<run-id>/`
-//! beside the component logs; `reports/<scenario>/latest` points at the newest run.
+//! for CI (`junit`), and `responses.jsonl` (every recorded response), in
+//! `reports/<scenario>/<run-id>/` beside the component logs; `reports/<scenario>/latest` points at
+//! the newest run.
+
+pub mod junit;
 
 use crate::evidence::{
     AlertRecord, EventRecord, EvidenceData, Layer, LifecycleRecord, ProbeRecord, RolloutRecord,
@@ -8,13 +11,16 @@ use crate::evidence::{
 use crate::integrity::Integrity;
 use crate::judge::{percentile, response_label, Verdict};
 use crate::platform::IngressSettings;
+use crate::runner::RunVerdict;
 use crate::spec::Scenario;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: `verdict` may be `aborted` (with `aborted`, the reason), `stack_up_s` may be null,
+/// `baseline`, margins carry `measure`.
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Serialize)]
 pub struct Report {
@@ -26,11 +32,17 @@ pub struct Report {
     /// That system file, as given with `--system` (instead of the scenario's own).
     pub system_override: Option<String>,
     pub run_id: String,
-    pub verdict: &'static str,
+    pub verdict: RunVerdict,
+    /// Why the run was aborted (verdict `aborted`): nothing was judged, the rest is what was
+    /// recorded until then.
+    pub aborted: Option<String>,
+    /// The baseline report this run was compared with (the `regression` expectation).
+    pub baseline: Option<String>,
     pub bugs: Vec<String>,
     pub started_at: String,
     pub wall_time_s: f64,
-    pub stack_up_s: f64,
+    /// Time until the whole system was up; `None` when it never was (an aborted run).
+    pub stack_up_s: Option<f64>,
     pub harness_cpu_s: f64,
     pub load: LoadInfo,
     pub ingress: IngressSettings,
@@ -47,7 +59,7 @@ pub struct Report {
 
 #[derive(Serialize)]
 pub struct LoadInfo {
-    pub model: &'static str,
+    pub model: String,
     pub rate: u32,
     pub max_in_flight: u32,
     pub timeout_s: f64,
@@ -133,6 +145,19 @@ pub struct Timelines {
 }
 
 impl PhaseStats {
+    /// The figures a baseline comparison looks at.
+    pub fn figures(&self) -> crate::judge::regression::PhaseFigures {
+        crate::judge::regression::PhaseFigures {
+            name: self.name.clone(),
+            completed: self.completed,
+            no_response: self.no_response,
+            client_5xx: self.client_5xx,
+            latency_ms: crate::judge::regression::P99 {
+                p99: self.latency_ms.p99,
+            },
+        }
+    }
+
     /// "386 / 387 (387 by ingress)": client-seen 5xx beside the edge-counted ones.
     pub fn five_xx_text(&self) -> String {
         match &self.edge {
@@ -265,7 +290,10 @@ pub fn write(dir: &Path, report: &Report, data: &EvidenceData) -> std::io::Resul
         serde_json::to_string_pretty(report)?,
     )?;
     std::fs::write(dir.join("report.md"), markdown(report))?;
-    std::fs::write(dir.join("junit.xml"), junit(report))?;
+    std::fs::write(
+        dir.join("junit.xml"),
+        junit::render("brownout", vec![junit::suite(report)]),
+    )?;
     let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("responses.jsonl"))?);
     for r in &data.responses {
         serde_json::to_writer(&mut f, r)?;
@@ -288,12 +316,17 @@ fn opt(v: Option<u64>) -> String {
 
 pub fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "# {} — {}\n\n{}\n\n- system: `{}`\n- run: `{}` (started {})\n- bugs: {}\n- wall time: {:.1} s (stack up in {:.1} s), harness CPU {:.1} s\n- load: {}, {} req/s, at most {} in flight, client timeout {:.1} s, warm-up {:.0} s (not judged); harness max RSS {:.0} MB\n- ingress: {}, retries `{}`, connect timeout {}, read timeout {}, fail-open {}, endpoint propagation delay {}\n\n",
-        r.scenario, r.verdict.to_uppercase(), r.summary, r.system, r.run_id, r.started_at,
+        "# {} — {}\n\n{}\n\n- system: `{}`\n- run: `{}` (started {})\n- bugs: {}\n- wall time: {:.1} s (stack up in {}), harness CPU {:.1} s\n- load: {}, {} req/s, at most {} in flight, client timeout {:.1} s, warm-up {:.0} s (not judged); harness max RSS {:.0} MB\n- ingress: {}, retries `{}`, connect timeout {}, read timeout {}, fail-open {}, endpoint propagation delay {}\n\n",
+        r.scenario, r.verdict.to_string().to_uppercase(), r.summary, r.system, r.run_id, r.started_at,
         if r.bugs.is_empty() { "none (hardened app)".to_string() } else { r.bugs.join(", ") },
-        r.wall_time_s, r.stack_up_s, r.harness_cpu_s, r.load.model, r.load.rate, r.load.max_in_flight, r.load.timeout_s, r.load.warmup_s, r.load.harness_max_rss_mb,
+        r.wall_time_s, r.stack_up_s.map_or("never".into(), |s| format!("{s:.1} s")), r.harness_cpu_s, r.load.model, r.load.rate, r.load.max_in_flight, r.load.timeout_s, r.load.warmup_s, r.load.harness_max_rss_mb,
         r.ingress.implementation, r.ingress.retries, r.ingress.connect_timeout, r.ingress.read_timeout, r.ingress.fail_open, r.ingress.propagation_delay
     );
+    if let Some(reason) = &r.aborted {
+        s.push_str(&format!(
+            "**Aborted**: {reason}. Nothing was judged; below is what was recorded until then.\n\n"
+        ));
+    }
     s.push_str("## Expectations\n\n| id | kind | verdict | evidence |\n|---|---|---|---|\n");
     if let Some(why) = &r.silent_outages_allowed {
         s.push_str(&format!(
@@ -365,43 +398,6 @@ pub fn markdown(r: &Report) -> String {
     for (t, l) in lines {
         s.push_str(&format!("- `{:>7.1} s` {}\n", t as f64 / 1000.0, l));
     }
-    s
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-pub fn junit(r: &Report) -> String {
-    let failures = r.expectations.iter().filter(|v| !v.passed).count();
-    let mut s = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"brownout.{}\" tests=\"{}\" failures=\"{}\" time=\"{:.1}\">\n",
-        xml_escape(&r.scenario), r.expectations.len(), failures, r.wall_time_s
-    );
-    for v in &r.expectations {
-        s.push_str(&format!(
-            "  <testcase classname=\"{}\" name=\"{}\">\n",
-            xml_escape(&r.scenario),
-            xml_escape(&v.id)
-        ));
-        if v.passed {
-            s.push_str(&format!(
-                "    <system-out>{}</system-out>\n",
-                xml_escape(&v.evidence)
-            ));
-        } else {
-            s.push_str(&format!(
-                "    <failure message=\"{}\">{}</failure>\n",
-                xml_escape(&v.evidence),
-                xml_escape(&v.evidence)
-            ));
-        }
-        s.push_str("  </testcase>\n");
-    }
-    s.push_str("</testsuite>\n");
     s
 }
 

@@ -1,0 +1,230 @@
+//! `brownout prove NAME…`: each scenario proves it catches what its `[catches]` table says. It
+//! runs on the hardened app (which must pass) and once per listed bug (which must fail exactly
+//! its listed expectation ids). Prints a table, writes `junit.xml` and `prove.json` in
+//! `reports/prove/<id>/`.
+
+use super::session::Session;
+use crate::error::{BrownoutError, Exit, Result};
+use crate::report::junit;
+use crate::runner::RunVerdict;
+use crate::spec::Scenario;
+use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+/// One run of a proof and whether it came out as declared.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub scenario: String,
+    /// Empty: the hardened app.
+    pub bugs: Vec<String>,
+    /// The expectation ids that must fail (empty: the run must pass).
+    pub expected: Vec<String>,
+    pub failed: Vec<String>,
+    pub verdict: RunVerdict,
+    pub aborted: Option<String>,
+    pub report: PathBuf,
+    pub ok: bool,
+}
+
+/// Whether a run came out as declared: the same set of failed ids, and no abort.
+pub fn as_declared(expected: &[String], failed: &[String], verdict: RunVerdict) -> bool {
+    let e: BTreeSet<&String> = expected.iter().collect();
+    let f: BTreeSet<&String> = failed.iter().collect();
+    verdict != RunVerdict::Aborted && e == f
+}
+
+/// The runs that prove `scenario`: the hardened app, then each caught bug.
+pub fn plan(scenario: &Scenario) -> Vec<(Vec<String>, Vec<String>)> {
+    let mut runs = vec![(Vec::new(), Vec::new())];
+    for c in &scenario.catches {
+        runs.push((vec![c.bug.clone()], c.fails.clone()));
+    }
+    runs
+}
+
+pub fn prove(session: &Session, scenarios: &[Scenario]) -> Result<Exit> {
+    for s in scenarios {
+        if s.catches.is_empty() {
+            return Err(BrownoutError::BadInput(format!(
+                "{}: declares no [catches]: nothing to prove (add e.g. `[catches]\\nmy-bug = [\"expectation-id\"]`)",
+                s.path.display()
+            )));
+        }
+    }
+    let mut rows = Vec::new();
+    let mut first_error: Option<BrownoutError> = None;
+    'all: for s in scenarios {
+        for (bugs, expected) in plan(s) {
+            if session.interrupted() {
+                break 'all;
+            }
+            let outcome = session.run(s, bugs.clone(), None)?;
+            let failed: Vec<String> = outcome
+                .report
+                .expectations
+                .iter()
+                .filter(|v| !v.passed)
+                .map(|v| v.id.clone())
+                .collect();
+            let verdict = outcome.report.verdict;
+            rows.push(Row {
+                scenario: s.name.clone(),
+                ok: as_declared(&expected, &failed, verdict),
+                bugs,
+                expected,
+                failed,
+                verdict,
+                aborted: outcome.report.aborted.clone(),
+                report: outcome.report_dir.clone(),
+            });
+            if let Some(e) = outcome.error {
+                let stop = matches!(e, BrownoutError::Interrupted);
+                first_error.get_or_insert(e);
+                if stop {
+                    break 'all;
+                }
+            }
+        }
+    }
+    let dir = write(session, &rows)?;
+    print!("{}", table(&rows));
+    let wrong = rows.iter().filter(|r| !r.ok).count();
+    println!(
+        "\n{} of {} runs as declared; junit: {}",
+        rows.len() - wrong,
+        rows.len(),
+        dir.join("junit.xml").display()
+    );
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(if wrong == 0 { Exit::Pass } else { Exit::Fail })
+}
+
+fn ids(v: &[String]) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+pub fn table(rows: &[Row]) -> String {
+    let mut s = format!(
+        "\n{:<18} {:<22} {:<6} {:<44} {}\n",
+        "scenario", "bug", "result", "must fail", "failed"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:<18} {:<22} {:<6} {:<44} {}\n",
+            r.scenario,
+            if r.bugs.is_empty() {
+                "(hardened)".to_string()
+            } else {
+                r.bugs.join(",")
+            },
+            if r.ok { "ok" } else { "WRONG" },
+            ids(&r.expected),
+            match &r.aborted {
+                Some(why) => format!("aborted: {why}"),
+                None => ids(&r.failed),
+            }
+        ));
+    }
+    s
+}
+
+/// `reports/prove/<id>/{junit.xml, prove.json}`: a test suite per scenario, a test case per run.
+fn write(session: &Session, rows: &[Row]) -> Result<PathBuf> {
+    let id = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let dir = std::path::absolute(session.reports_dir.join("prove").join(id))
+        .map_err(|e| BrownoutError::Environment(format!("bad reports dir: {e}")))?;
+    let io = |e: std::io::Error| {
+        BrownoutError::Environment(format!("cannot write {}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let mut suites: Vec<TestSuite> = Vec::new();
+    for r in rows {
+        let name = format!("prove {}", r.scenario);
+        if suites.last().is_none_or(|s| s.name.as_str() != name) {
+            suites.push(TestSuite::new(name.clone()));
+        }
+        let status = if r.ok {
+            TestCaseStatus::success()
+        } else {
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            st.set_message(format!(
+                "must fail: {}; failed: {}{}",
+                ids(&r.expected),
+                ids(&r.failed),
+                r.aborted
+                    .as_ref()
+                    .map_or(String::new(), |a| format!(" (aborted: {a})"))
+            ));
+            st
+        };
+        let mut case = TestCase::new(junit::suite_name(&r.scenario, &r.bugs), status);
+        case.set_classname(name);
+        case.set_system_out(format!("report: {}", r.report.display()));
+        suites.last_mut().expect("pushed above").add_test_case(case);
+    }
+    std::fs::write(
+        dir.join("junit.xml"),
+        junit::render("brownout prove", suites),
+    )
+    .map_err(io)?;
+    std::fs::write(
+        dir.join("prove.json"),
+        serde_json::to_string_pretty(rows).unwrap_or_default(),
+    )
+    .map_err(io)?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_run_is_as_declared_only_with_exactly_its_failures() {
+        assert!(as_declared(&v(&[]), &v(&[]), RunVerdict::Pass));
+        assert!(as_declared(
+            &v(&["a", "b"]),
+            &v(&["b", "a"]),
+            RunVerdict::Fail
+        ));
+        // One more, one fewer, another: not as declared.
+        assert!(!as_declared(&v(&["a"]), &v(&["a", "b"]), RunVerdict::Fail));
+        assert!(!as_declared(&v(&["a", "b"]), &v(&["a"]), RunVerdict::Fail));
+        assert!(!as_declared(&v(&[]), &v(&["c"]), RunVerdict::Fail));
+        // An aborted run proves nothing, even with nothing failed.
+        assert!(!as_declared(&v(&[]), &v(&[]), RunVerdict::Aborted));
+    }
+
+    #[test]
+    fn the_plan_is_the_hardened_app_then_each_caught_bug() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let s = crate::spec::load_scenario(&root.join("pool-exhaustion.toml")).unwrap();
+        let plan = plan(&s);
+        assert_eq!(plan[0], (vec![], vec![]));
+        assert_eq!(
+            plan[1..],
+            [
+                (
+                    v(&["liveness-checks-db"]),
+                    v(&["fault-fast-503-from-app", "liveness-holds"])
+                ),
+                (
+                    v(&["no-acquire-timeout"]),
+                    v(&["fault-fast-503-from-app", "fault-p99-bounded"])
+                ),
+            ]
+        );
+    }
+}

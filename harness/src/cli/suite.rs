@@ -1,0 +1,153 @@
+//! `brownout suite [NAMES…]`: several scenarios (all in the scenarios dir by default) one after
+//! another, each on a freshly deployed system (scenarios change the system they run on: rollouts
+//! replace revisions, disks are filled, so one deployment is not shared). Each run is compared
+//! with its stored baseline if there is one. Prints one table, writes one `junit.xml` (a test
+//! suite per scenario, a test case per expectation) and `suite.json` in `reports/suite/<id>/`.
+//! Exit: 130 after Ctrl-C, the abort's code (2, 3) if a run was aborted, else 1 if any
+//! expectation failed, else 0.
+
+use super::session::{save_baseline, Session};
+use crate::error::{BrownoutError, Exit, Result};
+use crate::report::junit;
+use crate::runner::RunVerdict;
+use crate::spec::Scenario;
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Serialize)]
+pub struct SuiteRun {
+    pub scenario: String,
+    pub verdict: RunVerdict,
+    pub held: usize,
+    pub expectations: usize,
+    pub failed: Vec<String>,
+    pub aborted: Option<String>,
+    pub wall_time_s: f64,
+    pub report: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SuiteReport {
+    pub id: String,
+    pub bugs: Vec<String>,
+    pub verdict: RunVerdict,
+    pub runs: Vec<SuiteRun>,
+}
+
+pub fn suite(
+    session: &Session,
+    scenarios: &[Scenario],
+    bugs: &[String],
+    save_baselines: bool,
+) -> Result<Exit> {
+    // Every baseline is read (and checked) before the first run.
+    let mut baselines = Vec::new();
+    for s in scenarios {
+        crate::spec::check_bugs(&s.system, bugs)?;
+        baselines.push(session.baseline(s, None)?);
+    }
+    let id = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let mut runs = Vec::new();
+    let mut suites = Vec::new();
+    let mut first_error: Option<BrownoutError> = None;
+    for (s, baseline) in scenarios.iter().zip(baselines) {
+        if session.interrupted() {
+            break;
+        }
+        let outcome = session.run(s, bugs.to_vec(), baseline)?;
+        let r = &outcome.report;
+        let failed: Vec<String> = r
+            .expectations
+            .iter()
+            .filter(|v| !v.passed)
+            .map(|v| v.id.clone())
+            .collect();
+        suites.push(junit::suite(r));
+        runs.push(SuiteRun {
+            scenario: s.name.clone(),
+            verdict: r.verdict,
+            held: r.expectations.len() - failed.len(),
+            expectations: r.expectations.len(),
+            failed,
+            aborted: r.aborted.clone(),
+            wall_time_s: r.wall_time_s,
+            report: outcome.report_dir.clone(),
+        });
+        if save_baselines {
+            save_baseline(&session.reports_dir, &outcome);
+        }
+        if let Some(e) = outcome.error {
+            let stop = matches!(e, BrownoutError::Interrupted);
+            first_error.get_or_insert(e);
+            if stop {
+                break;
+            }
+        }
+    }
+    let verdict =
+        if runs.iter().any(|r| r.verdict == RunVerdict::Aborted) || runs.len() < scenarios.len() {
+            RunVerdict::Aborted
+        } else if runs.iter().any(|r| r.verdict == RunVerdict::Fail) {
+            RunVerdict::Fail
+        } else {
+            RunVerdict::Pass
+        };
+    let report = SuiteReport {
+        id: id.clone(),
+        bugs: bugs.to_vec(),
+        verdict,
+        runs,
+    };
+    let dir = std::path::absolute(session.reports_dir.join("suite").join(&id))
+        .map_err(|e| BrownoutError::Environment(format!("bad reports dir: {e}")))?;
+    let io = |e: std::io::Error| {
+        BrownoutError::Environment(format!("cannot write {}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    std::fs::write(
+        dir.join("junit.xml"),
+        junit::render("brownout suite", suites),
+    )
+    .map_err(io)?;
+    std::fs::write(
+        dir.join("suite.json"),
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    )
+    .map_err(io)?;
+    print!("{}", table(&report));
+    println!(
+        "\nsuite {}: {}\njunit: {}",
+        report.verdict.to_string().to_uppercase(),
+        dir.join("suite.json").display(),
+        dir.join("junit.xml").display()
+    );
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(match report.verdict {
+        RunVerdict::Pass => Exit::Pass,
+        _ => Exit::Fail,
+    })
+}
+
+pub fn table(r: &SuiteReport) -> String {
+    let mut s = format!(
+        "\n{:<20} {:<8} {:>5} {:>8}  {}\n",
+        "scenario", "verdict", "held", "wall", "failed"
+    );
+    for run in &r.runs {
+        s.push_str(&format!(
+            "{:<20} {:<8} {:>5} {:>7.0}s  {}\n",
+            run.scenario,
+            run.verdict,
+            format!("{}/{}", run.held, run.expectations),
+            run.wall_time_s,
+            match &run.aborted {
+                Some(why) => format!("aborted: {why}"),
+                None if run.failed.is_empty() => "-".into(),
+                None => run.failed.join(", "),
+            }
+        ));
+    }
+    s
+}

@@ -1,0 +1,208 @@
+//! `status-codes`: during a phase (optionally for one load request) every answer has an allowed
+//! status; the listed statuses carry Retry-After; with `from_app`, every answer came from the app
+//! (none made by the ingress, none missing). No answers at all is a failure, not a pass.
+
+use super::{histogram_of, mix, response_label, scope, secs, Ctx, Judged};
+use crate::evidence::{Layer, ResponseRecord};
+
+pub struct Bounds<'a> {
+    pub during: &'a str,
+    pub request: Option<&'a str>,
+    pub allowed: &'a [u16],
+    pub retry_after: &'a [u16],
+    pub from_app: bool,
+}
+
+pub fn judge(ctx: &Ctx, b: &Bounds) -> Judged {
+    let rs: Vec<&ResponseRecord> = ctx.in_phase(b.during, b.request).collect();
+    let bad: Vec<&ResponseRecord> = rs
+        .iter()
+        .copied()
+        .filter(|r| r.layer == Layer::Client || !b.allowed.contains(&r.status))
+        .collect();
+    let mut parts = vec![format!(
+        "{}: {} responses: {}",
+        scope(b.during, b.request),
+        rs.len(),
+        mix(&histogram_of(rs.iter().copied()))
+    )];
+    parts.push(format!(
+        "not allowed: {}{}",
+        bad.len(),
+        if bad.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", mix(&histogram_of(bad.iter().copied())))
+        }
+    ));
+    if !bad.is_empty() {
+        // Request ids to look up in the app's and the ingress's logs.
+        let ids: Vec<String> = bad
+            .iter()
+            .take(3)
+            .map(|r| {
+                format!(
+                    "{}-{}-{} ({} at {})",
+                    ctx.data.request_id_prefix,
+                    r.seq,
+                    r.attempt,
+                    response_label(r),
+                    secs(r.t_ms)
+                )
+            })
+            .collect();
+        parts.push(format!("first: {}", ids.join(", ")));
+    }
+    let mut ok = bad.is_empty() && !rs.is_empty();
+    for code in b.retry_after {
+        let with_code: Vec<_> = rs
+            .iter()
+            .filter(|r| r.status == *code && r.layer == Layer::App)
+            .collect();
+        let missing = with_code.iter().filter(|r| !r.retry_after).count();
+        parts.push(format!(
+            "{code} without Retry-After: {missing} of {}",
+            with_code.len()
+        ));
+        ok &= missing == 0;
+    }
+    if b.from_app {
+        let foreign = rs.iter().filter(|r| r.layer != Layer::App).count();
+        parts.push(format!("not from the app: {foreign}"));
+        ok &= foreign == 0;
+    }
+    if rs.is_empty() {
+        parts.push("no responses recorded".into());
+    }
+    Judged::new(ok, parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::*;
+
+    const ALLOWED: &[u16] = &[200, 503];
+
+    fn bounds(retry_after: &'static [u16], from_app: bool) -> Bounds<'static> {
+        Bounds {
+            during: "fault",
+            request: None,
+            allowed: ALLOWED,
+            retry_after,
+            from_app,
+        }
+    }
+
+    /// The fault phase: 20 reads answered 200 and 20 checkouts answered 503 with Retry-After.
+    fn fault_answers() -> crate::evidence::EvidenceData {
+        let mut d = three_phases();
+        answers(&mut d, 10_000, 20_000, 20, |t| {
+            response(t, 1, 200, Layer::App, 5)
+        });
+        answers(&mut d, 10_000, 20_000, 20, |t| ResponseRecord {
+            retry_after: true,
+            ..response(t, 0, 503, Layer::App, 5)
+        });
+        // Outside the phase: not judged.
+        d.responses.push(response(25_000, 0, 500, Layer::App, 5));
+        d
+    }
+
+    #[test]
+    fn allowed_statuses_from_the_app_with_retry_after_pass() {
+        let d = fault_answers();
+        let j = judge(&ctx(&d), &bounds(&[503], true));
+        assert!(j.passed, "{}", j.evidence);
+        assert!(
+            j.evidence
+                .starts_with("fault: 40 responses: 200×20, 503×20; not allowed: 0"),
+            "{}",
+            j.evidence
+        );
+        assert!(j.evidence.contains("503 without Retry-After: 0 of 20"));
+    }
+
+    #[test]
+    fn a_status_not_allowed_fails_and_names_the_first_request_ids() {
+        let mut d = fault_answers();
+        d.request_id_prefix = "run1".into();
+        d.responses.push(response(15_000, 0, 500, Layer::App, 5));
+        let j = judge(&ctx(&d), &bounds(&[], false));
+        assert!(!j.passed);
+        assert!(
+            j.evidence
+                .contains("not allowed: 1 (500×1); first: run1-15000-1 (500 at 15.0 s)"),
+            "{}",
+            j.evidence
+        );
+    }
+
+    #[test]
+    fn no_response_is_never_allowed() {
+        let mut d = fault_answers();
+        d.responses
+            .push(response(15_000, 0, 0, Layer::Client, 10_000));
+        let j = judge(&ctx(&d), &bounds(&[], false));
+        assert!(!j.passed);
+        assert!(
+            j.evidence.contains("not allowed: 1 (no response×1)"),
+            "{}",
+            j.evidence
+        );
+    }
+
+    #[test]
+    fn a_listed_status_without_retry_after_fails() {
+        let mut d = fault_answers();
+        d.responses.push(response(15_000, 0, 503, Layer::App, 5));
+        let j = judge(&ctx(&d), &bounds(&[503], false));
+        assert!(!j.passed);
+        assert!(
+            j.evidence.contains("503 without Retry-After: 1 of 21"),
+            "{}",
+            j.evidence
+        );
+    }
+
+    #[test]
+    fn an_allowed_status_made_by_the_ingress_fails_from_app() {
+        let mut d = fault_answers();
+        d.responses
+            .push(response(15_000, 0, 503, Layer::Ingress, 5));
+        assert!(judge(&ctx(&d), &bounds(&[], false)).passed);
+        let j = judge(&ctx(&d), &bounds(&[], true));
+        assert!(!j.passed);
+        assert!(j.evidence.contains("not from the app: 1"), "{}", j.evidence);
+    }
+
+    #[test]
+    fn no_answers_at_all_fail() {
+        let d = three_phases();
+        let j = judge(&ctx(&d), &bounds(&[], false));
+        assert!(!j.passed);
+        assert!(
+            j.evidence.ends_with("no responses recorded"),
+            "{}",
+            j.evidence
+        );
+    }
+
+    #[test]
+    fn one_request_is_judged_apart_from_the_others() {
+        let d = fault_answers();
+        let only_reads = Bounds {
+            allowed: &[200],
+            request: Some("catalog"),
+            ..bounds(&[], false)
+        };
+        let j = judge(&ctx(&d), &only_reads);
+        assert!(j.passed, "{}", j.evidence);
+        assert!(j.evidence.starts_with("fault (catalog): 20 responses"));
+        let only_checkouts = Bounds {
+            request: Some("checkout"),
+            ..only_reads
+        };
+        assert!(!judge(&ctx(&d), &only_checkouts).passed);
+    }
+}
