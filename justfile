@@ -16,6 +16,16 @@ build:
 scenario NAME *ARGS: deps build
     ./target/release/brownout run {{NAME}} {{ARGS}}
 
+# Prove that scenarios catch their bugs ([catches] in each file): the hardened app passes, each bug
+# fails exactly its listed expectations (default: every scenario that declares [catches]).
+prove *NAMES: deps build
+    ./target/release/brownout prove {{NAMES}}
+
+# Run several scenarios one after another (default: all), each against its stored baseline if any;
+# one table, one reports/suite/<id>/junit.xml; exit 1 if an expectation failed. E.g. `just suite --bug no-drain`.
+suite *ARGS: deps build
+    ./target/release/brownout suite {{ARGS}}
+
 # Check scenario files without running anything (default: everything in scenarios/).
 validate *PATHS: build
     ./target/release/brownout validate {{PATHS}}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system programs a local Brownout run needs (PostgreSQL, nginx, mtail, Prometheus) on
-# Debian/Ubuntu, `just` through cargo, and kubernetes-validate (PyPI, in .tools/venv) for the
+# Debian/Ubuntu, Chromium for the report page's tests, `just` through cargo, and kubernetes-validate (PyPI, in .tools/venv) for the
 # offline checks of the Kubernetes objects. Safe to run again: it installs only what is missing.
 # Package services are not started (a policy-rc.d blocks them for the duration of the install);
 # dockerd is started here if it is not running, and the local base image is built
@@ -21,6 +21,9 @@ python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # makes their base image locally, where no registry can be reached.
 have dockerd || need+=(docker.io)
 have debootstrap || need+=(debootstrap)
+# Headless Chromium renders every run's report.html in the tests (console errors, elements, a
+# screenshot).
+have chromium || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then

@@ -65,6 +65,10 @@ fn each_broken_file_gets_one_precise_error() {
         ("integrity-without-check.toml", "integrity-without-check.toml:14:1: expectation 'no-lost-orders' checks data integrity, but the system 'plain' declares no [integrity] (see the README)"),
         ("bad-toxic-duration.toml", "bad-toxic-duration.toml:17:9: 'fast' is not a duration"),
         ("bad-pre-stop.toml", "bad-pre-stop.toml:16:8: service 'checkout': pre_stop sleep 15s must be shorter than grace_period 10s (it counts inside it)"),
+        ("catches-unknown-bug.toml", "catches-unknown-bug.toml:21:1: catches: 'no-such-bug' is not a bug of system 'checkout' (bugs: no-acquire-timeout,"),
+        ("catches-unknown-id.toml", "catches-unknown-id.toml:21:12: catches: bug 'no-drain' lists 'helld', which is no expectation of this scenario (ids: held, no-silent-outage)"),
+        ("catches-nothing.toml", "catches-nothing.toml:21:12: catches: bug 'no-drain' lists no expectation"),
+        ("bad-regression.toml", "bad-regression.toml:21:7: '25%' is not a latency tolerance: write \"+25%\" or \"+200ms\""),
     ];
     for (file, expected) in cases {
         let path = format!("tests/fixtures/broken/{file}");
@@ -320,4 +324,48 @@ fn kubernetes_platforms_refuse_clearly_before_anything_runs() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+}
+
+/// The README's scenario table lists, per scenario, exactly the bugs its file's `[catches]`
+/// declares (the files are the one source; `brownout prove` runs them).
+#[test]
+fn the_readme_table_of_caught_bugs_matches_the_scenario_files() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(root().join("scenarios"))
+        .unwrap()
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let file: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let name = file["name"].as_str().unwrap();
+        let mut declared: Vec<String> = file
+            .get("catches")
+            .and_then(|c| c.as_table())
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default();
+        declared.sort();
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("README has no table row for {name}"));
+        let last = row.trim_end_matches('|').rsplit('|').next().unwrap();
+        let mut listed: Vec<String> = last
+            .split(',')
+            .map(|b| b.trim().trim_matches('`').to_string())
+            .filter(|b| !b.is_empty())
+            .collect();
+        listed.sort();
+        assert_eq!(
+            listed,
+            declared,
+            "README row of {name} vs [catches] in {}",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert!(seen >= 5, "{seen} scenarios");
 }

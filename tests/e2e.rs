@@ -13,6 +13,9 @@
 //! `BROWNOUT_E2E_REPORTS=DIR` keeps every run's report there (`just stability` summarizes them);
 //! `BROWNOUT_E2E_ONLY=<scenario>` runs only that scenario's rows.
 
+#[path = "support/chromium.rs"]
+mod chromium;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -113,7 +116,14 @@ fn run_into(
         .find_map(|l| l.strip_prefix("report: "))
         .map(|p| Path::new(p).parent().unwrap().to_path_buf())
         .unwrap_or_else(|| panic!("no report path printed; stderr: {stderr}"));
-    let report_path = latest.join("report.json");
+    let failed = check_run(scenario, &latest, bugs, &stderr);
+    (status.code().unwrap_or(-1), failed, latest)
+}
+
+/// Checks one run's report directory (report files, the load's promise, the edge counts, the
+/// page in Chromium) and returns the ids of the failed expectations.
+fn check_run(scenario: &str, dir: &Path, bugs: &[&str], stderr: &str) -> BTreeSet<String> {
+    let report_path = dir.join("report.json");
     let report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(&report_path)
             .unwrap_or_else(|e| panic!("no report ({e}); stderr: {stderr}")),
@@ -139,12 +149,16 @@ fn run_into(
         report["verdict"],
         if failed.is_empty() { "pass" } else { "fail" }
     );
-    for file in ["report.md", "junit.xml", "responses.jsonl"] {
-        assert!(latest.join(file).is_file(), "{file} written");
+    for file in ["report.md", "report.html", "junit.xml", "responses.jsonl"] {
+        assert!(dir.join(file).is_file(), "{file} written");
     }
-    assert_load_offered_what_was_declared(scenario, &report, &latest);
-    assert_edge_counted_what_clients_saw(scenario, &report, &latest);
-    (status.code().unwrap_or(-1), failed, latest)
+    // The page people look at renders in a real browser with everything on it.
+    let page = chromium::render(&dir.join("report.html"), None);
+    let problems = chromium::problems_of_report_page(&page);
+    assert!(problems.is_empty(), "{scenario}: report.html: {problems:?}");
+    assert_load_offered_what_was_declared(scenario, &report, dir);
+    assert_edge_counted_what_clients_saw(scenario, &report, dir);
+    failed
 }
 
 /// The edge metrics (what the edge alert rules see) counted the 5xx clients got: over the whole
@@ -263,8 +277,8 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
-/// One row of the scenario matrix: a scenario, the bugs switched on, optionally another system
-/// file, and exactly the expectations that must fail (none: the run passes, exit 0; some: exit 1).
+/// A run beyond what `brownout prove` covers: a scenario and bugs on another system file, with
+/// exactly the expectations that must fail.
 struct Case {
     scenario: &'static str,
     bugs: &'static [&'static str],
@@ -275,50 +289,68 @@ struct Case {
 /// The system without the edge alert rule: the app's own rules only.
 const NO_EDGE_RULE: Option<&str> = Some("tests/fixtures/no-edge-rule/checkout.toml");
 
+/// The bugs of the scenario files' `[catches]` again, on the system without the edge rule: where
+/// the app never counts what the ingress answered, only the edge rule pages.
 #[rustfmt::skip]
-const MATRIX: &[Case] = &[
-    Case { scenario: "pool-exhaustion", bugs: &[], system: None, fails: &[] },
-    // Requests hang on the pool: the ingress answers 504 and p99 hits its read timeout.
-    Case { scenario: "pool-exhaustion", bugs: &["no-acquire-timeout"], system: None,
-           fails: &["fault-fast-503-from-app", "fault-p99-bounded"] },
-    // Liveness fails with the DB, the supervisor restarts healthy replicas (a restart storm), and
-    // the ingress answers 502 for requests sent to a replica as it restarts.
-    Case { scenario: "pool-exhaustion", bugs: &["liveness-checks-db"], system: None,
-           fails: &["fault-fast-503-from-app", "liveness-holds"] },
-    Case { scenario: "missing-env", bugs: &[], system: None, fails: &[] },
-    // The new revision boots without PAYMENTS_URL, turns ready, takes traffic and answers 500;
-    // the rollout completes instead of stalling, and no replica is ever down.
-    Case { scenario: "missing-env", bugs: &["skip-env-validation"], system: None,
-           fails: &["rollout-no-5xx", "recovery-no-5xx", "rollout-stalls", "replica-down-alert"] },
-    Case { scenario: "sigterm-grace", bugs: &[], system: None, fails: &[] },
-    // SIGTERM is ignored: readiness never fails and each replica needs SIGKILL after the grace period.
-    Case { scenario: "sigterm-grace", bugs: &["ignore-sigterm"], system: None,
-           fails: &["clean-terminations"] },
-    // Exits at once: the ingress still routes to it during endpoint propagation and answers 502.
-    // The edge rule pages for them (no-silent-outage holds)...
-    Case { scenario: "sigterm-grace", bugs: &["no-drain"], system: None,
-           fails: &["restart-no-errors", "clean-terminations"] },
-    // ...and without it nothing does: the app never counted the ingress's 502s.
+const WITHOUT_EDGE_RULE: &[Case] = &[
+    // no-drain's 502s are the ingress's: without the edge rule nothing pages for them.
     Case { scenario: "sigterm-grace", bugs: &["no-drain"], system: NO_EDGE_RULE,
            fails: &["restart-no-errors", "clean-terminations", "no-silent-outage"] },
-    Case { scenario: "slow-upstream", bugs: &[], system: None, fails: &[] },
-    // Checkouts wait on payments without bound: the ingress answers 504, p99 hits its read
-    // timeout, and there is no breaker to open. The edge rule pages...
-    Case { scenario: "slow-upstream", bugs: &["no-upstream-timeout"], system: None,
-           fails: &["slow-fails-fast-from-app", "slow-p99-bounded", "breaker-alert"] },
-    // ...and without it the 504s (half of all answers) page no one.
+    // The 504s (half of all answers) page no one.
     Case { scenario: "slow-upstream", bugs: &["no-upstream-timeout"], system: NO_EDGE_RULE,
            fails: &["slow-fails-fast-from-app", "slow-p99-bounded", "breaker-alert", "no-silent-outage"] },
     // The hardened app on the system without the edge rule still pages: its own rules say why.
     Case { scenario: "slow-upstream", bugs: &[], system: NO_EDGE_RULE, fails: &[] },
-    Case { scenario: "disk-full", bugs: &[], system: None, fails: &[] },
-    Case { scenario: "disk-full", bugs: &["enospc-500"], system: None, fails: &["full-507-not-500"] },
 ];
 
-/// Every scenario passes on the hardened app and fails with each of its bugs on exactly the
-/// expectations that should catch it (each case BROWNOUT_E2E_REPEAT times). Then, over all these
-/// runs, every alert rule fired somewhere and none in a baseline phase.
-/// `BROWNOUT_E2E_ONLY=slow-upstream` runs the cases of one scenario (and skips the rule check).
+/// What `brownout prove` printed and wrote: its exit code and prove.json's rows.
+fn prove(reports: &Path, scenarios: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
+    let mut cmd = Command::new(BROWNOUT);
+    cmd.arg("prove")
+        .args(scenarios)
+        .args(["--reports-dir", reports.to_str().unwrap()])
+        .current_dir(root());
+    if let Ok(platform) = std::env::var("BROWNOUT_E2E_PLATFORM") {
+        cmd.args(["--platform", &platform]);
+    }
+    let before: BTreeSet<PathBuf> = dirs_in(&reports.join("prove"));
+    let out = cmd.output().expect("start brownout prove");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let new: Vec<PathBuf> = dirs_in(&reports.join("prove"))
+        .difference(&before)
+        .cloned()
+        .collect();
+    assert_eq!(
+        new.len(),
+        1,
+        "one prove dir written: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(new[0].join("prove.json")).unwrap()).unwrap();
+    junit_parses(&new[0].join("junit.xml"));
+    (out.status.code().unwrap_or(-1), rows, stdout)
+}
+
+fn dirs_in(dir: &Path) -> BTreeSet<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// The file is JUnit XML a JUnit parser reads; returns it parsed.
+fn junit_parses(path: &Path) -> junit_parser::TestSuites {
+    let text = std::fs::read_to_string(path).unwrap();
+    junit_parser::from_reader(std::io::Cursor::new(text.as_bytes()))
+        .unwrap_or_else(|e| panic!("{}: not JUnit: {e}\n{text}", path.display()))
+}
+
+/// Every scenario proves what its `[catches]` says (`brownout prove`: the hardened app passes,
+/// each bug fails exactly its listed expectations), each run checked for the load's promise, the
+/// edge counts and its page; then the bugs on the system without the edge rule (each case
+/// BROWNOUT_E2E_REPEAT times). Then, over all these runs, every alert rule fired somewhere and
+/// none in a baseline phase. `BROWNOUT_E2E_ONLY=slow-upstream` runs one scenario (and skips the
+/// rule check).
 #[test]
 fn scenario_matrix() {
     let _g = serial();
@@ -346,11 +378,39 @@ fn matrix() {
     let only = std::env::var("BROWNOUT_E2E_ONLY").ok();
     let (_guard, reports) = reports_dir();
     let mut wrong = Vec::new();
-    for case in MATRIX {
-        if only.as_deref().is_some_and(|o| !case.scenario.contains(o)) {
-            continue;
+    let scenarios: Vec<&str> = only.iter().map(|s| s.as_str()).collect();
+    for _ in 0..repeats() {
+        let (code, rows, stdout) = prove(&reports, &scenarios);
+        eprintln!("{stdout}");
+        assert!(
+            rows.len() >= if only.is_some() { 2 } else { 12 },
+            "{stdout}"
+        );
+        for row in &rows {
+            let scenario = row["scenario"].as_str().unwrap();
+            let bugs: Vec<&str> = row["bugs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_str().unwrap())
+                .collect();
+            check_run(
+                scenario,
+                Path::new(row["report"].as_str().unwrap()),
+                &bugs,
+                "",
+            );
+            if row["ok"] != true {
+                wrong.push(format!("prove: {row}"));
+            }
         }
-        for _ in 0..repeats() {
+        if code != 0 {
+            wrong.push(format!("prove exited {code}:\n{stdout}"));
+        }
+        for case in WITHOUT_EDGE_RULE {
+            if only.as_deref().is_some_and(|o| !case.scenario.contains(o)) {
+                continue;
+            }
             let (code, failed, _) = run_into(&reports, case.scenario, case.system, case.bugs);
             let expected = set(case.fails);
             let expected_code = if case.fails.is_empty() { 0 } else { 1 };
@@ -382,6 +442,113 @@ fn matrix() {
     }
     let problems = harness::coverage::problems(&coverage);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// `brownout prove` fails when a scenario's `[catches]` is wrong: the fixture declares that
+/// no-drain fails only clean-terminations, but it also fails restart-no-errors.
+#[test]
+fn prove_fails_when_a_bug_fails_other_expectations_than_declared() {
+    let _g = serial();
+    app_binaries_built();
+    let reports = tempfile::tempdir().unwrap();
+    let (code, rows, stdout) = prove(
+        reports.path(),
+        &["tests/fixtures/ci/quick-restart-wrong-catch.toml"],
+    );
+    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert_eq!(rows[0]["ok"], true, "the hardened app passes: {stdout}");
+    assert_eq!(rows[1]["ok"], false, "{stdout}");
+    assert_eq!(
+        rows[1]["failed"],
+        serde_json::json!(["restart-no-errors", "clean-terminations"]),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("quick-restart-wrong-catch")
+                && l.contains(" no-drain ")
+                && l.contains(" WRONG ")),
+        "{stdout}"
+    );
+}
+
+/// `brownout suite` exits 0 when every expectation holds and 1 when one fails (`--bug no-drain`),
+/// writing one JUnit file a JUnit parser reads, with a test suite per scenario and a test case per
+/// expectation whose failure message is the evidence; and suite.json.
+#[test]
+fn suite_exits_by_the_verdicts_and_writes_junit() {
+    let _g = serial();
+    app_binaries_built();
+    let reports = tempfile::tempdir().unwrap();
+    let suite = |bugs: &[&str]| {
+        let mut cmd = Command::new(BROWNOUT);
+        cmd.args([
+            "suite",
+            "tests/fixtures/ci/quick-restart.toml",
+            "--reports-dir",
+        ])
+        .arg(reports.path())
+        .current_dir(root());
+        for b in bugs {
+            cmd.args(["--bug", b]);
+        }
+        let before = dirs_in(&reports.path().join("suite"));
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let dir: Vec<PathBuf> = dirs_in(&reports.path().join("suite"))
+            .difference(&before)
+            .cloned()
+            .collect();
+        assert_eq!(dir.len(), 1, "{stdout}");
+        let suite_json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir[0].join("suite.json")).unwrap())
+                .unwrap();
+        (
+            out.status.code(),
+            junit_parses(&dir[0].join("junit.xml")),
+            suite_json,
+            stdout,
+        )
+    };
+    let (code, junit, json, stdout) = suite(&[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(json["verdict"], "pass");
+    assert_eq!(junit.suites.len(), 1);
+    assert_eq!(junit.suites[0].name, "quick-restart");
+    assert_eq!(junit.suites[0].tests, 7, "a test case per expectation");
+    assert_eq!(junit.suites[0].failures, 0);
+    // The run's own page, screenshotted for the README's picture of a report.
+    let run_dir = PathBuf::from(json["runs"][0]["report"].as_str().unwrap());
+    let page = chromium::render(
+        &run_dir.join("report.html"),
+        Some(&run_dir.join("report.png")),
+    );
+    assert!(chromium::problems_of_report_page(&page).is_empty());
+
+    let (code, junit, json, stdout) = suite(&["no-drain"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(json["verdict"], "fail");
+    let s = &junit.suites[0];
+    assert_eq!(s.name, "quick-restart [bug no-drain]");
+    assert_eq!(s.failures, 2, "{stdout}");
+    let failed: Vec<&junit_parser::TestCase> =
+        s.cases.iter().filter(|c| c.status.is_failure()).collect();
+    let names: BTreeSet<&str> = failed.iter().map(|c| c.original_name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["clean-terminations", "restart-no-errors"]
+            .into_iter()
+            .collect()
+    );
+    // The failure message is the evidence.
+    let restart = failed
+        .iter()
+        .find(|c| c.original_name == "restart-no-errors")
+        .unwrap();
+    let message = &restart.status.failure_as_ref().message;
+    assert!(message.contains("502 (ingress)"), "{message}");
 }
 
 /// The alert names in scenarios/alerts/*.yml (groups[].rules[].alert).
@@ -581,6 +748,37 @@ fn ctrl_c_mid_fault_cleans_up_everything() {
     for d in dirs {
         assert!(!d.exists(), "temp dir left behind: {}", d.display());
     }
+    // The aborted run still wrote its report: verdict aborted, why, and what was recorded.
+    let run = dirs_in(&reports.path().join("pool-exhaustion"))
+        .into_iter()
+        .find(|d| d.join("report.json").is_file())
+        .expect("a report of the interrupted run");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["verdict"], "aborted");
+    assert_eq!(report["aborted"], "interrupted");
+    assert_eq!(
+        report["expectations"],
+        serde_json::json!([]),
+        "nothing judged"
+    );
+    let phases: Vec<&str> = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        ["baseline", "fault"],
+        "recorded until the interrupt"
+    );
+    assert!(!responses(&run).is_empty());
+    let junit = junit_parses(&run.join("junit.xml"));
+    assert_eq!(
+        junit.suites[0].errors, 1,
+        "an aborted run is an errored test case"
+    );
 }
 
 #[test]

@@ -26,9 +26,12 @@
 //!   [`fill`]: the disk-full writer, also the `fill-volume` program a pod runs.
 //! - [`fault_proxy`]: the Toxiproxy-like TCP proxy, a program (`fault-proxy`) with an HTTP control
 //!   API and a client of that API, so any platform can run it as a process or a pod.
-//! - [`evidence`]: what a run recorded; [`judge`] reads only this; [`report`] writes it out.
+//! - [`evidence`]: what a run recorded; [`judge`] reads only this (one module per expectation
+//!   kind, plus `regression` against a baseline run); [`report`] writes it out (JSON, Markdown,
+//!   a self-contained HTML page, JUnit).
 //! - [`summary`], [`coverage`]: many runs at a glance (verdict stability, which alert rules fired).
-//! - [`cli`], [`error`]: the command line and its exit codes; [`stall`]: the harness watching itself.
+//! - [`cli`], [`error`]: the command line (`run`, `prove`, `suite`, … over one session: runtime,
+//!   Ctrl-C, baselines) and its exit codes; [`stall`]: the harness watching itself.
 
 pub mod spec;
 

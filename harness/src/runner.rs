@@ -91,6 +91,8 @@ pub async fn run<P: Platform>(
 ) -> Result<RunOutcome> {
     let started_at = chrono::Utc::now();
     let wall = Instant::now();
+    // This process may run several scenarios (prove, suite): count this run's CPU only.
+    let cpu_before = cpu_seconds();
     let run_id = format!(
         "{}-{:04x}",
         started_at.format("%Y%m%dT%H%M%SZ"),
@@ -194,7 +196,7 @@ pub async fn run<P: Platform>(
         started_at: started_at.to_rfc3339(),
         wall_time_s: wall.elapsed().as_secs_f64(),
         stack_up_s: stack_up.map(|d: Duration| d.as_secs_f64()),
-        harness_cpu_s: cpu_seconds(),
+        harness_cpu_s: cpu_seconds() - cpu_before,
         load: report::LoadInfo {
             model: "open: constant arrival rate, seeded stationary mix".into(),
             rate: scenario.load.rate,

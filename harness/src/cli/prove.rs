@@ -112,19 +112,35 @@ fn ids(v: &[String]) -> String {
 }
 
 pub fn table(rows: &[Row]) -> String {
+    let bug = |r: &Row| {
+        if r.bugs.is_empty() {
+            "(hardened)".to_string()
+        } else {
+            r.bugs.join(",")
+        }
+    };
+    let w1 = rows
+        .iter()
+        .map(|r| r.scenario.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let w2 = rows.iter().map(|r| bug(r).len()).max().unwrap_or(0).max(10);
+    let w4 = rows
+        .iter()
+        .map(|r| ids(&r.expected).len())
+        .max()
+        .unwrap_or(0)
+        .max(9);
     let mut s = format!(
-        "\n{:<18} {:<22} {:<6} {:<44} {}\n",
+        "\n{:<w1$} {:<w2$} {:<6} {:<w4$} {}\n",
         "scenario", "bug", "result", "must fail", "failed"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<18} {:<22} {:<6} {:<44} {}\n",
+            "{:<w1$} {:<w2$} {:<6} {:<w4$} {}\n",
             r.scenario,
-            if r.bugs.is_empty() {
-                "(hardened)".to_string()
-            } else {
-                r.bugs.join(",")
-            },
+            bug(r),
             if r.ok { "ok" } else { "WRONG" },
             ids(&r.expected),
             match &r.aborted {

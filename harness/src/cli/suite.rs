@@ -131,13 +131,20 @@ pub fn suite(
 }
 
 pub fn table(r: &SuiteReport) -> String {
+    let w = r
+        .runs
+        .iter()
+        .map(|x| x.scenario.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     let mut s = format!(
-        "\n{:<20} {:<8} {:>5} {:>8}  {}\n",
+        "\n{:<w$} {:<8} {:>5} {:>8}  {}\n",
         "scenario", "verdict", "held", "wall", "failed"
     );
     for run in &r.runs {
         s.push_str(&format!(
-            "{:<20} {:<8} {:>5} {:>7.0}s  {}\n",
+            "{:<w$} {:<8} {:>5} {:>7.0}s  {}\n",
             run.scenario,
             run.verdict,
             format!("{}/{}", run.held, run.expectations),

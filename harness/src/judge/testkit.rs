@@ -77,13 +77,18 @@ pub fn answers(
     }
 }
 
+/// "checkout-0" → "checkout".
+fn service_of(replica: &str) -> String {
+    replica
+        .rsplit_once('-')
+        .map_or(replica, |(s, _)| s)
+        .to_string()
+}
+
 pub fn probe(t_ms: u64, replica: &str, probe: Probe, result: ProbeResult) -> ProbeRecord {
     ProbeRecord {
         t_ms,
-        service: replica
-            .rsplit_once('-')
-            .map_or(replica, |(s, _)| s)
-            .to_string(),
+        service: service_of(replica),
         replica: replica.into(),
         probe,
         ok: result.ok(),
@@ -109,10 +114,7 @@ pub fn alert(t_ms: u64, name: &str, state: AlertState) -> AlertRecord {
 pub fn lifecycle(t_ms: u64, replica: &str, event: Lifecycle) -> LifecycleRecord {
     LifecycleRecord {
         t_ms,
-        service: replica
-            .rsplit_once('-')
-            .map_or(replica, |(s, _)| s)
-            .to_string(),
+        service: service_of(replica),
         replica: replica.into(),
         event,
     }

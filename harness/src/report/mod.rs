@@ -1,8 +1,10 @@
-//! Run reports: `report.json` (stable schema, versioned by `schema`), `report.md`, `junit.xml`
-//! for CI (`junit`), and `responses.jsonl` (every recorded response), in
+//! Run reports: `report.json` (stable schema, versioned by `schema`), `report.md`,
+//! `report.html` (self-contained, with timelines: `html`), `junit.xml` for CI (`junit`), and
+//! `responses.jsonl` (every recorded response), in
 //! `reports/<scenario>/<run-id>/` beside the component logs; `reports/<scenario>/latest` points at
 //! the newest run.
 
+pub mod html;
 pub mod junit;
 
 use crate::evidence::{
@@ -66,7 +68,8 @@ pub struct LoadInfo {
     pub warmup_s: f64,
     /// Scheduled sends during the warm-up (not judged).
     pub warmup_sent: u64,
-    /// The harness's largest resident set over the run.
+    /// The harness process's largest resident set until the end of this run (for `prove` and
+    /// `suite`, which run scenarios in one process: over every run so far).
     pub harness_max_rss_mb: f64,
 }
 
@@ -290,6 +293,7 @@ pub fn write(dir: &Path, report: &Report, data: &EvidenceData) -> std::io::Resul
         serde_json::to_string_pretty(report)?,
     )?;
     std::fs::write(dir.join("report.md"), markdown(report))?;
+    std::fs::write(dir.join("report.html"), html::render(report, data))?;
     std::fs::write(
         dir.join("junit.xml"),
         junit::render("brownout", vec![junit::suite(report)]),
