@@ -5,7 +5,7 @@
 //! in the page from a JSON summary of the evidence, aggregated per second so the page stays small.
 
 use super::Report;
-use crate::evidence::{AlertState, EvidenceData, Layer, Probe};
+use crate::evidence::{AlertState, EvidenceData, Layer, Lifecycle, Probe};
 use crate::judge::percentile;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -22,12 +22,93 @@ pub struct Series {
     pub mix: Vec<Mix>,
     /// Per second of send time: p50 and p99 latency from the schedule, in ms.
     pub latency: Vec<(u64, Option<u64>, Option<u64>)>,
-    /// Readiness per replica: (from_ms, ready) state changes.
-    pub readiness: BTreeMap<String, Vec<(u64, bool)>>,
+    /// Per replica: (from_ms, state) changes, readiness and process state merged.
+    pub readiness: BTreeMap<String, Vec<(u64, ReplicaState)>>,
     /// Alert states: (from_ms, state) changes per alert.
     pub alerts: BTreeMap<String, Vec<(u64, AlertState)>>,
     /// Lifecycle events: (t_ms, replica, event name, description).
     pub lifecycle: Vec<(u64, String, String, String)>,
+}
+
+/// What a replica's row shows from a moment on.
+#[derive(Serialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplicaState {
+    Ready,
+    NotReady,
+    /// Crashed (exited unasked), until it is started again.
+    Down,
+    /// Terminated on request (stopped by itself or SIGKILLed): the replica is gone.
+    Gone,
+}
+
+/// Each replica's rows: readiness flips, with crashes (down until started again, then its last
+/// readiness) and terminations (gone) merged in by time.
+fn replica_states(data: &EvidenceData) -> BTreeMap<String, Vec<(u64, ReplicaState)>> {
+    enum Ev {
+        Ready(bool),
+        Crashed,
+        Started,
+        Ended,
+    }
+    let mut events: BTreeMap<&str, Vec<(u64, Ev)>> = BTreeMap::new();
+    for p in data.probes.iter().filter(|p| p.probe == Probe::Readiness) {
+        events
+            .entry(&p.replica)
+            .or_default()
+            .push((p.t_ms, Ev::Ready(p.ok)));
+    }
+    for l in &data.lifecycle {
+        let ev = match l.event {
+            Lifecycle::Exited { .. } | Lifecycle::FailedToStart { .. } => Ev::Crashed,
+            Lifecycle::Started { .. } => Ev::Started,
+            Lifecycle::Stopped { .. } | Lifecycle::Sigkill { .. } => Ev::Ended,
+            _ => continue,
+        };
+        events.entry(&l.replica).or_default().push((l.t_ms, ev));
+    }
+    events
+        .into_iter()
+        .map(|(replica, mut evs)| {
+            evs.sort_by_key(|(t, _)| *t);
+            let mut out: Vec<(u64, ReplicaState)> = Vec::new();
+            let mut ready: Option<bool> = None;
+            let mut down = false;
+            for (t, ev) in evs {
+                let state = match ev {
+                    Ev::Ready(ok) => {
+                        ready = Some(ok);
+                        if down {
+                            continue;
+                        }
+                        if ok {
+                            ReplicaState::Ready
+                        } else {
+                            ReplicaState::NotReady
+                        }
+                    }
+                    Ev::Crashed => {
+                        down = true;
+                        ReplicaState::Down
+                    }
+                    Ev::Started if down => {
+                        down = false;
+                        match ready {
+                            Some(true) => ReplicaState::Ready,
+                            Some(false) => ReplicaState::NotReady,
+                            None => continue,
+                        }
+                    }
+                    Ev::Started => continue,
+                    Ev::Ended => ReplicaState::Gone,
+                };
+                if out.last().is_none_or(|(_, s)| *s != state) {
+                    out.push((t, state));
+                }
+            }
+            (replica.to_string(), out)
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -77,13 +158,7 @@ pub fn series(report: &Report, data: &EvidenceData) -> Series {
         .enumerate()
         .map(|(i, l)| (i as u64, percentile(l, 50.0), percentile(l, 99.0)))
         .collect();
-    let mut readiness: BTreeMap<String, Vec<(u64, bool)>> = BTreeMap::new();
-    for p in data.probes.iter().filter(|p| p.probe == Probe::Readiness) {
-        readiness
-            .entry(p.replica.clone())
-            .or_default()
-            .push((p.t_ms, p.ok));
-    }
+    let readiness = replica_states(data);
     let mut alerts: BTreeMap<String, Vec<(u64, AlertState)>> = BTreeMap::new();
     for a in &data.alerts {
         alerts
@@ -265,6 +340,62 @@ mod tests {
         for bad in ["src=\"http", "href=\"http", "url(http", "@import"] {
             assert!(!TEMPLATE.contains(bad), "{bad}");
         }
+    }
+
+    /// A row is not green after its replica is gone: a termination ends it, a crash shows it down
+    /// until it is started again.
+    #[test]
+    fn replica_rows_show_crashes_and_terminations() {
+        use crate::evidence::{LifecycleRecord, ProbeRecord, ProbeResult};
+        let mut d = EvidenceData::default();
+        let probe = |t_ms, ok| ProbeRecord {
+            t_ms,
+            service: "checkout".into(),
+            replica: "checkout-0".into(),
+            probe: Probe::Readiness,
+            ok,
+            result: if ok {
+                ProbeResult::Passed
+            } else {
+                ProbeResult::Refused
+            },
+        };
+        let life = |t_ms, event| LifecycleRecord {
+            t_ms,
+            service: "checkout".into(),
+            replica: "checkout-0".into(),
+            event,
+        };
+        d.probes = vec![probe(100, true), probe(5_000, false), probe(9_000, true)];
+        d.lifecycle = vec![
+            life(50, Lifecycle::Started { pid: 1 }),
+            life(
+                3_000,
+                Lifecycle::Exited {
+                    status: "exit code 1".into(),
+                    last_log_line: String::new(),
+                },
+            ),
+            life(4_000, Lifecycle::Started { pid: 2 }),
+            life(
+                12_000,
+                Lifecycle::Stopped {
+                    status: "exit code 0".into(),
+                },
+            ),
+        ];
+        use ReplicaState::*;
+        assert_eq!(
+            replica_states(&d)["checkout-0"],
+            vec![
+                (100, Ready),
+                (3_000, Down),
+                (4_000, Ready),
+                (5_000, NotReady),
+                (9_000, Ready),
+                (12_000, Gone)
+            ]
+        );
     }
 
     #[test]
