@@ -46,7 +46,8 @@ pub enum RunVerdict {
 
 impl std::fmt::Display for RunVerdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        // `pad`, so tables can align it.
+        f.pad(match self {
             RunVerdict::Pass => "pass",
             RunVerdict::Fail => "fail",
             RunVerdict::Aborted => "aborted",

@@ -13,7 +13,8 @@ pub struct Rendered {
 }
 
 fn chromium() -> &'static str {
-    for c in ["chromium", "chromium-browser"] {
+    // Debian's and Ubuntu's names, and the Chrome GitHub's runners ship.
+    for c in ["chromium", "chromium-browser", "google-chrome"] {
         if Command::new(c)
             .arg("--version")
             .output()
