@@ -17,7 +17,11 @@ const BUGGY_LIVENESS_DB_TIMEOUT: Duration = Duration::from_millis(1000);
 
 pub async fn live(State(state): State<SharedState>) -> (StatusCode, Json<Value>) {
     if state.config.bugs.on(Bug::LivenessChecksDb) {
-        if let Err(e) = state.check_database(BUGGY_LIVENESS_DB_TIMEOUT).await {
+        // The bug: the readiness checks of the database copied into liveness, so a saturated pool
+        // reads as a dead process. The headroom check makes it fail for as long as the pool is
+        // saturated, not only when this probe happens to lose the race for a connection.
+        let db = state.check_database(BUGGY_LIVENESS_DB_TIMEOUT).await;
+        if let Err(e) = db.and_then(|()| crate::state::check_pool_headroom()) {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({"status": "dead", "failing": ["database"], "database": e})),
