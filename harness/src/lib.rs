@@ -54,5 +54,7 @@ pub mod coverage;
 pub mod summary;
 
 pub mod cli;
+pub mod confine;
 pub mod error;
 pub mod stall;
+pub mod tools;

@@ -101,7 +101,10 @@ pub async fn run<P: Platform>(
     );
     let reports_dir = std::path::absolute(&opts.reports_dir)
         .map_err(|e| BrownoutError::Environment(format!("bad reports dir: {e}")))?;
-    let report_dir = reports_dir.join(&scenario.name).join(&run_id);
+    let report_dir = crate::confine::inside(
+        &reports_dir,
+        std::path::Path::new(&scenario.name).join(&run_id),
+    )?;
     let log_dir = report_dir.join("logs");
     std::fs::create_dir_all(&log_dir).map_err(|e| {
         BrownoutError::Environment(format!("cannot create {}: {e}", log_dir.display()))

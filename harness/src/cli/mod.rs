@@ -326,7 +326,14 @@ fn validate(paths: Vec<PathBuf>, scenarios_dir: &std::path::Path) -> Result<Exit
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
-            files.extend(spec::scenario_paths(&p)?);
+            let found = spec::scenario_paths(&p)?;
+            if found.is_empty() {
+                return Err(BrownoutError::BadInput(format!(
+                    "{}: no scenario files (*.toml) in this directory: nothing to validate",
+                    p.display()
+                )));
+            }
+            files.extend(found);
         } else {
             files.push(p);
         }
@@ -354,15 +361,29 @@ fn validate(paths: Vec<PathBuf>, scenarios_dir: &std::path::Path) -> Result<Exit
     Ok(Exit::Pass)
 }
 
+/// Lists the valid scenarios; an invalid one is reported as an error (exit 2), so a typo in a
+/// scenario file is never hidden behind a list that looks fine.
 fn list(scenarios_dir: &std::path::Path) -> Result<Exit, BrownoutError> {
-    for f in spec::scenario_paths(scenarios_dir)? {
+    let paths = spec::scenario_paths(scenarios_dir)?;
+    if paths.is_empty() {
+        return Err(BrownoutError::BadInput(format!(
+            "{}: no scenario files (*.toml) in this directory",
+            scenarios_dir.display()
+        )));
+    }
+    let mut bad = 0;
+    for f in paths {
         match spec::load_scenario(&f) {
             Ok(s) => println!("{:<20} {}", s.name, s.summary),
-            Err(e) => println!(
-                "{:<20} (invalid: {e})",
-                f.file_stem().unwrap_or_default().to_string_lossy()
-            ),
+            Err(e) => {
+                bad += 1;
+                eprintln!("error {e}");
+            }
         }
+    }
+    if bad > 0 {
+        eprintln!("brownout: {bad} scenario files have errors (brownout validate shows them all)");
+        return Ok(Exit::BadInput);
     }
     Ok(Exit::Pass)
 }

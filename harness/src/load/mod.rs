@@ -192,7 +192,7 @@ impl Send {
         let key = req
             .idempotency_key
             .then(|| format!("{}-key", self.request_id));
-        let max_attempts = 1 + req.retry.as_ref().map_or(0, |r| r.max);
+        let max_attempts = req.retry.as_ref().map_or(0, |r| r.max).saturating_add(1);
         let method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
             .unwrap_or(reqwest::Method::GET);
         let mut attempt = 1;

@@ -12,7 +12,7 @@ mod prometheus;
 mod proxies;
 pub mod rollout;
 pub mod supervisor;
-pub mod tools;
+pub use crate::tools;
 pub mod workdir;
 
 use super::{
@@ -202,7 +202,7 @@ fn replica_config(ctx: &SpawnContext, svc: &ServiceSpec, name: &str) -> Result<R
     vars.insert("listen_addr".into(), format!("127.0.0.1:{port}"));
     vars.insert("replica".into(), name.to_string());
     let subdir = |rel: String| -> Result<PathBuf> {
-        let p = ctx.workdir.join(rel);
+        let p = crate::confine::inside(&ctx.workdir, rel)?;
         std::fs::create_dir_all(&p)
             .map_err(crate::error::env_err(format!("creating {}", p.display())))?;
         Ok(p)

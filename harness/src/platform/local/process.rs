@@ -194,7 +194,7 @@ impl ManagedChild {
         if let Some(status) = self.begin_stop(sig) {
             return (Some(status), false);
         }
-        let deadline = Instant::now() + grace;
+        let deadline = Instant::now() + grace.min(Duration::from_secs(24 * 3600));
         while Instant::now() < deadline {
             if let Some(status) = self.reaped() {
                 return (Some(status), false);
@@ -210,7 +210,7 @@ impl ManagedChild {
         if let Some(status) = self.begin_stop(sig) {
             return (Some(status), false);
         }
-        let deadline = Instant::now() + grace;
+        let deadline = Instant::now() + grace.min(Duration::from_secs(24 * 3600));
         while Instant::now() < deadline {
             if let Some(status) = self.reaped() {
                 return (Some(status), false);

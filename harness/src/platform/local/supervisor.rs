@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// A replica never seen live is restarted after this long (a startup-probe allowance).
+/// The longest any user-given wait is honoured (validation keeps them far below; this keeps
+/// deadline arithmetic from overflowing whatever a caller passes).
+const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 const STARTUP_ALLOWANCE: Duration = Duration::from_secs(60);
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -290,7 +293,8 @@ async fn run_probes(
     stop_rx: &mut watch::Receiver<bool>,
 ) -> Outcome {
     let period =
-        |p: &Option<ParsedProbe>| p.as_ref().map_or(Duration::from_secs(3600), |p| p.period);
+        // Never zero (tokio's interval panics on it); validation keeps periods at 100 ms or more.
+        |p: &Option<ParsedProbe>| p.as_ref().map_or(Duration::from_secs(3600), |p| p.period.max(Duration::from_millis(10)));
     let mut readiness_tick = tokio::time::interval(period(&config.probes.readiness));
     let mut liveness_tick = tokio::time::interval(period(&config.probes.liveness));
     let mut exit_tick = tokio::time::interval(Duration::from_millis(100));
@@ -326,7 +330,7 @@ async fn run_probes(
                 // Like a kubelet: the pre-stop hook, then SIGTERM; keep probing (the evidence
                 // shows readiness flipping during the drain), SIGKILL when the grace period
                 // (counted from the start of the hook) is over.
-                kill_at = Some(tokio::time::Instant::now() + config.grace);
+                kill_at = Some(tokio::time::Instant::now() + config.grace.min(MAX_WAIT));
                 match &config.pre_stop {
                     Some(pre_stop) => {
                         evidence.lifecycle(&config.service, &config.name, Lifecycle::PreStop { hook: pre_stop.describe(), grace_ms: config.grace.as_millis() as u64 });

@@ -1,4 +1,4 @@
-//! Finding the system programs a local run needs (PostgreSQL, nginx, mtail, Prometheus). A missing one is
+//! Finding the system programs Brownout runs (PostgreSQL, nginx, mtail, Prometheus, promtool). A missing one is
 //! an environment error (exit code 3) that names the command that installs it.
 
 use crate::error::BrownoutError;

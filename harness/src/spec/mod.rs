@@ -3,7 +3,17 @@
 //! describes the system under test once (services, replicas, commands, env, probes, grace periods,
 //! volumes, the ingress route and the alert rules), so users can describe their own app the same way.
 
+pub mod checks;
+pub mod locate;
+pub mod rules;
+mod scenario;
+pub mod source;
+mod system;
+
+pub use system::load_system;
+
 use crate::error::{BrownoutError, Result};
+use locate::Locator;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -769,6 +779,9 @@ pub struct VolumeSpec {
     pub size: Option<Size>,
 }
 
+/// The largest sized volume: a tmpfs lives in memory.
+pub const MAX_VOLUME_BYTES: u64 = 1 << 30;
+
 /// Parses "16MiB", "512KiB", "1GiB" or a plain byte count.
 pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
     let t = s.trim();
@@ -785,10 +798,12 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
     .unwrap_or((t, 1));
     num.trim()
         .parse::<u64>()
-        .map(|n| n * mult)
         .ok()
-        .filter(|n| *n >= 64 * 1024)
-        .ok_or_else(|| format!("'{s}' is not a size of at least 64KiB; write it like \"16MiB\""))
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| (64 * 1024..=MAX_VOLUME_BYTES).contains(n))
+        .ok_or_else(|| {
+            format!("'{s}' is not a size from 64KiB to 1GiB (a sized volume is a tmpfs, held in memory); write it like \"16MiB\"")
+        })
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -893,6 +908,8 @@ pub struct System {
     pub path: PathBuf,
     pub file: SystemFile,
     pub rule_files: Vec<PathBuf>,
+    /// The alerting rules its rule files define.
+    pub alerts: Vec<rules::AlertRule>,
 }
 
 impl Scenario {
@@ -933,8 +950,7 @@ fn at(
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| BrownoutError::BadInput(format!("{}: cannot read: {e}", path.display())))
+    source::read_capped(path)
 }
 
 fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
@@ -959,11 +975,18 @@ pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenar
     let file: ScenarioFile = parse_toml(path, &text)?;
     let err = |span: std::ops::Range<usize>, msg: String| at(path, &text, span, msg);
 
-    if let Some(system) = system_arg.filter(|s| !s.is_file()) {
-        return Err(BrownoutError::BadInput(format!(
-            "--system {}: no such file (give the path of a system file, e.g. scenarios/systems/checkout.toml)",
-            system.display()
-        )));
+    if let Some(system) = system_arg {
+        if let Some(why) = source::not_a_file(system) {
+            let why = if why == "does not exist" {
+                "no such file".to_string()
+            } else {
+                why
+            };
+            return Err(BrownoutError::BadInput(format!(
+                "--system {}: {why} (give the path of a system file, e.g. scenarios/systems/checkout.toml)",
+                system.display()
+            )));
+        }
     }
     let system_path = match system_arg {
         Some(s) => s.to_path_buf(),
@@ -972,13 +995,14 @@ pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenar
             .unwrap_or(Path::new("."))
             .join(file.system.get_ref()),
     };
-    if !system_path.is_file() {
+    if let Some(why) = source::not_a_file(&system_path) {
         return Err(err(
             file.system.span(),
-            format!("system file '{}' does not exist", system_path.display()),
+            format!("system file '{}' {why}", system_path.display()),
         ));
     }
     let system = load_system(&system_path)?;
+    scenario::check(&Locator::new(path, &text), &file, &system)?;
 
     if file.phases.is_empty() {
         return Err(BrownoutError::BadInput(format!(
@@ -1306,146 +1330,6 @@ pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenar
         system,
         system_override: system_arg.is_some(),
         seed: file.seed,
-    })
-}
-
-/// Loads and validates a system file.
-pub fn load_system(path: &Path) -> Result<System> {
-    let text = read(path)?;
-    let file: SystemFile = parse_toml(path, &text)?;
-    let bad = |msg: String| BrownoutError::BadInput(format!("{}: {msg}", path.display()));
-    let mut names = Vec::new();
-    for s in &file.services {
-        let name = s.name.get_ref();
-        if names.contains(&name) {
-            return Err(at(
-                path,
-                &text,
-                s.name.span(),
-                format!("service '{name}' is defined twice"),
-            ));
-        }
-        names.push(name);
-        if s.command.is_empty() {
-            return Err(at(
-                path,
-                &text,
-                s.name.span(),
-                format!("service '{name}': command must not be empty"),
-            ));
-        }
-        if s.replicas == 0 || s.replicas > 20 {
-            return Err(at(
-                path,
-                &text,
-                s.name.span(),
-                format!("service '{name}': replicas must be between 1 and 20"),
-            ));
-        }
-        let grace = s.grace_period;
-        match &s.pre_stop {
-            Some(PreStopSpec::Sleep(d)) if *d >= grace => {
-                return Err(at(path, &text, s.name.span(), format!("service '{name}': pre_stop sleep {d} must be shorter than grace_period {grace} (it counts inside it)")));
-            }
-            Some(PreStopSpec::Http(p)) if !p.starts_with('/') => {
-                return Err(at(
-                    path,
-                    &text,
-                    s.name.span(),
-                    format!("service '{name}': pre_stop http path '{p}' must start with /"),
-                ));
-            }
-            _ => {}
-        }
-    }
-    for (i, p) in file.proxies.iter().enumerate() {
-        // The name is a path segment of the control API and must not clash with the platform's
-        // own proxies (e.g. the local platform's `service.<name>` addresses).
-        let name_ok = !p.name.is_empty()
-            && p.name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !name_ok {
-            return Err(bad(format!(
-                "proxy name '{}': use letters, digits, '-' and '_' only",
-                p.name
-            )));
-        }
-        if file.proxies[..i].iter().any(|q| q.name == p.name) {
-            return Err(bad(format!("proxy '{}' is declared twice", p.name)));
-        }
-        if p.upstream != "database" && !names.iter().any(|n| **n == p.upstream) {
-            return Err(bad(format!(
-                "proxy '{}': upstream '{}' is neither a service nor \"database\"",
-                p.name, p.upstream
-            )));
-        }
-        if p.upstream == "database" && file.database.is_none() {
-            return Err(bad(format!(
-                "proxy '{}': upstream \"database\" but the system has no [database]",
-                p.name
-            )));
-        }
-    }
-    if !names.iter().any(|n| **n == file.ingress.service) {
-        return Err(bad(format!(
-            "[ingress] service '{}' is not one of the services ({})",
-            file.ingress.service,
-            names
-                .iter()
-                .map(|n| n.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let rule_files: Vec<PathBuf> = file
-        .prometheus
-        .rule_files
-        .iter()
-        .map(|r| dir.join(r))
-        .collect();
-    for r in &rule_files {
-        if !r.is_file() {
-            return Err(bad(format!("rule file '{}' does not exist", r.display())));
-        }
-    }
-    if let Some(integrity) = &file.integrity {
-        if file.database.is_none() {
-            return Err(bad(
-                "[integrity] queries the system's database, but it declares no [database]".into(),
-            ));
-        }
-        if let Some(ledger) = &integrity.ledger {
-            if !file
-                .services
-                .iter()
-                .any(|s| *s.name.get_ref() == ledger.service)
-            {
-                return Err(bad(format!(
-                    "[integrity.ledger] service '{}' is not one of the services",
-                    ledger.service
-                )));
-            }
-            if !ledger.path.starts_with('/') {
-                return Err(bad(format!(
-                    "[integrity.ledger] path '{}' must start with /",
-                    ledger.path
-                )));
-            }
-            if integrity.committed_ids_query.is_none() {
-                return Err(bad(
-                    "[integrity] a ledger needs committed_ids_query (the ids each entry belongs to)"
-                        .into(),
-                ));
-            }
-        }
-    }
-    Ok(System {
-        name: file.name.clone(),
-        path: path.to_path_buf(),
-        file,
-        rule_files,
     })
 }
 

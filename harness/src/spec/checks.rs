@@ -1,0 +1,319 @@
+//! The rules a value must follow before the harness uses it: safe names (they become directory
+//! names, replica names, metric labels), HTTP methods, request paths (origin-form only: load goes
+//! to the ingress and nowhere else), environment variable names, `{placeholders}`, nginx retry
+//! conditions and duration ranges. Each returns what is wrong and what would be right, for the
+//! caller to place at file:line:col.
+
+use std::time::Duration;
+
+/// The longest name (a DNS label's length: names become Kubernetes object names too).
+pub const MAX_NAME: usize = 63;
+
+/// A name that can be a path segment, a replica or object name and a label: 1 to 63 of
+/// `a-z A-Z 0-9 - _ .`, starting with a letter or digit (so never `.`, `..` or a hidden file).
+pub fn name(what: &str, s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= MAX_NAME
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else if s.is_empty() {
+        Err(format!(
+            "{what} is empty: give it a name such as \"checkout\""
+        ))
+    } else {
+        Err(format!(
+            "{what} '{}' is not a safe name: use 1 to {MAX_NAME} letters, digits, '-', '_' or '.', starting with a letter or digit",
+            s.escape_debug()
+        ))
+    }
+}
+
+/// The methods a load request may use.
+pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+pub fn method(s: &str) -> Result<(), String> {
+    if METHODS.contains(&s) {
+        Ok(())
+    } else {
+        Err(format!(
+            "method '{}' is not an HTTP method: use one of {}",
+            s.escape_debug(),
+            METHODS.join(", ")
+        ))
+    }
+}
+
+/// A request path: origin-form (`/api/x?y=1`), so a request can only go to the address the
+/// platform deployed; no scheme, no `//host`, no whitespace or control characters.
+pub fn request_path(what: &str, s: &str) -> Result<(), String> {
+    if s.contains("://") || s.starts_with("//") {
+        return Err(format!(
+            "{what} '{}' names another host: give a path on the system under test, such as \"/api/catalog\" (load, probes and faults only reach what the platform deployed)",
+            s.escape_debug()
+        ));
+    }
+    if !s.starts_with('/') {
+        return Err(format!(
+            "{what} '{}' must start with / (e.g. \"/api/catalog\")",
+            s.escape_debug()
+        ));
+    }
+    if s.len() > 2048 {
+        return Err(format!("{what} is {} characters; at most 2048", s.len()));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || *c == '\\' || *c == '#')
+    {
+        return Err(format!(
+            "{what} '{}' contains {:?}: percent-encode it",
+            s.escape_debug(),
+            c
+        ));
+    }
+    Ok(())
+}
+
+/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn env_name(s: &str) -> Result<(), String> {
+    let ok = s.len() <= 256
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{}' is not an environment variable name: use letters, digits and '_', not starting with a digit",
+            s.escape_debug()
+        ))
+    }
+}
+
+/// The `{…}` placeholders in a template, in order.
+pub fn placeholders(template: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) if !after[..close].contains('{') => {
+                out.push(&after[..close]);
+                rest = &after[close + 1..];
+            }
+            _ => rest = after,
+        }
+    }
+    out
+}
+
+/// Every placeholder of `template` is one of `known`.
+pub fn template(what: &str, t: &str, known: &[String]) -> Result<(), String> {
+    for p in placeholders(t) {
+        if !known.iter().any(|k| k == p) {
+            let near = known
+                .iter()
+                .min_by_key(|k| edit_distance(k, p))
+                .filter(|k| edit_distance(k, p) <= 3)
+                .map(|k| format!(" (did you mean {{{k}}}?)"))
+                .unwrap_or_default();
+            return Err(format!(
+                "{what}: unknown placeholder {{{}}}{near}; known: {}",
+                p.escape_debug(),
+                known
+                    .iter()
+                    .map(|k| format!("{{{k}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// nginx `proxy_next_upstream` conditions the ingress accepts.
+pub const RETRY_CONDITIONS: [&str; 11] = [
+    "error",
+    "timeout",
+    "invalid_header",
+    "http_500",
+    "http_502",
+    "http_503",
+    "http_504",
+    "http_403",
+    "http_404",
+    "http_429",
+    "non_idempotent",
+];
+
+/// `retries`: "off", or conditions from [`RETRY_CONDITIONS`] separated by spaces. Checked before
+/// it is written into nginx.conf.
+pub fn retries(s: &str) -> Result<(), String> {
+    if s == "off" {
+        return Ok(());
+    }
+    let words: Vec<&str> = s.split(' ').collect();
+    if words.iter().any(|w| w.is_empty()) || words.is_empty() {
+        return Err(format!(
+            "retries '{}': write \"off\" or conditions separated by one space, e.g. \"error timeout\"",
+            s.escape_debug()
+        ));
+    }
+    for w in words {
+        if !RETRY_CONDITIONS.contains(&w) {
+            return Err(format!(
+                "retries: '{}' is not an nginx proxy_next_upstream condition: use \"off\" or some of {}",
+                w.escape_debug(),
+                RETRY_CONDITIONS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A duration within `[min, max]`.
+pub fn duration(what: &str, d: Duration, min: Duration, max: Duration) -> Result<(), String> {
+    if d < min || d > max {
+        Err(format!(
+            "{what} {} is out of range: between {} and {}",
+            humantime::format_duration(d),
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A number within `[min, max]`.
+pub fn number<T: PartialOrd + std::fmt::Display>(
+    what: &str,
+    n: T,
+    min: T,
+    max: T,
+) -> Result<(), String> {
+    if n < min || n > max {
+        Err(format!("{what} {n} is out of range: {min} to {max}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// An HTTP status code (100 to 599).
+pub fn status(what: &str, s: u16) -> Result<(), String> {
+    number(what, s, 100, 599).map_err(|e| format!("{e} (an HTTP status)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_path_segments_and_labels() {
+        for ok in ["checkout", "pool-exhaustion", "a_b.c", "r2", "X"] {
+            assert!(name("name", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "../../x", "/abs", ".", "..", ".hidden", "a/b", "a b", "é", "-x",
+        ] {
+            assert!(name("name", bad).is_err(), "{bad}");
+        }
+        assert!(name("name", &"a".repeat(64)).is_err());
+        assert!(name("name", "").unwrap_err().contains("is empty"));
+    }
+
+    #[test]
+    fn methods_come_from_the_http_set() {
+        assert!(method("POST").is_ok());
+        let e = method("PSOT").unwrap_err();
+        assert!(e.contains("GET, HEAD, POST"), "{e}");
+        assert!(method("post").is_err());
+    }
+
+    #[test]
+    fn request_paths_are_origin_form_only() {
+        assert!(request_path("path", "/api/catalog?x=1").is_ok());
+        for bad in [
+            "http://10.0.0.1:80/x",
+            "//evil/x",
+            "api",
+            "",
+            "/a b",
+            "/a\nb",
+            "/a\\b",
+        ] {
+            assert!(request_path("path", bad).is_err(), "{bad}");
+        }
+        assert!(request_path("path", "http://h/x")
+            .unwrap_err()
+            .contains("another host"));
+    }
+
+    #[test]
+    fn placeholders_are_found_and_checked_with_a_suggestion() {
+        assert_eq!(
+            placeholders("http://{proxy.p.addr}/x{a}{{b}"),
+            ["proxy.p.addr", "a", "b"]
+        );
+        let known = vec!["database_url".to_string(), "replica".to_string()];
+        assert!(template("env X", "{database_url}", &known).is_ok());
+        let e = template("env X", "{databse_url}", &known).unwrap_err();
+        assert!(
+            e.contains("unknown placeholder {databse_url} (did you mean {database_url}?)"),
+            "{e}"
+        );
+        let e = template("env X", "{proxy.nope.addr}", &known).unwrap_err();
+        assert!(!e.contains("did you mean"), "{e}");
+    }
+
+    #[test]
+    fn retries_are_nginx_conditions_only() {
+        assert!(retries("off").is_ok());
+        assert!(retries("error timeout http_503").is_ok());
+        for bad in [
+            "bogus",
+            "error; include /etc/passwd",
+            "",
+            "error  timeout",
+            "off error",
+        ] {
+            assert!(retries(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn env_names_and_ranges() {
+        assert!(env_name("DB_URL").is_ok());
+        assert!(env_name("1X").is_err());
+        assert!(env_name("A=B").is_err());
+        assert!(number("users", 0u32, 1, 10).is_err());
+        assert!(duration(
+            "period",
+            Duration::ZERO,
+            Duration::from_millis(100),
+            Duration::from_secs(60)
+        )
+        .unwrap_err()
+        .contains("between 100ms and 1m"));
+        assert!(status("allowed", 999).is_err());
+        assert!(status("allowed", 0).is_err());
+    }
+}

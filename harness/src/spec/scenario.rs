@@ -1,0 +1,352 @@
+//! The checks of a scenario file that go beyond its TOML shape: safe names, HTTP methods, request
+//! paths on the system under test only, JSON bodies, every number and duration in range, alerts
+//! that a rule file defines, and faults the system can take. Each error at file:line:col.
+
+use super::checks;
+use super::locate::{Locator, Seg};
+use super::{ExpectSpec, FaultSpec, ScenarioFile, System, ToxicSpec};
+use crate::error::Result;
+use crate::key_path;
+use std::time::Duration;
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+const HOUR: Duration = secs(3600);
+
+type Check = std::result::Result<(), String>;
+
+pub(super) fn check(loc: &Locator, file: &ScenarioFile, system: &System) -> Result<()> {
+    let at = |keys: &[Seg], r: Check| r.map_err(|msg| loc.at(keys, msg));
+    at(key_path!["name"], checks::name("scenario name", &file.name))?;
+    for (i, p) in file.phases.iter().enumerate() {
+        at(
+            key_path!["phases", i, "name"],
+            checks::name("phase name", p.name.get_ref()),
+        )?;
+        if let Some(f) = &p.fault {
+            check_fault(loc, i, f.get_ref(), system)?;
+        }
+    }
+    check_load(loc, file)?;
+    for (i, e) in file.expect.iter().enumerate() {
+        check_expectation(loc, i, e.get_ref(), system)?;
+    }
+    Ok(())
+}
+
+fn check_load(loc: &Locator, file: &ScenarioFile) -> Result<()> {
+    let at = |keys: &[Seg], r: Check| r.map_err(|msg| loc.at(keys, msg));
+    let load = &file.load;
+    at(
+        key_path!["load", "timeout"],
+        checks::duration(
+            "load timeout",
+            load.timeout.get_ref().get(),
+            Duration::from_millis(1),
+            secs(300),
+        ),
+    )?;
+    if let Some(m) = load.max_in_flight {
+        at(
+            key_path!["load", "max_in_flight"],
+            checks::number("max_in_flight", m, 1, 100_000),
+        )?;
+    }
+    for (i, r) in load.requests.iter().enumerate() {
+        let req = |field: &'static str, c: Check| {
+            at(key_path!["load", "requests", i, field], c)
+                .map_err(|e| prefix(e, &format!("request '{}': ", r.name)))
+        };
+        at(
+            key_path!["load", "requests", i, "name"],
+            checks::name("request name", &r.name),
+        )?;
+        if load.requests[..i].iter().any(|q| q.name == r.name) {
+            return Err(loc.at(
+                key_path!["load", "requests", i, "name"],
+                format!(
+                    "request name '{}' is used twice: expectations and reports tell requests apart by name",
+                    r.name
+                ),
+            ));
+        }
+        req("method", checks::method(&r.method))?;
+        req("path", checks::request_path("path", &r.path))?;
+        if let Some(body) = &r.body {
+            req(
+                "body",
+                serde_json::from_str::<serde_json::Value>(body)
+                    .map(|_| ())
+                    .map_err(|e| format!("body is not JSON ({e}); it is sent as application/json")),
+            )?;
+            if r.method == "GET" || r.method == "HEAD" {
+                req(
+                    "body",
+                    Err(format!(
+                        "a {} request has no body: use POST, PUT or PATCH",
+                        r.method
+                    )),
+                )?;
+            }
+        }
+        req(
+            "weight",
+            checks::number("weight", r.weight, 1, 1000)
+                .map_err(|e| format!("{e} (to leave a request out, delete it)")),
+        )?;
+        if let Some(retry) = &r.retry {
+            req("retry", checks::number("retry max", retry.max, 1, 10))?;
+            if retry.on.is_empty() {
+                req(
+                    "retry",
+                    Err("retry.on lists no status: give the statuses to retry, e.g. [503]".into()),
+                )?;
+            }
+            for s in &retry.on {
+                req("retry", checks::status("retry.on", *s))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn prefix(e: crate::error::BrownoutError, what: &str) -> crate::error::BrownoutError {
+    // Insert after "file:line:col: ".
+    let text = e.to_string();
+    let cut = text.match_indices(": ").next().map_or(0, |(i, _)| i + 2);
+    crate::error::BrownoutError::BadInput(format!("{}{what}{}", &text[..cut], &text[cut..]))
+}
+
+fn check_fault(loc: &Locator, phase: usize, f: &FaultSpec, system: &System) -> Result<()> {
+    let at = |field: &str, c: Check| {
+        c.map_err(|msg| {
+            loc.at(
+                key_path!["phases", phase, "fault", field],
+                format!("fault {}: {msg}", f.kind()),
+            )
+        })
+    };
+    match f {
+        FaultSpec::PoolExhaustion { tables } => {
+            if system.file.database.is_none() {
+                at(
+                    "kind",
+                    Err(format!(
+                        "the system '{}' has no [database] to exhaust",
+                        system.name
+                    )),
+                )?;
+            }
+            if tables.is_empty() {
+                at("tables", Err("tables lists no table to lock".into()))?;
+            }
+            for t in tables {
+                at("tables", checks::name("table", t))?;
+            }
+        }
+        FaultSpec::Rollout {
+            remove_env,
+            set_env,
+            progress_deadline,
+            service,
+        } => {
+            at(
+                "progress_deadline",
+                checks::duration("progress_deadline", progress_deadline.get(), secs(1), HOUR),
+            )?;
+            for k in remove_env {
+                at("remove_env", checks::env_name(k))?;
+            }
+            let index = system
+                .file
+                .services
+                .iter()
+                .position(|s| s.name.get_ref() == service);
+            for (k, v) in set_env {
+                at("set_env", checks::env_name(k))?;
+                if let Some(i) = index {
+                    let known = super::system::known_placeholders(&system.file, i);
+                    at(
+                        "set_env",
+                        checks::template(&format!("set_env {k}"), v, &known),
+                    )?;
+                }
+            }
+        }
+        FaultSpec::RollingRestart {
+            progress_deadline, ..
+        } => at(
+            "progress_deadline",
+            checks::duration("progress_deadline", progress_deadline.get(), secs(1), HOUR),
+        )?,
+        FaultSpec::Proxy { toxic, .. } => {
+            let f = toxic.fraction();
+            if !(0.0..=1.0).contains(&f) {
+                at(
+                    "toxic",
+                    Err(format!("fraction {f} must be between 0 and 1")),
+                )?;
+            }
+            let max = secs(600);
+            let d =
+                |what: &str, v: super::Dur| checks::duration(what, v.get(), Duration::ZERO, max);
+            match toxic {
+                ToxicSpec::Latency {
+                    latency, jitter, ..
+                } => {
+                    at("toxic", d("latency", *latency))?;
+                    at("toxic", d("jitter", *jitter))?;
+                }
+                ToxicSpec::Timeout {
+                    close_after: Some(c),
+                    ..
+                } => at("toxic", d("close_after", *c))?,
+                ToxicSpec::Reset { after, .. } => at("toxic", d("after", *after))?,
+                ToxicSpec::Bandwidth { bytes_per_sec, .. } => at(
+                    "toxic",
+                    checks::number("bytes_per_sec", *bytes_per_sec, 1, 10_000_000_000),
+                )?,
+                _ => {}
+            }
+        }
+        FaultSpec::DiskFull { .. } => {}
+    }
+    Ok(())
+}
+
+fn check_expectation(loc: &Locator, i: usize, e: &ExpectSpec, system: &System) -> Result<()> {
+    let id = e.id();
+    let at = |field: &str, c: Check| {
+        c.map_err(|msg| {
+            loc.at(
+                key_path!["expect", i, field],
+                format!("expectation '{id}': {msg}"),
+            )
+        })
+    };
+    at("id", checks::name("id", id))?;
+    let within = |what: &str, d: super::Dur| checks::duration(what, d.get(), Duration::ZERO, HOUR);
+    match e {
+        ExpectSpec::StatusCodes {
+            allowed,
+            retry_after,
+            ..
+        } => {
+            if allowed.is_empty() {
+                at(
+                    "allowed",
+                    Err(
+                        "allowed lists no status: every answer would fail it (e.g. [200, 201])"
+                            .into(),
+                    ),
+                )?;
+            }
+            for s in allowed {
+                at("allowed", checks::status("allowed", *s))?;
+            }
+            for s in retry_after {
+                at("retry_after", checks::status("retry_after", *s))?;
+                if !allowed.contains(s) {
+                    at(
+                        "retry_after",
+                        Err(format!(
+                            "retry_after lists {s}, which allowed does not: add it to allowed"
+                        )),
+                    )?;
+                }
+            }
+        }
+        ExpectSpec::Latency {
+            percentile, below, ..
+        } => {
+            if !(*percentile > 0.0 && *percentile <= 100.0) {
+                at(
+                    "percentile",
+                    Err(format!(
+                        "percentile {percentile} must be above 0 and at most 100 (e.g. 99)"
+                    )),
+                )?;
+            }
+            at(
+                "below",
+                checks::duration("below", below.get(), Duration::from_millis(1), HOUR),
+            )?;
+        }
+        ExpectSpec::Readiness {
+            drops_within,
+            recovers_within,
+            ..
+        } => {
+            at("drops_within", within("drops_within", *drops_within))?;
+            at(
+                "recovers_within",
+                within("recovers_within", *recovers_within),
+            )?;
+        }
+        ExpectSpec::Restarts { max, .. } => at("max", checks::number("max", *max, 0, 10_000))?,
+        ExpectSpec::Alert {
+            alert,
+            fires_within,
+            clears_within,
+            ..
+        } => {
+            if !system.alerts.iter().any(|a| a.name == *alert) {
+                let mut names: Vec<&str> = system.alerts.iter().map(|a| a.name.as_str()).collect();
+                names.sort();
+                names.dedup();
+                at(
+                    "alert",
+                    Err(if names.is_empty() {
+                        format!(
+                            "alert '{}' is in no rule file: the system '{}' has none ([prometheus] rule_files)",
+                            alert.escape_debug(),
+                            system.name
+                        )
+                    } else {
+                        format!(
+                            "alert '{}' is in no rule file of the system '{}' (alerts: {})",
+                            alert.escape_debug(),
+                            system.name,
+                            names.join(", ")
+                        )
+                    }),
+                )?;
+            }
+            at("fires_within", within("fires_within", *fires_within))?;
+            at("clears_within", within("clears_within", *clears_within))?;
+        }
+        ExpectSpec::Recovery { within: w, .. } => at("within", within("within", *w))?,
+        ExpectSpec::Rollout {
+            within: Some(w), ..
+        } => at("within", within("within", *w))?,
+        ExpectSpec::NoSilentOutage {
+            window,
+            page_within,
+            page_severities,
+            min_answers,
+            ..
+        } => {
+            at(
+                "window",
+                checks::duration("window", window.get(), secs(1), HOUR),
+            )?;
+            at("page_within", within("page_within", *page_within))?;
+            if page_severities.is_empty() || page_severities.iter().any(|s| s.trim().is_empty()) {
+                at(
+                    "page_severities",
+                    Err(
+                        "page_severities must list severity labels, e.g. [\"page\", \"critical\"]"
+                            .into(),
+                    ),
+                )?;
+            }
+            at(
+                "min_answers",
+                checks::number("min_answers", *min_answers, 1, 1_000_000),
+            )?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
