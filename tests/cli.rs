@@ -369,3 +369,58 @@ fn the_readme_table_of_caught_bugs_matches_the_scenario_files() {
     }
     assert!(seen >= 5, "{seen} scenarios");
 }
+
+#[test]
+fn validate_refuses_a_fifo_a_device_and_an_empty_directory_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("scenario.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // Nobody writes to the FIFO: reading it would block forever.
+    let out = brownout(&["validate", fifo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("is a FIFO, not a file"),
+        "{}",
+        text(&out)
+    );
+    let out = brownout(&["validate", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("is a device, not a file"),
+        "{}",
+        text(&out)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let out = brownout(&["validate", empty.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no scenario files"), "{}", text(&out));
+    let out = brownout(&["list", "--scenarios-dir", empty.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn list_reports_an_invalid_scenario_as_an_error_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(root().join("scenarios/pool-exhaustion.toml")).unwrap();
+    let systems = root().join("scenarios/systems/checkout.toml");
+    let good = good.replace(
+        "system = \"systems/checkout.toml\"",
+        &format!("system = {:?}", systems.to_str().unwrap()),
+    );
+    std::fs::write(dir.path().join("good.toml"), &good).unwrap();
+    let out = brownout(&["list", "--scenarios-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    std::fs::write(
+        dir.path().join("typo.toml"),
+        good.replace("percentile = 99", "percentile = 0"),
+    )
+    .unwrap();
+    let out = brownout(&["list", "--scenarios-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("typo.toml:") && text(&out).contains("percentile 0"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("pool-exhaustion"), "{}", text(&out));
+}

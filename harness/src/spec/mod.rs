@@ -1002,13 +1002,14 @@ pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenar
         ));
     }
     let system = load_system(&system_path)?;
-    scenario::check(&Locator::new(path, &text), &file, &system)?;
+    let loc = Locator::new(path, &text);
+    scenario::check(&loc, &file, &system)?;
 
     if file.phases.is_empty() {
-        return Err(BrownoutError::BadInput(format!(
-            "{}: a scenario needs at least one [[phases]] entry",
-            path.display()
-        )));
+        return Err(loc.at(
+            crate::key_path!["phases"],
+            "a scenario needs at least one [[phases]] entry",
+        ));
     }
     let mut phases = Vec::new();
     for p in &file.phases {
@@ -1098,10 +1099,10 @@ pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenar
         ));
     }
     if file.load.requests.is_empty() {
-        return Err(BrownoutError::BadInput(format!(
-            "{}: [load] needs at least one [[load.requests]] entry",
-            path.display()
-        )));
+        return Err(loc.at(
+            crate::key_path!["load", "requests"],
+            "[load] needs at least one [[load.requests]] entry",
+        ));
     }
     // Enough slots that the rate holds even when every send and a retry wait the full timeout.
     let max_in_flight = file.load.max_in_flight.unwrap_or_else(|| {
@@ -1110,16 +1111,16 @@ pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenar
             .clamp(16.0, 100_000.0) as u32
     });
     if max_in_flight == 0 {
-        return Err(BrownoutError::BadInput(format!(
-            "{}: [load] max_in_flight must be above 0",
-            path.display()
-        )));
+        return Err(loc.at(
+            crate::key_path!["load", "max_in_flight"],
+            "[load] max_in_flight must be above 0",
+        ));
     }
     if file.load.requests.iter().all(|r| r.weight == 0) {
-        return Err(BrownoutError::BadInput(format!(
-            "{}: [load] every request has weight 0: give at least one a weight above 0",
-            path.display()
-        )));
+        return Err(loc.at(
+            crate::key_path!["load", "requests"],
+            "[load] every request has weight 0: give at least one a weight above 0",
+        ));
     }
 
     let mut ids = Vec::new();

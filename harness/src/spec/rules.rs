@@ -45,9 +45,30 @@ pub struct AlertRule {
 /// Reads a rule file and returns its alerting rules.
 pub fn load(path: &Path) -> Result<Vec<AlertRule>> {
     let text = super::source::read_capped(path)?;
-    let bad = |msg: String| BrownoutError::BadInput(format!("{}: {msg}", path.display()));
+    // Where a structural error is: the first line holding `needle` (a group's or rule's name),
+    // else the `groups:` key.
+    let bad_near = |needle: &str, msg: String| {
+        let find = |n: &str| {
+            text.lines()
+                .enumerate()
+                .find_map(|(i, l)| l.find(n).map(|c| (i + 1, c + 1)))
+        };
+        let (line, col) = find(needle).or_else(|| find("groups")).unwrap_or((1, 1));
+        BrownoutError::BadInput(format!("{}:{line}:{col}: {msg}", path.display()))
+    };
     let file: RuleFile = serde_saphyr::from_str(&text).map_err(|e| {
-        let first = e.to_string().lines().next().unwrap_or_default().to_string();
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        // serde-saphyr says "error: line L column C: what"; the location is given separately.
+        let first = first
+            .split_once(": ")
+            .filter(|(head, _)| head.starts_with("error"))
+            .map_or(first, |(_, rest)| rest);
+        let first = match first.split_once(": ") {
+            Some((head, rest)) if head.starts_with("line ") && head.contains(" column ") => rest,
+            _ => first,
+        }
+        .to_string();
         match e.location() {
             Some(l) => BrownoutError::BadInput(format!(
                 "{}:{}:{}: not a Prometheus rule file: {first}",
@@ -55,25 +76,35 @@ pub fn load(path: &Path) -> Result<Vec<AlertRule>> {
                 l.line(),
                 l.column()
             )),
-            None => bad(format!(
-                "not a Prometheus rule file (`groups:` of rule groups): {first}"
+            None => BrownoutError::BadInput(format!(
+                "{}:1:1: not a Prometheus rule file (`groups:` of rule groups): {first}",
+                path.display()
             )),
         }
     })?;
     if file.groups.is_empty() {
-        return Err(bad(
-            "a rule file needs at least one group under `groups:`".into()
+        return Err(bad_near(
+            "groups",
+            "a rule file needs at least one group under `groups:`".into(),
         ));
     }
     let mut alerts = Vec::new();
     for g in &file.groups {
         if g.name.trim().is_empty() {
-            return Err(bad("a rule group needs a name".into()));
+            return Err(bad_near("name:", "a rule group needs a name".into()));
         }
         for r in &g.rules {
             match (&r.alert, &r.record, &r.expr) {
                 (_, _, None) => {
-                    return Err(bad(format!("group '{}': a rule without `expr`", g.name)));
+                    let named = r
+                        .alert
+                        .as_deref()
+                        .or(r.record.as_deref())
+                        .unwrap_or(&g.name);
+                    return Err(bad_near(
+                        named,
+                        format!("group '{}': a rule without `expr`", g.name),
+                    ));
                 }
                 (Some(a), None, _) => alerts.push(AlertRule {
                     name: a.clone(),
@@ -81,10 +112,18 @@ pub fn load(path: &Path) -> Result<Vec<AlertRule>> {
                 }),
                 (None, Some(_), _) => {}
                 _ => {
-                    return Err(bad(format!(
-                        "group '{}': each rule has exactly one of `alert` and `record`",
-                        g.name
-                    )));
+                    let named = r
+                        .alert
+                        .as_deref()
+                        .or(r.record.as_deref())
+                        .unwrap_or(&g.name);
+                    return Err(bad_near(
+                        named,
+                        format!(
+                            "group '{}': each rule has exactly one of `alert` and `record`",
+                            g.name
+                        ),
+                    ));
                 }
             }
         }
@@ -113,17 +152,32 @@ fn promtool_check(path: &Path) -> Result<()> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let why: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("Checking"))
-        .take(3)
-        .collect();
-    Err(BrownoutError::BadInput(format!(
-        "{}: promtool check rules refuses it: {}",
-        path.display(),
-        why.join("; ")
-    )))
+    // promtool names the place as "<path>: L:C: what" (YAML and PromQL errors alike).
+    let shown = path.display().to_string();
+    let located = text.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix(shown.as_str())?.strip_prefix(": ")?;
+        let (pos, what) = rest.split_once(": ")?;
+        let (line, col) = pos.split_once(':')?;
+        Some((
+            line.parse::<u32>().ok()?,
+            col.parse::<u32>().ok()?,
+            what.to_string(),
+        ))
+    });
+    Err(BrownoutError::BadInput(match located {
+        Some((line, col, what)) => {
+            format!("{shown}:{line}:{col}: promtool check rules refuses it: {what}")
+        }
+        None => format!(
+            "{shown}:1:1: promtool check rules refuses it: {}",
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("Checking") && *l != "FAILED:")
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    }))
 }
 
 #[cfg(test)]

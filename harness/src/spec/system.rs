@@ -67,7 +67,7 @@ fn check(loc: &Locator, file: &SystemFile) -> Result<Vec<PathBuf>> {
     }
     if file.services.is_empty() {
         return Err(loc.at(
-            key_path![],
+            key_path!["services"],
             "a system needs at least one [[services]] entry",
         ));
     }
