@@ -41,6 +41,16 @@ test: deps
     cargo build --workspace --bins --release
     cargo test --workspace --release
 
+# Fuzz the scenario + system loader for SECS seconds (the test suite runs it for 60 s).
+fuzz SECS="600":
+    BROWNOUT_FUZZ_SECS={{SECS}} cargo test --release -p harness --test fuzz_spec -- --nocapture
+
+# Abort N runs at random moments with SIGINT, then N with SIGKILL, checking that nothing is left
+# after each (the test suite runs 12 of each). Needs root and the local platform's programs.
+abort-soak N="200": deps
+    cargo build --workspace --bins --release
+    BROWNOUT_ABORT_RUNS={{N}} cargo test --release -p harness --test abort -- --nocapture --test-threads 1
+
 # Run the e2e matrix N times and print per scenario × bug the verdicts and the smallest margin per
 # time-bound expectation (PROFILE: release or debug). Reports stay in reports/stability-PROFILE/.
 stability N="3" PROFILE="release": deps
