@@ -6,6 +6,7 @@
 //! tried. A failing input is shrunk by proptest and printed; add it to `tests/bad-inputs/`.
 
 use harness::error::BrownoutError;
+use harness::spec::source::read_capped;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::cell::Cell;
@@ -140,14 +141,16 @@ fn the_loader_never_panics_on_mutated_files() {
         "tests/bad-inputs",
     ] {
         for p in toml_files(&root().join(d)) {
-            let Ok(scenario) = std::fs::read_to_string(&p) else {
+            // Read as the loader reads: capped, regular files only (a corpus case names
+            // `/dev/zero` as its system file; reading that unbounded would take all memory).
+            let Ok(scenario) = read_capped(&p) else {
                 continue;
             };
             let system = scenario
                 .lines()
                 .find_map(|l| l.strip_prefix("system = \""))
                 .and_then(|l| l.strip_suffix('"'))
-                .and_then(|rel| std::fs::read_to_string(p.parent().unwrap().join(rel)).ok())
+                .and_then(|rel| read_capped(&p.parent().unwrap().join(rel)).ok())
                 .unwrap_or_default();
             // The valid seeds weigh more: most of the corpus fails on its first check.
             let n = if d == "tests/bad-inputs" { 1 } else { 8 };
