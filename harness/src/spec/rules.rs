@@ -94,13 +94,14 @@ pub fn load(path: &Path) -> Result<Vec<AlertRule>> {
             return Err(bad_near("name:", "a rule group needs a name".into()));
         }
         for r in &g.rules {
+            // Where to point at: the rule's name, else its group's.
+            let named = r
+                .alert
+                .as_deref()
+                .or(r.record.as_deref())
+                .unwrap_or(&g.name);
             match (&r.alert, &r.record, &r.expr) {
                 (_, _, None) => {
-                    let named = r
-                        .alert
-                        .as_deref()
-                        .or(r.record.as_deref())
-                        .unwrap_or(&g.name);
                     return Err(bad_near(
                         named,
                         format!("group '{}': a rule without `expr`", g.name),
@@ -112,11 +113,6 @@ pub fn load(path: &Path) -> Result<Vec<AlertRule>> {
                 }),
                 (None, Some(_), _) => {}
                 _ => {
-                    let named = r
-                        .alert
-                        .as_deref()
-                        .or(r.record.as_deref())
-                        .unwrap_or(&g.name);
                     return Err(bad_near(
                         named,
                         format!(
