@@ -14,6 +14,7 @@ mod leftovers;
 use leftovers::Snapshot;
 use rand::Rng;
 use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -164,11 +165,11 @@ fn soak(signal: nix::sys::signal::Signal) {
         match (stage, sigkill) {
             ("after the run", _) => assert_eq!(status.code(), Some(0), "{log}"),
             (_, false) => {
-                use std::os::unix::process::ExitStatusExt;
                 // Interrupted (130); or it had already judged and was tearing down (0); or the
-                // signal came in the first milliseconds, before the process had installed its
-                // handler (it had said nothing yet): then SIGINT's default action ended it, as it
-                // ends any program, before it had made anything (checked below like every run).
+                // signal came during start-up (the sweep, validation), before the process had
+                // installed its handler (it had said nothing yet): then SIGINT's default action
+                // ended it, as it ends any program, before the run had made anything (checked
+                // below like every run).
                 let before_the_handler =
                     status.signal() == Some(signal as i32) && !log.contains("brownout:");
                 assert!(
@@ -180,7 +181,6 @@ fn soak(signal: nix::sys::signal::Signal) {
                 }
             }
             (_, true) => {
-                use std::os::unix::process::ExitStatusExt;
                 assert_eq!(status.signal(), Some(9), "run {i}: {status:?}");
             }
         }
