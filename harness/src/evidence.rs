@@ -285,6 +285,20 @@ pub struct StallRecord {
     pub late_ms: u64,
 }
 
+/// A note someone wrote during a game day.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoteRecord {
+    pub t_ms: u64,
+    pub text: String,
+}
+
+/// The load's rate from `t_ms` on (a game day can change it; a scenario's is set once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RateRecord {
+    pub t_ms: u64,
+    pub rate: u32,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRecord {
     pub t_ms: u64,
@@ -365,6 +379,10 @@ pub struct EvidenceData {
     pub request_id_prefix: String,
     /// Moments the harness itself was stalled.
     pub stalls: Vec<StallRecord>,
+    /// Notes written during a game day, in time order.
+    pub notes: Vec<NoteRecord>,
+    /// Every rate the load was set to, from when (a scenario's: one, at the start).
+    pub rates: Vec<RateRecord>,
 }
 
 /// The shared recorder. Cheap to clone.
@@ -550,6 +568,24 @@ impl Evidence {
         let what = what.into();
         tracing::info!(%what, "event");
         self.with(|d| d.events.push(EventRecord { t_ms, what }));
+    }
+
+    /// A note (game days), also kept as an event.
+    pub fn note(&self, text: &str) {
+        let t_ms = self.now_ms();
+        self.event(format!("note: {text}"));
+        self.with(|d| {
+            d.notes.push(NoteRecord {
+                t_ms,
+                text: text.into(),
+            })
+        });
+    }
+
+    /// The load's rate from now on.
+    pub fn rate(&self, rate: u32) {
+        let t_ms = self.now_ms();
+        self.with(|d| d.rates.push(RateRecord { t_ms, rate }));
     }
 
     pub fn rollout_started(&self, id: &str, service: &str, change: &str) {

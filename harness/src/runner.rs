@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 /// Load runs this long before the first phase, so connections and pools are warm; what it sends is
 /// recorded but not judged.
-const WARMUP: Duration = Duration::from_secs(3);
+pub const WARMUP: Duration = Duration::from_secs(3);
 
 pub struct RunOptions {
     pub bugs: Vec<String>,
@@ -64,12 +64,12 @@ pub struct RunOutcome {
 }
 
 /// What the live part of a run produced, before judging.
-struct Driven {
-    restarts: Vec<crate::evidence::Restarts>,
-    integrity: Option<integrity::Integrity>,
+pub struct Driven {
+    pub restarts: Vec<crate::evidence::Restarts>,
+    pub integrity: Option<integrity::Integrity>,
 }
 
-async fn or_cancel<T>(
+pub(crate) async fn or_cancel<T>(
     fut: impl std::future::Future<Output = T>,
     cancel: &mut watch::Receiver<bool>,
 ) -> Result<T> {
@@ -82,14 +82,18 @@ async fn or_cancel<T>(
     }
 }
 
-/// Runs the scenario and writes its report, also when the run is aborted (verdict `aborted`,
-/// with the reason and what was recorded until then). `Err` only when no report could be written.
-pub async fn run<P: Platform>(
-    scenario: &Scenario,
-    platform: &mut P,
-    opts: &RunOptions,
-    mut cancel: watch::Receiver<bool>,
-) -> Result<RunOutcome> {
+/// A run that has begun: its id, clocks and directories.
+pub struct RunStart {
+    pub run_id: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub wall: Instant,
+    pub cpu_before: f64,
+    pub report_dir: PathBuf,
+    pub deploy: DeployOptions,
+}
+
+/// Names the run, makes its report and log directories (confined to `reports_dir`).
+pub fn begin(name: &str, seed: u64, opts: &RunOptions) -> Result<RunStart> {
     let started_at = chrono::Utc::now();
     let wall = Instant::now();
     // This process may run several scenarios (prove, suite): count this run's CPU only.
@@ -101,21 +105,51 @@ pub async fn run<P: Platform>(
     );
     let reports_dir = std::path::absolute(&opts.reports_dir)
         .map_err(|e| BrownoutError::Environment(format!("bad reports dir: {e}")))?;
-    let report_dir = crate::confine::inside(
-        &reports_dir,
-        std::path::Path::new(&scenario.name).join(&run_id),
-    )?;
+    let report_dir =
+        crate::confine::inside(&reports_dir, std::path::Path::new(name).join(&run_id))?;
     let log_dir = report_dir.join("logs");
     std::fs::create_dir_all(&log_dir).map_err(|e| {
         BrownoutError::Environment(format!("cannot create {}: {e}", log_dir.display()))
     })?;
     let deploy = DeployOptions {
         run_id: run_id.clone(),
-        seed: scenario.seed,
+        seed,
         bugs: opts.bugs.clone(),
         bin_dir: opts.bin_dir.clone(),
         log_dir,
     };
+    Ok(RunStart {
+        run_id,
+        started_at,
+        wall,
+        cpu_before,
+        report_dir,
+        deploy,
+    })
+}
+
+/// How the live part of a run ended, and what the platform said after teardown.
+pub struct Ending<'a> {
+    pub driven: Result<Driven>,
+    /// The platform's restarts, for a run that did not get as far as counting them.
+    pub restarts: Vec<crate::evidence::Restarts>,
+    pub stack_up: Option<Duration>,
+    pub ingress: crate::platform::IngressSettings,
+    pub bugs: &'a [String],
+    pub baseline: Option<&'a Baseline>,
+    /// How the load was driven, in words (the report's `load.model`).
+    pub load_model: String,
+}
+
+/// Runs the scenario and writes its report, also when the run is aborted (verdict `aborted`,
+/// with the reason and what was recorded until then). `Err` only when no report could be written.
+pub async fn run<P: Platform>(
+    scenario: &Scenario,
+    platform: &mut P,
+    opts: &RunOptions,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<RunOutcome> {
+    let start = begin(&scenario.name, scenario.seed, opts)?;
     let evidence = Evidence::new();
     eprintln!(
         "brownout: {} — {}{}",
@@ -132,7 +166,7 @@ pub async fn run<P: Platform>(
     let driven = drive(
         scenario,
         platform,
-        &deploy,
+        &start.deploy,
         &evidence,
         &mut cancel,
         &mut stack_up,
@@ -141,9 +175,40 @@ pub async fn run<P: Platform>(
     watchdog.abort();
     eprintln!("brownout: tearing down");
     platform.teardown().await;
-
     let data = evidence.with(std::mem::take);
-    let (verdict, verdicts, driven, error) = match driven {
+    conclude(
+        scenario,
+        start,
+        Ending {
+            driven,
+            restarts: platform.restarts(),
+            stack_up,
+            ingress: platform.ingress_settings(),
+            bugs: &opts.bugs,
+            baseline: opts.baseline.as_ref(),
+            load_model: "open: constant arrival rate, seeded stationary mix".into(),
+        },
+        data,
+    )
+}
+
+/// Judges what was recorded against the scenario's expectations (nothing, for an aborted run),
+/// writes the report and prints its summary.
+pub fn conclude(
+    scenario: &Scenario,
+    start: RunStart,
+    ending: Ending<'_>,
+    data: crate::evidence::EvidenceData,
+) -> Result<RunOutcome> {
+    let RunStart {
+        run_id,
+        started_at,
+        wall,
+        cpu_before,
+        report_dir,
+        ..
+    } = start;
+    let (verdict, verdicts, driven, error) = match ending.driven {
         Ok(driven) => {
             let mut verdicts = judge::judge(&JudgeInput {
                 scenario,
@@ -151,7 +216,7 @@ pub async fn run<P: Platform>(
                 restarts: &driven.restarts,
                 integrity: driven.integrity.as_ref(),
             });
-            if let Some(baseline) = &opts.baseline {
+            if let Some(baseline) = ending.baseline {
                 let phases = report::phase_stats(scenario, &data, scenario.load.rate);
                 let judged = regression::judge(
                     &phases.iter().map(|p| p.figures()).collect::<Vec<_>>(),
@@ -178,7 +243,7 @@ pub async fn run<P: Platform>(
             RunVerdict::Aborted,
             Vec::new(),
             Driven {
-                restarts: platform.restarts(),
+                restarts: ending.restarts,
                 integrity: None,
             },
             Some(e),
@@ -195,22 +260,23 @@ pub async fn run<P: Platform>(
         run_id,
         verdict,
         aborted: error.as_ref().map(|e| e.to_string()),
-        baseline: opts.baseline.as_ref().map(|b| b.path.display().to_string()),
-        bugs: opts.bugs.clone(),
+        baseline: ending.baseline.map(|b| b.path.display().to_string()),
+        bugs: ending.bugs.to_vec(),
         started_at: started_at.to_rfc3339(),
         wall_time_s: wall.elapsed().as_secs_f64(),
-        stack_up_s: stack_up.map(|d: Duration| d.as_secs_f64()),
+        stack_up_s: ending.stack_up.map(|d: Duration| d.as_secs_f64()),
         harness_cpu_s: cpu_seconds() - cpu_before,
         load: report::LoadInfo {
-            model: "open: constant arrival rate, seeded stationary mix".into(),
+            model: ending.load_model,
             rate: scenario.load.rate,
             max_in_flight: scenario.load.max_in_flight,
             timeout_s: scenario.load.timeout.as_secs_f64(),
             warmup_s: WARMUP.as_secs_f64(),
             warmup_sent: data.warmup_sends.sent,
             harness_max_rss_mb: max_rss_mb(),
+            rates: data.rates.clone(),
         },
-        ingress: platform.ingress_settings(),
+        ingress: ending.ingress,
         phases: report::phase_stats(scenario, &data, scenario.load.rate),
         expectations: verdicts,
         silent_outages_allowed: scenario.silent_outages_allowed.clone(),
@@ -222,6 +288,7 @@ pub async fn run<P: Platform>(
         integrity: driven.integrity,
         timelines: report::timelines(&data),
         harness_stalls: data.stalls.clone(),
+        notes: data.notes.clone(),
     };
     report::write(&report_dir, &report, &data).map_err(|e| {
         BrownoutError::Environment(format!(
@@ -385,7 +452,7 @@ async fn walk_phases<P: Platform>(
     Ok(())
 }
 
-fn progress_line(
+pub(crate) fn progress_line(
     scenario: &Scenario,
     evidence: &Evidence,
     phase: &str,

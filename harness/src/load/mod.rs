@@ -13,6 +13,7 @@
 //! its read timeout or a 502 for a refused connection); the replica is looked up from the address.
 
 pub mod mix;
+pub mod schedule;
 
 use crate::error::{BrownoutError, Result};
 use crate::evidence::{Evidence, Layer, ResponseRecord};
@@ -67,6 +68,14 @@ pub fn attribute(
     }
 }
 
+/// Lets the rate be changed while the load runs (game days): each new value applies from the next
+/// send on (see [`schedule::Schedule::set_rate`]), capped at `max_rate`, which also bounds how many
+/// sends the run may make.
+pub struct Steering {
+    pub rate: tokio::sync::watch::Receiver<u32>,
+    pub max_rate: u32,
+}
+
 /// Starts the load against `base_url`; it is planned to run `planned` and stops by itself after
 /// `max_run` at the latest.
 pub fn start(
@@ -76,6 +85,19 @@ pub fn start(
     evidence: Evidence,
     planned: Duration,
     max_run: Duration,
+) -> Result<LoadRun> {
+    start_steered(base_url, load, seed, evidence, planned, max_run, None)
+}
+
+/// [`start`], with the rate steerable while it runs.
+pub fn start_steered(
+    base_url: &str,
+    load: &Load,
+    seed: u64,
+    evidence: Evidence,
+    planned: Duration,
+    max_run: Duration,
+    steering: Option<Steering>,
 ) -> Result<LoadRun> {
     // A new connection per send: the local ingress reloads nginx when its endpoints change, and a
     // reloading nginx closes idle keep-alive connections, so a pooled connection can be closed
@@ -105,20 +127,51 @@ pub fn start(
         d.responses.reserve(expected + expected / 4);
     });
     let (stop2, notify2) = (stop.clone(), stop_notify.clone());
+    let max_rate = steering
+        .as_ref()
+        .map_or(rate, |s| (s.max_rate as u64).max(rate));
+    let mut steer = steering.map(|s| s.rate);
+    evidence.rate(rate as u32);
     let dispatcher = tokio::spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();
         let start = Instant::now();
         let deadline = start + max_run;
+        let mut schedule = schedule::Schedule::new(start, rate as u32);
         // Bounded in count as well as in time.
-        let max_sends = rate * max_run.as_secs().max(1);
-        for seq in 0..max_sends {
-            let due = start + Duration::from_nanos(seq * 1_000_000_000 / rate);
+        let max_sends = max_rate * max_run.as_secs().max(1);
+        let mut seq = 0;
+        while seq < max_sends {
+            let due = schedule.due(seq);
             if due > deadline || stop2.load(Ordering::SeqCst) {
                 break;
             }
-            tokio::select! {
-                _ = tokio::time::sleep_until(due) => {}
-                _ = notify2.notified() => break,
+            let rate_change = async {
+                if let Some(rx) = steer.as_mut() {
+                    if rx.changed().await.is_ok() {
+                        return *rx.borrow_and_update();
+                    }
+                }
+                std::future::pending().await
+            };
+            enum Wake {
+                Due,
+                Stop,
+                Rate(u32),
+            }
+            let wake = tokio::select! {
+                _ = tokio::time::sleep_until(due) => Wake::Due,
+                _ = notify2.notified() => Wake::Stop,
+                r = rate_change => Wake::Rate(r),
+            };
+            match wake {
+                Wake::Due => {}
+                Wake::Stop => break,
+                Wake::Rate(r) => {
+                    let r = (r as u64).clamp(1, max_rate) as u32;
+                    schedule.set_rate(Instant::now(), seq, r);
+                    evidence.rate(r);
+                    continue;
+                }
             }
             // Reap finished sends so the set does not grow with the run.
             while tasks.try_join_next().is_some() {}
@@ -139,6 +192,7 @@ pub fn start(
                 };
                 send.run(&ev).await;
             });
+            seq += 1;
         }
         tasks
     });

@@ -286,6 +286,17 @@ pub fn render(report: &Report, data: &EvidenceData) -> String {
         ));
     }
     phases.push_str("</tbody></table>\n");
+    if !report.notes.is_empty() {
+        phases.push_str("<h3>Notes</h3>\n<ul id=\"notes\">\n");
+        for n in &report.notes {
+            phases.push_str(&format!(
+                "<li><code>{:.1} s</code> {}</li>\n",
+                n.t_ms as f64 / 1000.0,
+                esc(&n.text)
+            ));
+        }
+        phases.push_str("</ul>\n");
+    }
     // Filled in the template's order, each placeholder once, so text from the files (a summary
     // that happens to contain a placeholder's name) is never filled in again.
     let mut out = String::with_capacity(TEMPLATE.len() + json.len() + table.len());

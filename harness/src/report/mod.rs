@@ -21,8 +21,8 @@ use std::io::Write;
 use std::path::Path;
 
 /// 3: `verdict` may be `aborted` (with `aborted`, the reason), `stack_up_s` may be null,
-/// `baseline`, margins carry `measure`.
-pub const SCHEMA_VERSION: u32 = 3;
+/// `baseline`, margins carry `measure`. 4: `notes`, `load.rates` (game days).
+pub const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Serialize)]
 pub struct Report {
@@ -57,6 +57,8 @@ pub struct Report {
     pub timelines: Timelines,
     /// Moments the harness's own runtimes woke up late (load driver, fault proxies).
     pub harness_stalls: Vec<crate::evidence::StallRecord>,
+    /// Notes written during a game day, in time order (none for a scenario).
+    pub notes: Vec<crate::evidence::NoteRecord>,
 }
 
 #[derive(Serialize)]
@@ -71,6 +73,8 @@ pub struct LoadInfo {
     /// The harness process's largest resident set until the end of this run (for `prove` and
     /// `suite`, which run scenarios in one process: over every run so far).
     pub harness_max_rss_mb: f64,
+    /// Every rate the load ran at, from when (a game day's `rate` changes it).
+    pub rates: Vec<crate::evidence::RateRecord>,
 }
 
 #[derive(Serialize)]
@@ -79,7 +83,7 @@ pub struct PhaseStats {
     pub start_ms: u64,
     pub end_ms: u64,
     pub fault: Option<String>,
-    /// rate × duration: what the scenario declares.
+    /// rate × duration (over each rate the load ran at in the phase): what was asked for.
     pub nominal: u64,
     /// Scheduled sends that went out in the phase (measured).
     pub sent: u64,
@@ -247,7 +251,7 @@ pub fn phase_stats(scenario: &Scenario, data: &EvidenceData, rate: u32) -> Vec<P
                     .get(i)
                     .and_then(|p| p.fault.as_ref())
                     .map(|f| f.kind().to_string()),
-                nominal: (w.end_ms - w.start_ms) * rate as u64 / 1000,
+                nominal: nominal_sends(&data.rates, rate, w.start_ms, w.end_ms),
                 sent: sends.sent,
                 late: sends.late,
                 max_late_ms: sends.max_late_ms,
@@ -273,6 +277,33 @@ pub fn phase_stats(scenario: &Scenario, data: &EvidenceData, rate: u32) -> Vec<P
             }
         })
         .collect()
+}
+
+/// Sends the load was asked for in `[start_ms, end_ms)`: each rate in force (from `rates`, or
+/// `rate` before the first record) times how long it was.
+pub fn nominal_sends(
+    rates: &[crate::evidence::RateRecord],
+    rate: u32,
+    start_ms: u64,
+    end_ms: u64,
+) -> u64 {
+    let mut total_milli = 0u64;
+    let mut t = start_ms;
+    let mut current = rates
+        .iter()
+        .rev()
+        .find(|r| r.t_ms <= start_ms)
+        .map_or(rate, |r| r.rate);
+    for r in rates
+        .iter()
+        .filter(|r| r.t_ms > start_ms && r.t_ms < end_ms)
+    {
+        total_milli += (r.t_ms - t) * current as u64;
+        t = r.t_ms;
+        current = r.rate;
+    }
+    total_milli += end_ms.saturating_sub(t) * current as u64;
+    total_milli / 1000
 }
 
 pub fn timelines(data: &EvidenceData) -> Timelines {
@@ -402,6 +433,16 @@ pub fn markdown(r: &Report) -> String {
     for (t, l) in lines {
         s.push_str(&format!("- `{:>7.1} s` {}\n", t as f64 / 1000.0, l));
     }
+    if !r.notes.is_empty() {
+        s.push_str("\n## Notes\n\n");
+        for n in &r.notes {
+            s.push_str(&format!(
+                "- `{:>7.1} s` {}\n",
+                n.t_ms as f64 / 1000.0,
+                n.text.replace('\n', " ")
+            ));
+        }
+    }
     s
 }
 
@@ -431,6 +472,29 @@ mod tests {
     fn scenario() -> Scenario {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
         crate::spec::load_scenario(&dir.join("pool-exhaustion.toml")).unwrap()
+    }
+
+    #[test]
+    fn nominal_sends_follow_every_rate_change() {
+        use crate::evidence::RateRecord;
+        let rates = [
+            RateRecord { t_ms: 0, rate: 10 },
+            RateRecord {
+                t_ms: 5_000,
+                rate: 100,
+            },
+            RateRecord {
+                t_ms: 7_000,
+                rate: 1,
+            },
+        ];
+        // 5 s at 10 + 2 s at 100 + 3 s at 1.
+        assert_eq!(nominal_sends(&rates, 10, 0, 10_000), 50 + 200 + 3);
+        // A window inside one rate, and one that starts mid-rate.
+        assert_eq!(nominal_sends(&rates, 10, 5_000, 6_000), 100);
+        assert_eq!(nominal_sends(&rates, 10, 6_000, 8_000), 101);
+        // No records: the declared rate.
+        assert_eq!(nominal_sends(&[], 40, 0, 2_500), 100);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! volumes, the ingress route and the alert rules), so users can describe their own app the same way.
 
 pub mod checks;
+pub mod gameday;
 pub mod locate;
 pub mod rules;
 mod scenario;
@@ -972,6 +973,12 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
 /// faults, load and expectations against another deployment of the app, or another rule set).
 pub fn load_scenario_on(path: &Path, system_arg: Option<&Path>) -> Result<Scenario> {
     let text = read(path)?;
+    scenario_from_text(path, &text, system_arg)
+}
+
+/// A scenario from its text (`path` names it in errors and resolves its system file).
+pub fn scenario_from_text(path: &Path, text: &str, system_arg: Option<&Path>) -> Result<Scenario> {
+    let text = text.to_string();
     let file: ScenarioFile = parse_toml(path, &text)?;
     let err = |span: std::ops::Range<usize>, msg: String| at(path, &text, span, msg);
 
