@@ -50,6 +50,8 @@ pub mod evidence;
 pub mod judge;
 pub mod report;
 
+pub mod gameday;
+
 pub mod coverage;
 pub mod summary;
 

@@ -1,9 +1,10 @@
 //! The command line: `run` a scenario (on the local platform, a kind cluster or, opt-in, another
 //! cluster), `prove` that scenarios catch their bugs, run a `suite` of scenarios for CI, `clean`
 //! up after dead runs, `validate` scenario files, `list` scenarios, `summarize` many runs, print a
-//! system's Kubernetes `manifests`. Each command returns an [`Exit`] (or an error, whose exit code
+//! system's Kubernetes `manifests`, run a `gameday`. Each command returns an [`Exit`] (or an error, whose exit code
 //! it implies).
 
+mod gameday;
 mod prove;
 mod session;
 mod suite;
@@ -96,6 +97,10 @@ enum Command {
     /// which alert rules fired where, from every report.json below a directory (e.g. what `just
     /// stability` wrote). Exit 1 when an expectation's verdict changed between runs.
     Summarize { dir: PathBuf },
+    /// Run a game day: deploy SYSTEM under steady load and keep it up while faults are injected
+    /// and healed by hand (a live page and control API on 127.0.0.1), until stopped; or act on
+    /// the running one: inject, heal, rate, note, status, stop.
+    Gameday(gameday::GamedayCmd),
     /// List the scenarios with a one-line summary each.
     List {
         #[arg(long, env = "BROWNOUT_SCENARIOS", default_value = "scenarios")]
@@ -196,6 +201,7 @@ impl Cli {
                 scenarios_dir,
             } => validate(paths, &scenarios_dir),
             Command::List { scenarios_dir } => list(&scenarios_dir),
+            Command::Gameday(cmd) => gameday::run(cmd),
             Command::Summarize { dir } => summarize(&dir),
             Command::Manifests {
                 system,

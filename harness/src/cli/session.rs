@@ -112,6 +112,27 @@ impl Session {
         })
     }
 
+    /// Runs a game day (local platform; the Kubernetes platforms do not run game days yet).
+    pub fn gameday(
+        &self,
+        gd: crate::gameday::Gameday,
+        mut opts: crate::gameday::GamedayOptions,
+    ) -> Result<RunOutcome> {
+        if !matches!(self.on, On::Local) {
+            return Err(BrownoutError::BadInput(
+                "game days run on the local platform only for now (--platform local)".into(),
+            ));
+        }
+        opts.bin_dir = self.bin_dir.clone();
+        opts.reports_dir = self.reports_dir.clone();
+        let cancel = self.cancel.clone();
+        let runtime = self.runtime.as_ref().expect("runtime until drop");
+        runtime.block_on(async {
+            let mut platform = platform::embedded();
+            crate::gameday::run(gd, &mut platform, &opts, cancel).await
+        })
+    }
+
     /// The baseline to compare a run of `scenario` with: `explicit` (an error if unreadable),
     /// else `<reports>/<scenario>/baseline.json` if there is one.
     pub fn baseline(

@@ -922,6 +922,9 @@ impl Scenario {
     }
 }
 
+/// The highest load rate a scenario or game day may ask for (requests per second).
+pub const MAX_RATE: u32 = 5000;
+
 /// Parses "30s", "500ms", "1m30s".
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| {
@@ -1092,10 +1095,10 @@ pub fn scenario_from_text(path: &Path, text: &str, system_arg: Option<&Path>) ->
     }
 
     let rate = *file.load.rate.get_ref();
-    if rate == 0 || rate > 5000 {
+    if rate == 0 || rate > MAX_RATE {
         return Err(err(
             file.load.rate.span(),
-            format!("load rate {rate} is out of range: 1 to 5000 requests per second"),
+            format!("load rate {rate} is out of range: 1 to {MAX_RATE} requests per second"),
         ));
     }
     let timeout = file.load.timeout.get_ref().get();
