@@ -19,7 +19,10 @@ pub async fn inject<P: ProxyControl>(
     proxy: &str,
     toxic: &ToxicSpec,
 ) -> Result<Applied> {
-    let what = format!("proxy {proxy}: {toxic:?}");
+    let what = format!(
+        "proxy {proxy}: {}",
+        serde_json::to_string(toxic).unwrap_or_else(|_| format!("{toxic:?}"))
+    );
     let down = match toxic.to_toxic() {
         Some(t) => {
             platform.add_toxic(proxy, t).await?;
@@ -61,7 +64,7 @@ mod tests {
             fraction: 0.5,
         };
         let applied = inject(&mut p, "payments", &spec).await.unwrap();
-        assert!(applied.what.starts_with("proxy payments: Latency"));
+        assert!(applied.what.starts_with("proxy payments: {\"kind\":\"latency\""), "{}", applied.what);
         heal(&mut p, applied).await.unwrap();
         let toxic = Toxic {
             kind: ToxicKind::Latency {

@@ -395,8 +395,13 @@ struct Loop {
 }
 
 impl Loop {
-    /// Starts the window that the current set of active faults makes.
-    fn new_window(&mut self, opened_by: Option<FaultSpec>) {
+    /// Starts the window that the current set of active faults makes, with a snapshot of the
+    /// ingress's counters at its start (so the report can set edge-counted answers beside what
+    /// clients saw, per window).
+    async fn new_window<P: Platform>(&mut self, platform: &mut P, opened_by: Option<FaultSpec>) {
+        if let Some(counts) = platform.edge_counts().await {
+            self.evidence.edge(counts);
+        }
         let names: Vec<&str> = self.active.iter().map(|a| a.name.as_str()).collect();
         let name = self.windows.next(&names);
         self.evidence.begin_phase(&name);
@@ -466,7 +471,7 @@ impl Loop {
                 a.spec.kind()
             )),
         }
-        self.new_window(None);
+        self.new_window(platform, None).await;
         result.map(|()| a.name)
     }
 
@@ -570,10 +575,7 @@ async fn run_loop<P: Platform>(
     let mut started = false;
     loop {
         if !started && tokio::time::Instant::now() >= warm {
-            if let Some(counts) = platform.edge_counts().await {
-                st.evidence.edge(counts);
-            }
-            st.new_window(None);
+            st.new_window(platform, None).await;
             st.stage = "running".into();
             started = true;
         }
@@ -654,7 +656,7 @@ async fn act<P: Platform>(
                         fault,
                         since: Instant::now(),
                     });
-                    st.new_window(Some(spec));
+                    st.new_window(platform, Some(spec)).await;
                     Ok(json!({"injected": name, "what": what}))
                 }
                 Err(e) => {
