@@ -64,7 +64,13 @@ mod tests {
             fraction: 0.5,
         };
         let applied = inject(&mut p, "payments", &spec).await.unwrap();
-        assert!(applied.what.starts_with("proxy payments: {\"kind\":\"latency\""), "{}", applied.what);
+        assert!(
+            applied
+                .what
+                .starts_with("proxy payments: {\"kind\":\"latency\""),
+            "{}",
+            applied.what
+        );
         heal(&mut p, applied).await.unwrap();
         let toxic = Toxic {
             kind: ToxicKind::Latency {
