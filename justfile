@@ -59,6 +59,16 @@ stability N="3" PROFILE="release": deps
     -BROWNOUT_E2E_REPEAT={{N}} BROWNOUT_E2E_REPORTS={{justfile_directory()}}/reports/stability-{{PROFILE}} cargo test {{ if PROFILE == "release" { "--release" } else { "" } }} -p harness --test e2e
     ./target/{{PROFILE}}/brownout summarize reports/stability-{{PROFILE}}
 
+# Run a game day on SYSTEM (the local platform): steady load, faults by hand from the page or
+# `brownout gameday inject|heal|rate|note|status|stop`, a report of the windows when stopped.
+gameday SYSTEM="scenarios/systems/checkout.toml" *ARGS: deps build
+    ./target/release/brownout gameday {{SYSTEM}} {{ARGS}}
+
+# A MINUTES-long game day at RATE req/s, three faults scripted through the subcommands; prints the
+# windows, the harness's memory and what was left (the README's figures).
+gameday-soak MINUTES="30" RATE="100": deps build
+    scripts/gameday-soak.sh {{MINUTES}} {{RATE}}
+
 # Run the checkout service by hand (needs DATABASE_URL, PAYMENTS_URL, RECEIPTS_DIR).
 app *ARGS:
     cargo run -p target-app --bin checkout -- {{ARGS}}

@@ -16,6 +16,14 @@ use std::time::{Duration, Instant};
 
 const BROWNOUT: &str = env!("CARGO_BIN_EXE_brownout");
 
+/// The tests that run a stack take turns: each checks that nothing was left after it, which
+/// another's running stack would spoil.
+static STACK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn stack_turn() -> std::sync::MutexGuard<'static, ()> {
+    STACK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -35,7 +43,9 @@ const BREAKER: &str = "(document.querySelector('tr[data-alert=\"CheckoutPayments
 const SHOW: &str = "JSON.stringify({stage: document.body.dataset.stage, updates: document.body.dataset.updates, s503: document.getElementById('share-app-503').textContent, breaker: (document.querySelector('tr[data-alert=\"CheckoutPaymentsBreakerOpen\"]') || {dataset: {}}).dataset.state, faults: [...document.querySelectorAll('li[data-fault]')].map(l => l.dataset.fault), error: document.getElementById('error').textContent})";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)] // held for the whole test, on purpose
 async fn a_game_day_driven_from_the_browser_and_the_command_line() {
+    let _turn = stack_turn();
     let before = leftovers::Snapshot::take();
     let dir = tempfile::tempdir().unwrap();
     let reports = dir.path().join("reports");
@@ -286,4 +296,43 @@ fn a_non_loopback_bind_is_refused_unless_asked_for_with_a_token() {
     let out = cli(dir.path(), &["status"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no running game day"));
+}
+
+#[test]
+fn a_game_day_stops_itself_at_its_memory_limit_healing_and_reporting() {
+    let _turn = stack_turn();
+    let before = leftovers::Snapshot::take();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BROWNOUT)
+        .current_dir(root())
+        .args([
+            "gameday",
+            "scenarios/systems/checkout.toml",
+            "--load",
+            "scenarios/slow-upstream.toml",
+            "--cap",
+            "2m",
+            "--max-memory",
+            "1MiB",
+        ])
+        .arg("--reports-dir")
+        .arg(dir.path())
+        .env_remove("BROWNOUT_GAMEDAY_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("reached its memory limit"), "{err}");
+    // Stopped like the cap stops it: torn down, a report written, exit by its verdict.
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{err}");
+    let report = std::fs::read_dir(dir.path().join("gameday-checkout"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("report.json"))
+        .find(|p| p.is_file())
+        .expect("a report");
+    let text = std::fs::read_to_string(report).unwrap();
+    assert!(text.contains("reached its memory limit"));
+    assert!(!dir.path().join("gameday/session.json").exists());
+    let left = before.wait_back(Duration::from_secs(10));
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -42,6 +42,14 @@ struct Start {
     /// The highest rate `rate` may set (requests per second); bounds the load's sends too.
     #[arg(long, default_value_t = 1000)]
     max_rate: u32,
+    /// Expectations to judge over the fault windows: a file of [[expect]] entries as in a
+    /// scenario (phases are window names: steady, steady-2, …, or a fault's name).
+    #[arg(long)]
+    expect: Option<PathBuf>,
+    /// Stop by itself (healing first) when the harness's resident memory passes this, e.g. 1GiB:
+    /// every response is kept for judging (about 250 bytes each).
+    #[arg(long, default_value = "1GiB", value_parser = spec::parse_size)]
+    max_memory: u64,
     #[arg(long, env = "BROWNOUT_SCENARIOS", default_value = "scenarios")]
     scenarios_dir: PathBuf,
     #[arg(long, env = "BROWNOUT_REPORTS", default_value = "reports")]
@@ -140,6 +148,10 @@ fn start(a: Start) -> Result<Exit, BrownoutError> {
             ));
         }
     }
+    let expectations = match &a.expect {
+        Some(p) => spec::gameday::expectations_for_gameday(p, &load_path, &system)?,
+        None => vec![spec::ExpectSpec::default_no_silent_outage()],
+    };
     let listen_given = a.listen.is_some();
     let listen = a.listen.unwrap_or(([127, 0, 0, 1], 0).into());
     // Refused before anything starts.
@@ -155,7 +167,7 @@ fn start(a: Start) -> Result<Exit, BrownoutError> {
     let outcome = session.gameday(
         Gameday {
             load_from,
-            expectations: vec![spec::ExpectSpec::default_no_silent_outage()],
+            expectations,
         },
         GamedayOptions {
             bugs: a.bugs,
@@ -166,6 +178,7 @@ fn start(a: Start) -> Result<Exit, BrownoutError> {
             token: a.token,
             cap: a.cap,
             max_rate: a.max_rate,
+            max_memory: a.max_memory,
         },
     )?;
     match outcome.error {

@@ -176,6 +176,8 @@ pub struct GamedayOptions {
     pub token: Option<String>,
     pub cap: Duration,
     pub max_rate: u32,
+    /// Resident memory (bytes) past which the game day stops itself, like the cap.
+    pub max_memory: u64,
 }
 
 /// Where `brownout gameday inject|heal|…` find a running game day: URL, token and pid, written
@@ -535,7 +537,16 @@ async fn drive<P: Platform>(
         }),
     )?;
     let deadline = tokio::time::Instant::now() + opts.cap;
-    let ended = run_loop(platform, st, commands, cancel, &rate_tx, deadline).await;
+    let ended = run_loop(
+        platform,
+        st,
+        commands,
+        cancel,
+        &rate_tx,
+        deadline,
+        opts.max_memory,
+    )
+    .await;
     // Healing is what every ending does first, newest fault first.
     st.stage = "healing".into();
     st.publish();
@@ -566,6 +577,7 @@ async fn run_loop<P: Platform>(
     cancel: &mut watch::Receiver<bool>,
     rate_tx: &watch::Sender<u32>,
     deadline: tokio::time::Instant,
+    max_memory: u64,
 ) -> Result<()> {
     st.stage = "warming up".into();
     st.publish();
@@ -582,6 +594,17 @@ async fn run_loop<P: Platform>(
         tokio::select! {
             _ = tick.tick() => {
                 st.publish();
+                let rss = resident_bytes();
+                if rss > max_memory {
+                    let what = format!(
+                        "the harness reached its memory limit ({} MB of {} MB, --max-memory): stopping",
+                        rss / 1_000_000,
+                        max_memory / 1_000_000
+                    );
+                    st.evidence.event(what.clone());
+                    eprintln!("brownout: {what}");
+                    return Ok(());
+                }
                 if last_print.elapsed() >= Duration::from_secs(10) {
                     last_print = Instant::now();
                     let v = st.view_tx.borrow().clone();
@@ -621,6 +644,18 @@ async fn run_loop<P: Platform>(
             }
         }
     }
+}
+
+/// This process's resident memory now, in bytes (0 if /proc cannot tell).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| {
+            // SAFETY: sysconf only reads a system constant.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            pages * page.max(4096) as u64
+        })
 }
 
 async fn act<P: Platform>(

@@ -13,6 +13,87 @@ pub fn load_for_gameday(scenario: &Path, system: &Path) -> Result<Scenario> {
     super::load_scenario_on(scenario, Some(system))
 }
 
+/// The expectations to judge a game day by: a file of `[[expect]]` entries, exactly as in a
+/// scenario, checked against the load (request names) and the system (services, alerts) when the
+/// game day starts. A phase they name is a window: `steady`, `steady-2`, … or a fault's name as it
+/// will be injected (`during = "slow-pay"`); one that never becomes a window fails at the end,
+/// saying so. Without the standing no-silent-outage, it is added (as in a scenario).
+pub fn expectations_for_gameday(
+    expect: &Path,
+    load_scenario: &Path,
+    system: &Path,
+) -> Result<Vec<super::ExpectSpec>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ExpectFile {
+        #[serde(default)]
+        expect: Vec<super::ExpectSpec>,
+    }
+    let text = super::source::read_capped(expect)?;
+    let parsed: ExpectFile = super::parse_toml(expect, &text)?;
+    // Every phase the expectations name, as one-second phases of a synthetic scenario that has the
+    // load scenario's [load] and the game day's system.
+    let mut names: Vec<String> = vec!["steady".into()];
+    for e in &parsed.expect {
+        for r in e.phase_refs() {
+            if !names.iter().any(|n| n == r) {
+                names.push(r.to_string());
+            }
+        }
+    }
+    let load_text = super::source::read_capped(load_scenario)?;
+    let load_table: toml::Table = toml::from_str(&load_text).map_err(|e| {
+        BrownoutError::BadInput(format!("{}: {}", load_scenario.display(), e.message()))
+    })?;
+    let mut doc = toml::Table::new();
+    doc.insert("name".into(), "gameday-expect".into());
+    doc.insert("summary".into(), "expectations of a game day".into());
+    doc.insert("system".into(), system.display().to_string().into());
+    if let Some(load) = load_table.get("load") {
+        doc.insert("load".into(), load.clone());
+    }
+    let phases: Vec<toml::Value> = names
+        .iter()
+        .map(|n| {
+            let mut t = toml::Table::new();
+            t.insert("name".into(), n.clone().into());
+            t.insert("for".into(), "1s".into());
+            t.into()
+        })
+        .collect();
+    doc.insert("phases".into(), toml::Value::Array(phases));
+    let header = toml::to_string(&doc)
+        .map_err(|e| BrownoutError::BadInput(format!("{}: {e}", expect.display())))?;
+    // The expect file's text follows the header unchanged, so an error's line is the header's
+    // line count past the one in the file.
+    let offset = header.lines().count() + 1;
+    let text = format!("{header}\n{text}");
+    match super::scenario_from_text(expect, &text, Some(system)) {
+        Ok(s) => Ok(s.expectations),
+        Err(BrownoutError::BadInput(msg)) => Err(BrownoutError::BadInput(shift_line(
+            &msg,
+            &expect.display().to_string(),
+            offset,
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// "FILE:LINE:COL: …" with LINE made `offset` smaller.
+fn shift_line(msg: &str, file: &str, offset: usize) -> String {
+    let Some(rest) = msg.strip_prefix(&format!("{file}:")) else {
+        return msg.to_string();
+    };
+    let mut parts = rest.splitn(2, ':');
+    match (
+        parts.next().and_then(|l| l.parse::<usize>().ok()),
+        parts.next(),
+    ) {
+        (Some(line), Some(rest)) if line > offset => format!("{file}:{}:{rest}", line - offset),
+        _ => msg.to_string(),
+    }
+}
+
 /// A fault as the control API receives it (`{"kind": "proxy", "proxy": "payments", "toxic":
 /// {...}}`), checked against the system. The error says what is wrong, without a location (the
 /// input was not a file).
@@ -111,6 +192,40 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("volume 'nope'"), "{e}");
+    }
+
+    #[test]
+    fn expectations_are_checked_against_the_load_and_system_and_located_in_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let load = scenarios.join("slow-upstream.toml");
+        let good = dir.path().join("good.toml");
+        std::fs::write(
+            &good,
+            "[[expect]]\nid = \"pays\"\nkind = \"status-codes\"\nduring = \"slow-pay\"\nrequest = \"checkout\"\nallowed = [200, 201, 503]\n",
+        )
+        .unwrap();
+        let e = expectations_for_gameday(&good, &load, &system()).unwrap();
+        let ids: Vec<&str> = e.iter().map(|x| x.id()).collect();
+        assert_eq!(ids, ["pays", "no-silent-outage"]);
+        // A request the load does not have: the error names the expect file's own line.
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(
+            &bad,
+            "# comment\n\n[[expect]]\nid = \"pays\"\nkind = \"status-codes\"\nduring = \"steady\"\nrequest = \"refund\"\nallowed = [200]\n",
+        )
+        .unwrap();
+        let err = expectations_for_gameday(&bad, &load, &system())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(&format!("{}:3:", bad.display())), "{err}");
+        assert!(err.contains("request 'refund'"), "{err}");
+        // A syntax error is located by the parser in the file itself.
+        std::fs::write(&bad, "[[expect]]\nid = \n").unwrap();
+        let err = expectations_for_gameday(&bad, &load, &system())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(&format!("{}:2:", bad.display())), "{err}");
     }
 
     #[test]

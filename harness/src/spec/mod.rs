@@ -619,7 +619,7 @@ impl ExpectSpec {
         }
     }
     /// Phase names this expectation refers to.
-    fn phase_refs(&self) -> Vec<&str> {
+    pub fn phase_refs(&self) -> Vec<&str> {
         match self {
             ExpectSpec::StatusCodes { during, .. }
             | ExpectSpec::Latency { during, .. }
@@ -957,7 +957,7 @@ fn read(path: &Path) -> Result<String> {
     source::read_capped(path)
 }
 
-fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
     toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().to_string();
         match e.span() {
