@@ -69,5 +69,6 @@ print("notes:", len(r["notes"]))
 PY
 sleep 2
 LEFT=$(ps -eo comm= | grep -cE '^(postgres|nginx|prometheus|mtail|checkout|payments-stub|fault-proxy)$' || true)
-DIRS=$(ls -d "${TMPDIR:-/tmp}"/brownout-run-* 2>/dev/null | wc -l)
-echo "left behind: $LEFT processes, $DIRS run dirs"
+DIRS=$( (ls -d "${TMPDIR:-/tmp}"/brownout-run-* 2>/dev/null || true) | wc -l)
+MOUNTS=$( (grep -c brownout-run /proc/mounts || true) )
+echo "left behind: $LEFT processes, $DIRS run dirs, $MOUNTS mounts"

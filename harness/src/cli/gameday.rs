@@ -47,7 +47,7 @@ struct Start {
     #[arg(long)]
     expect: Option<PathBuf>,
     /// Stop by itself (healing first) when the harness's resident memory passes this, e.g. 1GiB:
-    /// every response is kept for judging (about 250 bytes each).
+    /// every response is kept for judging (about 150 bytes each).
     #[arg(long, default_value = "1GiB", value_parser = spec::parse_size)]
     max_memory: u64,
     #[arg(long, env = "BROWNOUT_SCENARIOS", default_value = "scenarios")]

@@ -387,7 +387,7 @@ struct Loop {
     evidence: Evidence,
     active: Vec<Active>,
     windows: windows::Windows,
-    /// For each window (phase index), the fault whose injection opened it.
+    /// For each window (phase index), the newest fault active in it (the report's `fault`).
     window_faults: Vec<Option<FaultSpec>>,
     agg: live::Aggregator,
     view_tx: watch::Sender<live::View>,
@@ -400,14 +400,15 @@ impl Loop {
     /// Starts the window that the current set of active faults makes, with a snapshot of the
     /// ingress's counters at its start (so the report can set edge-counted answers beside what
     /// clients saw, per window).
-    async fn new_window<P: Platform>(&mut self, platform: &mut P, opened_by: Option<FaultSpec>) {
+    async fn new_window<P: Platform>(&mut self, platform: &mut P) {
         if let Some(counts) = platform.edge_counts().await {
             self.evidence.edge(counts);
         }
         let names: Vec<&str> = self.active.iter().map(|a| a.name.as_str()).collect();
         let name = self.windows.next(&names);
         self.evidence.begin_phase(&name);
-        self.window_faults.push(opened_by);
+        self.window_faults
+            .push(self.active.last().map(|a| a.spec.clone()));
     }
 
     fn publish(&mut self) {
@@ -473,7 +474,7 @@ impl Loop {
                 a.spec.kind()
             )),
         }
-        self.new_window(platform, None).await;
+        self.new_window(platform).await;
         result.map(|()| a.name)
     }
 
@@ -587,7 +588,7 @@ async fn run_loop<P: Platform>(
     let mut started = false;
     loop {
         if !started && tokio::time::Instant::now() >= warm {
-            st.new_window(platform, None).await;
+            st.new_window(platform).await;
             st.stage = "running".into();
             started = true;
         }
@@ -691,7 +692,7 @@ async fn act<P: Platform>(
                         fault,
                         since: Instant::now(),
                     });
-                    st.new_window(platform, Some(spec)).await;
+                    st.new_window(platform).await;
                     Ok(json!({"injected": name, "what": what}))
                 }
                 Err(e) => {
