@@ -8,6 +8,9 @@
 
 #[path = "support/cdp.rs"]
 mod cdp;
+#[path = "support/chromium.rs"]
+#[allow(dead_code)] // only its Chromium lookup is used here
+mod chromium;
 #[path = "support/leftovers.rs"]
 mod leftovers;
 

@@ -304,21 +304,21 @@ pub fn conclude(
     })
 }
 
-async fn drive<P: Platform>(
-    scenario: &Scenario,
+/// Deploys the system (cancellable), notes how long it took, and starts polling its alerts.
+pub(crate) async fn bring_up<P: Platform>(
+    system: &crate::spec::System,
     platform: &mut P,
     deploy: &DeployOptions,
     evidence: &Evidence,
     cancel: &mut watch::Receiver<bool>,
     stack_up: &mut Option<Duration>,
-) -> Result<Driven> {
+) -> Result<(crate::platform::Endpoints, tokio::task::JoinHandle<()>)> {
     let t0 = Instant::now();
     eprintln!(
         "brownout: starting the system ({} platform)…",
         platform.name()
     );
-    let endpoints =
-        or_cancel(platform.deploy(&scenario.system, deploy, evidence), cancel).await??;
+    let endpoints = or_cancel(platform.deploy(system, deploy, evidence), cancel).await??;
     *stack_up = Some(t0.elapsed());
     eprintln!(
         "brownout: system up in {:.1} s; ingress {}; prometheus {}",
@@ -331,6 +331,26 @@ async fn drive<P: Platform>(
         evidence.clone(),
         Duration::from_millis(500),
     );
+    Ok((endpoints, poller))
+}
+
+async fn drive<P: Platform>(
+    scenario: &Scenario,
+    platform: &mut P,
+    deploy: &DeployOptions,
+    evidence: &Evidence,
+    cancel: &mut watch::Receiver<bool>,
+    stack_up: &mut Option<Duration>,
+) -> Result<Driven> {
+    let (endpoints, poller) = bring_up(
+        &scenario.system,
+        platform,
+        deploy,
+        evidence,
+        cancel,
+        stack_up,
+    )
+    .await?;
     let max_run = scenario.total_duration() + WARMUP + Duration::from_secs(60);
     let load = load::start(
         &endpoints.ingress_url,

@@ -13,6 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
+// The including test crate also includes support/chromium.rs (as `chromium`).
+use crate::chromium::chromium;
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -26,19 +29,6 @@ pub struct Browser {
 /// An open page (a target attached in flat mode).
 pub struct Page {
     session: String,
-}
-
-fn chromium() -> &'static str {
-    for c in ["chromium", "chromium-browser", "google-chrome"] {
-        if Command::new(c)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return c;
-        }
-    }
-    panic!("no chromium: install it (`./just deps` installs Debian's chromium)");
 }
 
 impl Browser {

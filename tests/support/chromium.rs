@@ -12,7 +12,8 @@ pub struct Rendered {
     pub console_errors: Vec<String>,
 }
 
-fn chromium() -> &'static str {
+/// The Chromium program on this machine (Debian's, Ubuntu's, or Chrome on GitHub's runners).
+pub fn chromium() -> &'static str {
     // Debian's and Ubuntu's names, and the Chrome GitHub's runners ship.
     for c in ["chromium", "chromium-browser", "google-chrome"] {
         if Command::new(c)

@@ -8,7 +8,6 @@ pub mod api;
 pub mod live;
 pub mod windows;
 
-use crate::alerts;
 use crate::error::{BrownoutError, Result};
 use crate::evidence::Evidence;
 use crate::faults::{self, ActiveFault};
@@ -503,26 +502,16 @@ async fn drive<P: Platform>(
     cancel: &mut watch::Receiver<bool>,
     stack_up: &mut Option<Duration>,
 ) -> Result<runner::Driven> {
-    let t0 = Instant::now();
     let evidence = st.evidence.clone();
-    eprintln!(
-        "brownout: starting the system ({} platform)…",
-        platform.name()
-    );
-    let endpoints =
-        runner::or_cancel(platform.deploy(&scenario.system, deploy, &evidence), cancel).await??;
-    *stack_up = Some(t0.elapsed());
-    eprintln!(
-        "brownout: system up in {:.1} s; ingress {}; prometheus {}",
-        t0.elapsed().as_secs_f64(),
-        endpoints.ingress_url,
-        endpoints.prometheus_url
-    );
-    let poller = alerts::start_polling(
-        endpoints.prometheus_url.clone(),
-        evidence.clone(),
-        Duration::from_millis(500),
-    );
+    let (endpoints, poller) = runner::bring_up(
+        &scenario.system,
+        platform,
+        deploy,
+        &evidence,
+        cancel,
+        stack_up,
+    )
+    .await?;
     let (rate_tx, rate_rx) = watch::channel(scenario.load.rate);
     let load = load::start_steered(
         &endpoints.ingress_url,
