@@ -46,7 +46,7 @@ fuzz SECS="600":
     BROWNOUT_FUZZ_SECS={{SECS}} cargo test --release -p harness --test fuzz_spec -- --nocapture
 
 # Abort N runs at random moments with SIGINT, then N with SIGKILL, checking that nothing is left
-# after each (the test suite runs 12 of each). Needs root and the local platform's programs.
+# after each (the test suite runs 8 of each). Needs root and the local platform's programs.
 abort-soak N="200": deps
     cargo build --workspace --bins --release
     BROWNOUT_ABORT_RUNS={{N}} cargo test --release -p harness --test abort -- --nocapture --test-threads 1

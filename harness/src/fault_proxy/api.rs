@@ -7,7 +7,7 @@
 //! | `GET /proxies` | every proxy: listen address, upstream, down or up, toxics, stats |
 //! | `POST /proxies/{name}/toxics` | adds a toxic: a scenario file's `toxic` as JSON, e.g. `{"kind": "latency", "latency": "300ms"}` (replaces one of its kind) |
 //! | `DELETE /proxies/{name}/toxics` | removes every toxic |
-//! | `POST /proxies/{name}/down`, `POST /proxies/{name}/up` | takes the listener away / back |
+//! | `POST /proxies/{name}/down`, `POST /proxies/{name}/up` | takes the listener away and closes the open connections / brings the listener back |
 //! | `PUT /proxies/{name}/upstream` | `{"addrs": ["host:port", ...]}`: where new connections go, in turn (none: they are reset) |
 
 use super::FaultProxy;

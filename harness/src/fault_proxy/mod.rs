@@ -109,10 +109,14 @@ impl FaultProxy {
             let Ok(listener) = TcpListener::from_std(listener) else {
                 return;
             };
+            // Open connections live in this task's set: taking the proxy down (aborting this
+            // task) closes them too.
+            let mut conns = tokio::task::JoinSet::new();
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
+                while conns.try_join_next().is_some() {}
                 stats
                     .connections
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -125,7 +129,7 @@ impl FaultProxy {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     (!all.is_empty()).then(|| all[i % all.len()].clone())
                 };
-                tokio::spawn(handle(
+                conns.spawn(handle(
                     client,
                     to,
                     state.clone(),
@@ -179,8 +183,9 @@ impl FaultProxy {
         self.state.write().expect("state lock").toxics.clear();
     }
 
-    /// The upstream is down: stop listening, so connecting is refused by the kernel. Returns once
-    /// the listening socket is closed.
+    /// The upstream is down: stop listening, so connecting is refused by the kernel, and close
+    /// every open connection (as Toxiproxy does for a disabled proxy): a client holding warm
+    /// keep-alive connections loses the upstream too. Returns once the sockets are closed.
     pub async fn take_down(&self) {
         let task = self.accept.lock().expect("accept lock").take();
         if let Some(task) = task {
@@ -519,6 +524,29 @@ mod tests {
         assert_eq!(
             exchange(p.listen, b"ping\n", 10).await.unwrap(),
             b"pong ping\n"
+        );
+    }
+
+    /// A client with a connection already open (a warm keep-alive pool) loses it when the proxy
+    /// goes down, instead of going on as if nothing happened.
+    #[tokio::test]
+    async fn down_closes_the_connections_already_open() {
+        let p = proxy(1).await;
+        let mut kept = TcpStream::connect(p.listen).await.unwrap();
+        kept.write_all(b"ping\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = kept.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"pong ping\n");
+        p.take_down().await;
+        let after = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = kept.write_all(b"ping\n").await;
+            kept.read(&mut buf).await
+        })
+        .await
+        .expect("the open connection was neither closed nor answered within 2 s");
+        assert!(
+            matches!(after, Ok(0) | Err(_)),
+            "the open connection still answered: {after:?}"
         );
     }
 
