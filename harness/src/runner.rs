@@ -334,6 +334,25 @@ pub(crate) async fn bring_up<P: Platform>(
     Ok((endpoints, poller))
 }
 
+/// Ends the last phase, stops the load (waiting for what is in flight), lets the alert poller
+/// look once more, stops it, and takes the ingress's counters a last time. The load's result.
+pub(crate) async fn wind_down<P: Platform>(
+    load: load::LoadRun,
+    poller: tokio::task::JoinHandle<()>,
+    platform: &mut P,
+    evidence: &Evidence,
+) -> Result<()> {
+    evidence.end_phases();
+    let stopped = load.stop().await;
+    // One more alert poll after the load, then stop polling.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    poller.abort();
+    if let Some(counts) = platform.edge_counts().await {
+        evidence.edge(counts);
+    }
+    stopped
+}
+
 async fn drive<P: Platform>(
     scenario: &Scenario,
     platform: &mut P,
@@ -361,14 +380,7 @@ async fn drive<P: Platform>(
         max_run,
     )?;
     let phases = walk_phases(scenario, platform, evidence, cancel).await;
-    evidence.end_phases();
-    let stopped = load.stop().await;
-    // One more alert poll after the load, then stop polling.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    poller.abort();
-    if let Some(counts) = platform.edge_counts().await {
-        evidence.edge(counts);
-    }
+    let stopped = wind_down(load, poller, platform, evidence).await;
     phases?;
     stopped?;
     let restarts = platform.restarts();

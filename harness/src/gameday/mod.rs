@@ -544,13 +544,7 @@ async fn drive<P: Platform>(
     if !healed.is_empty() {
         eprintln!("brownout: healed {}", healed.join(", "));
     }
-    evidence.end_phases();
-    let stopped = load.stop().await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    poller.abort();
-    if let Some(counts) = platform.edge_counts().await {
-        evidence.edge(counts);
-    }
+    let stopped = runner::wind_down(load, poller, platform, &evidence).await;
     ended?;
     stopped?;
     Ok(runner::Driven {
