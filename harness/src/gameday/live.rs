@@ -300,22 +300,10 @@ mod tests {
     use super::*;
     use crate::evidence::ResponseRecord;
 
+    /// A first attempt answered `status` by `layer` after `latency_ms` (the judge's test builder;
+    /// the live view ignores the phase).
     fn answer(t_ms: u64, status: u16, layer: Layer, latency_ms: u64) -> ResponseRecord {
-        ResponseRecord {
-            t_ms,
-            phase: Some(0),
-            request: 0,
-            attempt: 1,
-            late_ms: 0,
-            status,
-            latency_ms,
-            layer,
-            replica: None,
-            upstream: None,
-            retry_after: false,
-            seq: 0,
-            error: None,
-        }
+        crate::judge::testkit::response(t_ms, 0, status, layer, latency_ms)
     }
 
     #[test]
