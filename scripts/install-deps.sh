@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system programs a local Brownout run needs (PostgreSQL, nginx, mtail, Prometheus) on
-# Debian/Ubuntu, Chromium for the report page's tests, `just` through cargo, and kubernetes-validate (PyPI, in .tools/venv) for the
+# Debian/Ubuntu, Chromium for the report page's tests, HAProxy and wrk for the benchmarks, `just` through cargo, and kubernetes-validate (PyPI, in .tools/venv) for the
 # offline checks of the Kubernetes objects. Safe to run again: it installs only what is missing.
 # Package services are not started (a policy-rc.d blocks them for the duration of the install);
 # dockerd is started here if it is not running, and the local base image is built
@@ -24,6 +24,10 @@ have debootstrap || need+=(debootstrap)
 # Headless Chromium renders every run's report.html in the tests (console errors, elements, a
 # screenshot).
 have chromium || need+=(chromium)
+# The benchmarks (`just bench`) compare the fault proxy with HAProxy (TCP mode) and the load driver
+# with wrk.
+have haproxy || need+=(haproxy)
+have wrk || need+=(wrk)
 
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then

@@ -299,6 +299,15 @@ pub struct RateRecord {
     pub rate: u32,
 }
 
+/// One component of the stack up: when its start began and when it was ready (ms since the
+/// evidence's start), as the platform measured it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StartupRecord {
+    pub component: String,
+    pub started_ms: u64,
+    pub ready_ms: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRecord {
     pub t_ms: u64,
@@ -383,6 +392,8 @@ pub struct EvidenceData {
     pub notes: Vec<NoteRecord>,
     /// Every rate the load was set to, from when (a scenario's: one, at the start).
     pub rates: Vec<RateRecord>,
+    /// How long each component of the stack took to start (see [`Evidence::component_up`]).
+    pub startup: Vec<StartupRecord>,
 }
 
 /// The shared recorder. Cheap to clone.
@@ -412,6 +423,16 @@ impl Evidence {
 
     pub fn ms_at(&self, t: Instant) -> u64 {
         t.saturating_duration_since(self.start).as_millis() as u64
+    }
+
+    /// A component of the stack, started at `started`, is ready now.
+    pub fn component_up(&self, component: impl Into<String>, started: Instant) {
+        let record = StartupRecord {
+            component: component.into(),
+            started_ms: self.ms_at(started),
+            ready_ms: self.now_ms(),
+        };
+        self.with(|d| d.startup.push(record));
     }
 
     pub fn with<R>(&self, f: impl FnOnce(&mut EvidenceData) -> R) -> R {

@@ -8,7 +8,6 @@ use crate::platform::local::tools;
 use nix::sys::signal::Signal;
 use sqlx::Connection;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 pub const SUPERUSER: &str = "brownout";
@@ -54,7 +53,9 @@ impl TempPostgres {
             }
         }
         crate::platform::local::workdir::set_mode(&data_dir, 0o700)?;
-        let mut cmd = Command::new(&initdb);
+        // Async, and killed if the start is abandoned: a deploy starts PostgreSQL alongside the
+        // other components in one task.
+        let mut cmd = tokio::process::Command::new(&initdb);
         cmd.args([
             "-D",
             &data_dir.to_string_lossy(),
@@ -66,12 +67,12 @@ impl TempPostgres {
             "--no-sync",
         ])
         .current_dir(parent)
-        .env("LC_ALL", "C");
+        .env("LC_ALL", "C")
+        .kill_on_drop(true);
         if let Some((uid, gid)) = run_as {
-            use std::os::unix::process::CommandExt;
             cmd.uid(uid).gid(gid);
         }
-        let out = cmd.output().map_err(|e| {
+        let out = cmd.output().await.map_err(|e| {
             BrownoutError::Environment(format!("cannot run {}: {e}", initdb.display()))
         })?;
         if !out.status.success() {

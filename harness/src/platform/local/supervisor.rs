@@ -92,7 +92,15 @@ pub struct ReplicaConfig {
     pub probes: Probes,
     pub grace: Duration,
     pub pre_stop: Option<PreStop>,
+    /// A replica of the stack's bring-up (nothing is judged yet): until it is first ready, its
+    /// readiness is probed every [`BRING_UP_PROBE_EVERY`] instead of every period, so the harness
+    /// does not wait a whole period for an app that was ready just after the first probe. From its
+    /// first readiness on, and for rollouts and restarts, the configured period holds.
+    pub bring_up: bool,
 }
+
+/// How often a bring-up replica's readiness is probed until it is first ready.
+pub const BRING_UP_PROBE_EVERY: Duration = Duration::from_millis(50);
 
 /// A pre-stop hook, run before SIGTERM and inside the grace period.
 #[derive(Clone, Debug, PartialEq)]
@@ -199,6 +207,8 @@ async fn supervise(
         .expect("http client");
     let base = format!("http://127.0.0.1:{}", config.port);
     let mut backoff = BACKOFF_START;
+    // Only the first life of a bring-up replica is probed fast.
+    let mut bring_up = config.bring_up;
     loop {
         let mut child = match spawn(&config.name, &config.spec) {
             Ok(c) => c,
@@ -221,6 +231,7 @@ async fn supervise(
         let started = Instant::now();
         let outcome = run_probes(
             &config,
+            bring_up,
             &evidence,
             &client,
             &base,
@@ -229,6 +240,7 @@ async fn supervise(
             &mut stop_rx,
         )
         .await;
+        bring_up = false;
         let _ = ready_tx.send(false);
         match outcome {
             Outcome::Terminated => return,
@@ -283,8 +295,10 @@ async fn supervise(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_probes(
     config: &ReplicaConfig,
+    bring_up: bool,
     evidence: &Evidence,
     client: &reqwest::Client,
     base: &str,
@@ -295,7 +309,14 @@ async fn run_probes(
     let period =
         // Never zero (tokio's interval panics on it); validation keeps periods at 100 ms or more.
         |p: &Option<ParsedProbe>| p.as_ref().map_or(Duration::from_secs(3600), |p| p.period.max(Duration::from_millis(10)));
-    let mut readiness_tick = tokio::time::interval(period(&config.probes.readiness));
+    let readiness_period = period(&config.probes.readiness);
+    // Until the first readiness (bring-up only): the faster cadence.
+    let mut fast_until_ready = bring_up && BRING_UP_PROBE_EVERY < readiness_period;
+    let mut readiness_tick = tokio::time::interval(if fast_until_ready {
+        BRING_UP_PROBE_EVERY
+    } else {
+        readiness_period
+    });
     let mut liveness_tick = tokio::time::interval(period(&config.probes.liveness));
     let mut exit_tick = tokio::time::interval(Duration::from_millis(100));
     for t in [&mut readiness_tick, &mut liveness_tick, &mut exit_tick] {
@@ -381,6 +402,11 @@ async fn run_probes(
                 if ok { ready_ok += 1; ready_fail = 0; } else { ready_fail += 1; ready_ok = 0; }
                 if ok && ready_ok >= p.success_threshold && !*ready_tx.borrow() {
                     let _ = ready_tx.send(true);
+                    if fast_until_ready {
+                        fast_until_ready = false;
+                        readiness_tick = tokio::time::interval_at(tokio::time::Instant::now() + readiness_period, readiness_period);
+                        readiness_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    }
                 } else if !ok && ready_fail >= p.failure_threshold && *ready_tx.borrow() {
                     let _ = ready_tx.send(false);
                 }
@@ -413,6 +439,76 @@ async fn run_probes(
 mod tests {
     use super::*;
 
+    /// A replica that listens 300 ms after it starts, with a 3 s readiness period: a bring-up
+    /// replica is seen ready soon after (probed every 50 ms until then), then probed every
+    /// period; any other (a rollout's, a restart's) waits for its second probe, 3 s in.
+    async fn ready_after(bring_up: bool) -> (Duration, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let port = crate::tools::free_port().unwrap();
+        let mut spec = ChildSpec::new("/bin/sh", dir.path(), dir.path().join("web.log")).args([
+            "-c".to_string(),
+            format!("sleep 0.3; exec python3 -m http.server {port} --bind 127.0.0.1"),
+        ]);
+        spec.death_signal = Signal::SIGKILL;
+        let evidence = Evidence::new();
+        let probe = ParsedProbe {
+            path: "/".into(),
+            period: Duration::from_secs(3),
+            timeout: Duration::from_millis(500),
+            failure_threshold: 1,
+            success_threshold: 1,
+        };
+        let t = Instant::now();
+        let mut handle = start(
+            ReplicaConfig {
+                service: "web".into(),
+                name: "web-0".into(),
+                port,
+                spec,
+                probes: Probes {
+                    readiness: Some(probe),
+                    liveness: None,
+                },
+                grace: Duration::from_secs(1),
+                pre_stop: None,
+                bring_up,
+            },
+            evidence.clone(),
+        );
+        let mut ready = handle.ready.clone();
+        tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|r| *r))
+            .await
+            .expect("ready within 10 s")
+            .unwrap();
+        let took = t.elapsed();
+        // After the first readiness, the configured period holds: no probe in the next second.
+        let probes = |ev: &Evidence| ev.with(|d| d.probes.len());
+        let at_ready = probes(&evidence);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = probes(&evidence) - at_ready;
+        handle.request_stop();
+        handle.wait_stopped().await;
+        (took, after)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bring_up_replicas_are_probed_fast_until_first_ready_and_others_every_period() {
+        let (fast, probes_after) = ready_after(true).await;
+        assert!(
+            fast < Duration::from_millis(1500),
+            "bring-up replica ready after {fast:?}"
+        );
+        assert_eq!(
+            probes_after, 0,
+            "probes in the second after readiness (period 3 s)"
+        );
+        let (slow, _) = ready_after(false).await;
+        assert!(
+            slow >= Duration::from_millis(2900),
+            "a rollout's replica ready after {slow:?}, before its second probe"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_process_that_exits_at_boot_is_restarted_with_growing_back_off() {
         let dir = tempfile::tempdir().unwrap();
@@ -435,6 +531,7 @@ mod tests {
                 },
                 grace: Duration::from_secs(1),
                 pre_stop: None,
+                bring_up: false,
             },
             evidence.clone(),
         );
