@@ -40,13 +40,20 @@ test: deps
     cargo clippy --workspace --all-targets -- -D warnings
     cargo build --workspace --bins --release
     cargo test --workspace --release
+    cargo bench -p harness --bench bench -- --quick
+
+# Benchmarks, side by side in one run (PARTS: proxy load startup cost; default all): the fault proxy
+# vs HAProxy, the load driver vs bare goose and wrk, stack start-up, the harness's CPU and RSS at
+# 40/400/2000 req/s. Prints the table, writes reports/bench/. `just bench --quick` only checks they run.
+bench *PARTS: deps build
+    cargo bench -p harness --bench bench -- {{PARTS}}
 
 # Fuzz the scenario + system loader for SECS seconds (the test suite runs it for 60 s).
 fuzz SECS="600":
     BROWNOUT_FUZZ_SECS={{SECS}} cargo test --release -p harness --test fuzz_spec -- --nocapture
 
 # Abort N runs at random moments with SIGINT, then N with SIGKILL, checking that nothing is left
-# after each (the test suite runs 8 of each). Needs root and the local platform's programs.
+# after each (the test suite runs 4 of each). Needs root and the local platform's programs.
 abort-soak N="200": deps
     cargo build --workspace --bins --release
     BROWNOUT_ABORT_RUNS={{N}} cargo test --release -p harness --test abort -- --nocapture --test-threads 1

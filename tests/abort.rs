@@ -5,7 +5,7 @@
 //! work directory (after SIGKILL: once the next run has swept it), and so no PostgreSQL session
 //! (the run's PostgreSQL is its own process). Every run after an abort must start clean.
 //!
-//! `BROWNOUT_ABORT_RUNS` sets the repetitions per signal (default 8; `just abort-soak` runs
+//! `BROWNOUT_ABORT_RUNS` sets the repetitions per signal (default 4; `just abort-soak` runs
 //! 200). Each test prints how many aborts landed in each stage of the run.
 
 #[path = "support/leftovers.rs"]
@@ -34,7 +34,7 @@ fn runs() -> usize {
     std::env::var("BROWNOUT_ABORT_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(8)
+        .unwrap_or(4)
 }
 
 fn spawn(reports: &Path, log: &Path) -> Child {

@@ -108,7 +108,7 @@ pub fn wait_usage(child: &mut Child) -> Usage {
 
 /// Runs a command to the end, its stdout captured; returns (stdout, usage).
 pub fn run_measured(cmd: &mut Command) -> (String, Usage) {
-    let mut child = cmd
+    let mut child = dies_with_parent(cmd)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -130,6 +130,21 @@ pub fn run_measured(cmd: &mut Command) -> (String, Usage) {
         fail(&format!("{cmd:?} failed:\n{}", err.trim()));
     }
     (out, usage)
+}
+
+/// Makes the command's process die with the benchmark (SIGKILL when its parent thread goes,
+/// `PR_SET_PDEATHSIG`), so a benchmark killed outright leaves no server behind.
+pub fn dies_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
 }
 
 /// A child that is killed when dropped (the proxies and servers a benchmark starts).

@@ -71,11 +71,12 @@ fn start_nginx(dir: &Path) -> (Server, u16) {
     std::fs::write(
         &conf,
         format!(
-            "{user}worker_processes 1;\ndaemon off;\npid {t}/nginx.pid;\nerror_log {t}/error.log warn;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {t}/tmp/client;\n  proxy_temp_path {t}/tmp/proxy;\n  fastcgi_temp_path {t}/tmp/fastcgi;\n  uwsgi_temp_path {t}/tmp/uwsgi;\n  scgi_temp_path {t}/tmp/scgi;\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{ return 200 \"ok\\n\"; }}\n  }}\n}}\n"
+            "{user}master_process off;\ndaemon off;\npid {t}/nginx.pid;\nerror_log {t}/error.log warn;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {t}/tmp/client;\n  proxy_temp_path {t}/tmp/proxy;\n  fastcgi_temp_path {t}/tmp/fastcgi;\n  uwsgi_temp_path {t}/tmp/uwsgi;\n  scgi_temp_path {t}/tmp/scgi;\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{ return 200 \"ok\\n\"; }}\n  }}\n}}\n"
         ),
     )
     .unwrap();
-    let child = Command::new(common::system_program("nginx"))
+    // One process (no master): it dies with the benchmark (see `dies_with_parent`).
+    let child = common::dies_with_parent(&mut Command::new(common::system_program("nginx")))
         .args(["-e", &format!("{t}/error.log"), "-c"])
         .arg(&conf)
         .spawn()
@@ -142,7 +143,7 @@ fn drive(driver: Driver, goose: &Path, dir: &Path, url: &str, rate: u32, secs: u
         Driver::Goose => {
             let users = 32.to_string();
             let mut c = Command::new(goose);
-            c.args(["--host", url, "--users", &users, "--hatch-rate", &users])
+            c.args(["--host", url, "--users", &users, "--increase-rate", "1000"])
                 .args([
                     "--run-time",
                     &format!("{secs}s"),
@@ -154,7 +155,6 @@ fn drive(driver: Driver, goose: &Path, dir: &Path, url: &str, rate: u32, secs: u
                     "--no-print-metrics",
                     "--no-reset-metrics",
                     "--no-telnet",
-                    "--no-websocket",
                 ]);
             c
         }

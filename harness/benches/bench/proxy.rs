@@ -30,7 +30,7 @@ async fn upstream() -> SocketAddr {
 fn start_fault_proxy(up: SocketAddr, dir: &std::path::Path) -> (Server, SocketAddr) {
     let token = dir.join("token");
     std::fs::write(&token, "bench-token-bench-token").unwrap();
-    let mut child = Command::new(common::release_bin("fault-proxy"))
+    let mut child = common::dies_with_parent(&mut Command::new(common::release_bin("fault-proxy")))
         .args(["--proxy", &format!("bench={up}"), "--token-file"])
         .arg(&token)
         .stdout(Stdio::piped())
@@ -62,7 +62,7 @@ fn start_haproxy(up: SocketAddr, dir: &std::path::Path) -> (Server, SocketAddr) 
         ),
     )
     .unwrap();
-    let child = Command::new(common::system_program("haproxy"))
+    let child = common::dies_with_parent(&mut Command::new(common::system_program("haproxy")))
         .args(["-db", "-f"])
         .arg(&cfg)
         .stdout(Stdio::null())

@@ -30,9 +30,40 @@ pub fn is_host_port(addr: &str) -> bool {
     matches!(addr.rsplit_once(':'), Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
-#[derive(Default)]
+/// The toxics in place, shared by the proxy and its connections. With none on (the usual case)
+/// a connection's data path reads one atomic per chunk and takes no lock; a connection's watcher
+/// sleeps until the toxics change instead of polling them.
 struct State {
-    toxics: Vec<Toxic>,
+    toxics: RwLock<Vec<Toxic>>,
+    /// Whether any toxic is on.
+    active: std::sync::atomic::AtomicBool,
+    /// Bumped at every change, for the watchers.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            toxics: RwLock::new(Vec::new()),
+            active: std::sync::atomic::AtomicBool::new(false),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl State {
+    fn is_active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Vec<Toxic>)) {
+        let mut toxics = self.toxics.write().expect("state lock");
+        f(&mut toxics);
+        self.active
+            .store(!toxics.is_empty(), std::sync::atomic::Ordering::Release);
+        drop(toxics);
+        self.changes.send_modify(|n| *n += 1);
+    }
 }
 
 /// A running proxy. Dropping it stops accepting; open connections end with their peers.
@@ -42,7 +73,7 @@ pub struct FaultProxy {
     /// Where new connections go (in turn); a platform moves it when the upstream service moves.
     upstreams: Arc<RwLock<Vec<String>>>,
     next: Arc<std::sync::atomic::AtomicUsize>,
-    state: Arc<RwLock<State>>,
+    state: Arc<State>,
     rng: Arc<Mutex<rand::rngs::StdRng>>,
     accept: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<Stats>,
@@ -86,7 +117,7 @@ impl FaultProxy {
             listen,
             upstreams: Arc::new(RwLock::new(upstreams)),
             next: Arc::default(),
-            state: Arc::new(RwLock::new(State::default())),
+            state: Arc::new(State::default()),
             rng: Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(seed))),
             accept: Mutex::new(None),
             stats: Arc::new(Stats::default()),
@@ -162,7 +193,7 @@ impl FaultProxy {
 
     /// The toxics in place.
     pub fn toxics(&self) -> Vec<Toxic> {
-        self.state.read().expect("state lock").toxics.clone()
+        self.state.toxics.read().expect("state lock").clone()
     }
 
     /// Whether the listener is taken down.
@@ -172,15 +203,16 @@ impl FaultProxy {
 
     /// Adds a toxic (replacing one of the same kind).
     pub fn add(&self, toxic: Toxic) {
-        let mut s = self.state.write().expect("state lock");
-        s.toxics
-            .retain(|t| std::mem::discriminant(&t.kind) != std::mem::discriminant(&toxic.kind));
-        s.toxics.push(toxic);
+        self.state.update(|toxics| {
+            toxics
+                .retain(|t| std::mem::discriminant(&t.kind) != std::mem::discriminant(&toxic.kind));
+            toxics.push(toxic);
+        });
     }
 
     /// Removes every toxic.
     pub fn clear(&self) {
-        self.state.write().expect("state lock").toxics.clear();
+        self.state.update(|toxics| toxics.clear());
     }
 
     /// The upstream is down: stop listening, so connecting is refused by the kernel, and close
@@ -215,17 +247,20 @@ impl Drop for FaultProxy {
 }
 
 /// Whether a reset toxic is due for a connection opened at `started`.
-fn reset_due(state: &RwLock<State>, draw: f64, started: tokio::time::Instant) -> bool {
+fn reset_due(state: &State, draw: f64, started: tokio::time::Instant) -> bool {
     current(state, draw)
         .iter()
         .any(|t| matches!(t, ToxicKind::Reset { after } if started.elapsed() >= *after))
 }
 
-fn current(state: &RwLock<State>, draw: f64) -> Vec<ToxicKind> {
+fn current(state: &State, draw: f64) -> Vec<ToxicKind> {
+    if !state.is_active() {
+        return Vec::new();
+    }
     state
+        .toxics
         .read()
         .expect("state lock")
-        .toxics
         .iter()
         .filter(|t| t.applies(draw))
         .map(|t| t.kind.clone())
@@ -260,7 +295,7 @@ fn reset(stream: TcpStream) {
 async fn handle(
     client: TcpStream,
     upstream: Option<String>,
-    state: Arc<RwLock<State>>,
+    state: Arc<State>,
     draw: f64,
     seed: u64,
     stats: Arc<Stats>,
@@ -326,23 +361,48 @@ async fn handle(
     }
 }
 
-/// Resolves when a toxic ends the connection: `true` for a reset, `false` for a timeout that closes.
-async fn ends(state: &RwLock<State>, draw: f64, started: tokio::time::Instant) -> bool {
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
+/// Resolves when a toxic ends the connection: `true` for a reset, `false` for a timeout that
+/// closes. Sleeps until the toxics change or the next such toxic is due; no polling.
+async fn ends(state: &State, draw: f64, started: tokio::time::Instant) -> bool {
+    // Subscribed before reading the toxics: a change in between is not missed.
+    let mut changes = state.changes.subscribe();
     loop {
-        tick.tick().await;
+        let mut due: Option<tokio::time::Instant> = None;
         let mut close = false;
         for t in current(state, draw) {
-            match t {
-                ToxicKind::Reset { after } if started.elapsed() >= after => return true,
+            let (after, reset) = match t {
+                ToxicKind::Reset { after } => (after, true),
                 ToxicKind::Timeout {
                     close_after: Some(after),
-                } if started.elapsed() >= after => close = true,
-                _ => {}
+                } => (after, false),
+                _ => continue,
+            };
+            if started.elapsed() >= after {
+                if reset {
+                    return true;
+                }
+                close = true;
+            } else {
+                due = Some(due.map_or(started + after, |d| d.min(started + after)));
             }
         }
         if close {
             return false;
+        }
+        let wait = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    // The proxy is gone: nothing will end this connection but its peers.
+                    std::future::pending::<()>().await;
+                }
+            }
+            _ = wait => {}
         }
     }
 }
@@ -351,7 +411,7 @@ async fn ends(state: &RwLock<State>, draw: f64, started: tokio::time::Instant) -
 async fn pump(
     mut from: impl tokio::io::AsyncRead + Unpin,
     mut to: impl tokio::io::AsyncWrite + Unpin,
-    state: &RwLock<State>,
+    state: &State,
     draw: f64,
     seed: u64,
     started: tokio::time::Instant,
@@ -367,6 +427,13 @@ async fn pump(
             }
             Ok(n) => n,
         };
+        // No toxic on: straight through, no lock taken.
+        if !state.is_active() {
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+            continue;
+        }
         // Once a reset is due nothing more goes through; the connection's watcher sends the RST.
         if reset_due(state, draw, started) {
             std::future::pending::<()>().await;
@@ -524,6 +591,69 @@ mod tests {
         assert_eq!(
             exchange(p.listen, b"ping\n", 10).await.unwrap(),
             b"pong ping\n"
+        );
+    }
+
+    /// Toxics switched on while a connection is open reach it: its data path sees them at the
+    /// next chunk, and its watcher wakes on the change (no polling) and again when a reset's
+    /// `after` comes due.
+    #[tokio::test]
+    async fn toxics_switched_on_later_reach_connections_already_open() {
+        let p = proxy(1).await;
+        let mut s = TcpStream::connect(p.listen).await.unwrap();
+        let mut buf = vec![0u8; 64];
+        s.write_all(b"one\n").await.unwrap();
+        let n = s.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"pong one\n");
+        // Latency on: the next answer on the same connection is late.
+        p.add(Toxic::always(ToxicKind::Latency {
+            latency: Duration::from_millis(300),
+            jitter: Duration::ZERO,
+        }));
+        let t = Instant::now();
+        s.write_all(b"two\n").await.unwrap();
+        let n = s.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"pong two\n");
+        assert!(
+            t.elapsed() >= Duration::from_millis(280),
+            "{:?}",
+            t.elapsed()
+        );
+        // A reset due 1 s into the connection's life (already past): it comes at once.
+        p.add(Toxic::always(ToxicKind::Reset {
+            after: Duration::from_secs(1),
+        }));
+        let t = Instant::now();
+        let err = loop {
+            match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+                Ok(Ok(0)) => panic!("closed without a reset"),
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => break e,
+                Err(_) => panic!("no reset within 3 s"),
+            }
+        };
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+        assert!(
+            t.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            t.elapsed()
+        );
+        // On a new connection the same toxic waits for its `after`.
+        let mut s = TcpStream::connect(p.listen).await.unwrap();
+        let t = Instant::now();
+        let err = loop {
+            match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+                Ok(Ok(0)) => panic!("closed without a reset"),
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => break e,
+                Err(_) => panic!("no reset within 3 s"),
+            }
+        };
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(950) && took < Duration::from_millis(1500),
+            "{took:?}"
         );
     }
 
