@@ -45,6 +45,15 @@ pub fn fail(msg: &str) -> ! {
     std::process::exit(3)
 }
 
+/// The runtime a run's session builds (cli/session.rs): two workers.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(&format!("cannot start a tokio runtime: {e}")))
+}
+
 /// A free port on 127.0.0.1.
 pub fn free_port() -> u16 {
     harness::tools::free_port().unwrap_or_else(|e| fail(&e.to_string()))

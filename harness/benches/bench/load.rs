@@ -19,12 +19,7 @@ pub fn driver_child() {
     let url = var("BENCH_URL");
     let rate: u32 = var("BENCH_RATE").parse().unwrap();
     let secs: u64 = var("BENCH_SECS").parse().unwrap();
-    // The runtime a run's session builds (cli/session.rs).
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     runtime.block_on(async {
         let evidence = harness::evidence::Evidence::new();
         let load = harness::spec::Load {

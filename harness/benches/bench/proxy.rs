@@ -162,11 +162,7 @@ pub fn run(mode: Mode) -> (Vec<Row>, serde_json::Value) {
         .prefix("brownout-bench-")
         .tempdir()
         .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     runtime.block_on(async {
         let direct = upstream().await;
         let (fp, fp_addr) = start_fault_proxy(direct, dir.path());

@@ -22,11 +22,7 @@ pub fn run(mode: Mode) -> (Vec<Row>, serde_json::Value) {
         .prefix("brownout-bench-")
         .tempdir()
         .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let mut totals = Vec::new();
     let mut per: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();

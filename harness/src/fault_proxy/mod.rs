@@ -594,6 +594,19 @@ mod tests {
         );
     }
 
+    /// Reads until the connection fails (panics if it closes cleanly or nothing comes in 3 s).
+    async fn read_until_error(s: &mut TcpStream) -> std::io::Error {
+        let mut buf = vec![0u8; 64];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+                Ok(Ok(0)) => panic!("closed without a reset"),
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => return e,
+                Err(_) => panic!("no reset within 3 s"),
+            }
+        }
+    }
+
     /// Toxics switched on while a connection is open reach it: its data path sees them at the
     /// next chunk, and its watcher wakes on the change (no polling) and again when a reset's
     /// `after` comes due.
@@ -624,14 +637,7 @@ mod tests {
             after: Duration::from_secs(1),
         }));
         let t = Instant::now();
-        let err = loop {
-            match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
-                Ok(Ok(0)) => panic!("closed without a reset"),
-                Ok(Ok(_)) => continue,
-                Ok(Err(e)) => break e,
-                Err(_) => panic!("no reset within 3 s"),
-            }
-        };
+        let err = read_until_error(&mut s).await;
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
         assert!(
             t.elapsed() < Duration::from_millis(900),
@@ -641,14 +647,7 @@ mod tests {
         // On a new connection the same toxic waits for its `after`.
         let mut s = TcpStream::connect(p.listen).await.unwrap();
         let t = Instant::now();
-        let err = loop {
-            match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
-                Ok(Ok(0)) => panic!("closed without a reset"),
-                Ok(Ok(_)) => continue,
-                Ok(Err(e)) => break e,
-                Err(_) => panic!("no reset within 3 s"),
-            }
-        };
+        let err = read_until_error(&mut s).await;
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
         let took = t.elapsed();
         assert!(
