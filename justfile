@@ -40,7 +40,7 @@ test: deps
     cargo clippy --workspace --all-targets -- -D warnings
     cargo build --workspace --bins --release
     cargo test --workspace --release
-    cargo bench -p harness --bench bench -- --quick
+    cargo test --workspace --release --bench bench -- --quick
 
 # Benchmarks, side by side in one run (PARTS: proxy load startup cost; default all): the fault proxy
 # vs HAProxy, the load driver vs bare goose and wrk, stack start-up, the harness's CPU and RSS at
