@@ -287,6 +287,21 @@ fn mount_volume(
     }
 }
 
+/// Runs a component's start; if it started, records how long it took to be ready (the start-up
+/// breakdown `just bench startup` prints).
+async fn started<T>(
+    evidence: &Evidence,
+    component: impl Into<String>,
+    start: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let t = Instant::now();
+    let result = start.await;
+    if result.is_ok() {
+        evidence.component_up(component, t);
+    }
+    result
+}
+
 /// Mounts a tmpfs (no size limit beyond the kernel's default, half the RAM) at `dir` for the
 /// throwaway PostgreSQL cluster: it runs with fsync off, so a disk only makes `initdb` slow (it
 /// writes 39 MB: 1.8 s on a busy disk, 0.45 s in memory). Unmounted with the work dir, like the
@@ -606,37 +621,25 @@ impl Platform for LocalPlatform {
             let Some(db) = &system.file.database else {
                 return Ok(None);
             };
-            let t = std::time::Instant::now();
-            let pg = TempPostgres::start_in(&pg_dir).await?;
+            let pg = started(evidence, "postgres", TempPostgres::start_in(&pg_dir)).await?;
             let url = pg.create_database(&db.name).await;
-            evidence.component_up("postgres", t);
             Ok::<_, BrownoutError>(Some((pg, url)))
         };
-        let proxies = async {
-            let t = std::time::Instant::now();
-            let p = ProxyProcess::start(
-                &opts.bin_dir.join("fault-proxy"),
-                &proxy_dir,
-                &opts.log_dir,
-                &names,
-                opts.seed,
-            )
-            .await;
-            evidence.component_up("fault-proxy", t);
-            p
-        };
-        let edge = async {
-            let t = std::time::Instant::now();
-            let e = EdgeExporter::start(
+        let proxy_program = opts.bin_dir.join("fault-proxy");
+        let proxies = started(
+            evidence,
+            "fault-proxy",
+            ProxyProcess::start(&proxy_program, &proxy_dir, &opts.log_dir, &names, opts.seed),
+        );
+        let edge = started(evidence, "mtail", async {
+            EdgeExporter::start(
                 &tools::find(&tools::MTAIL)?,
                 &mtail_dir,
                 &opts.log_dir,
                 &edge_log,
             )
-            .await;
-            evidence.component_up("mtail", t);
-            e
-        };
+            .await
+        });
         let (database, proxies, edge) = tokio::join!(database, proxies, edge);
         let mut database_addr = None;
         let mut first_error = None;
@@ -731,15 +734,16 @@ impl Platform for LocalPlatform {
             }));
             // Registered before starting, so teardown stops whatever started even if a later step fails.
             self.services.push((name.clone(), state.clone()));
-            let t = std::time::Instant::now();
-            {
-                let mut s = state.lock().expect("service lock");
-                for _ in 0..spec.replicas {
-                    start_replica(&ctx, &mut s, evidence, true)?;
+            started(evidence, format!("service {name}"), async {
+                {
+                    let mut s = state.lock().expect("service lock");
+                    for _ in 0..spec.replicas {
+                        start_replica(&ctx, &mut s, evidence, true)?;
+                    }
                 }
-            }
-            wait_ready(&state, opts).await?;
-            evidence.component_up(format!("service {name}"), t);
+                wait_ready(&state, opts).await
+            })
+            .await?;
             // The service address routes to the ready replicas before anything that needs it starts.
             let ready = endpoints(&state.lock().expect("service lock"), Duration::ZERO);
             client
@@ -778,17 +782,19 @@ impl Platform for LocalPlatform {
             metrics_path: "/metrics".into(),
             targets_file: edge_targets,
         });
-        let t = std::time::Instant::now();
-        let nginx = Nginx::start(
-            &tools::find(&tools::NGINX)?,
-            &nginx_dir,
-            &opts.log_dir,
-            &edge_log,
-            ingress_spec,
-            &all,
+        let nginx = started(
+            evidence,
+            "nginx",
+            Nginx::start(
+                &tools::find(&tools::NGINX)?,
+                &nginx_dir,
+                &opts.log_dir,
+                &edge_log,
+                ingress_spec,
+                &all,
+            ),
         )
         .await?;
-        evidence.component_up("nginx", t);
         let ingress_url = format!("http://127.0.0.1:{}", nginx.port);
         evidence.event(format!(
             "ingress (nginx) on {ingress_url}: upstreams [{}]",
@@ -815,18 +821,20 @@ impl Platform for LocalPlatform {
         )));
         self.ingress = Some(nginx);
 
-        let t = std::time::Instant::now();
-        let prometheus = Prometheus::start(
-            &tools::find(&tools::PROMETHEUS)?,
-            &prom_dir,
-            &opts.log_dir,
-            &scrape_jobs,
-            &system.rule_files,
-            system.file.prometheus.scrape_interval,
-            system.file.prometheus.evaluation_interval,
+        let prometheus = started(
+            evidence,
+            "prometheus",
+            Prometheus::start(
+                &tools::find(&tools::PROMETHEUS)?,
+                &prom_dir,
+                &opts.log_dir,
+                &scrape_jobs,
+                &system.rule_files,
+                system.file.prometheus.scrape_interval,
+                system.file.prometheus.evaluation_interval,
+            ),
         )
         .await?;
-        evidence.component_up("prometheus", t);
         let prometheus_url = prometheus.url();
         evidence.event(format!("prometheus on {prometheus_url}"));
         self.prometheus = Some(prometheus);
