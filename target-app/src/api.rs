@@ -43,6 +43,72 @@ pub struct CheckoutRequest {
     item_id: i64,
     #[serde(default = "one")]
     quantity: i32,
+    /// A coupon `NAME-PERCENT`, e.g. `SAVE-10`.
+    coupon: Option<String>,
+}
+
+/// The discount of a coupon `NAME-PERCENT`. It trusts the shape it was written for: a coupon
+/// without `-` or a percentage panics here, in every build (the `panic-path` scenario's unhandled
+/// error path). The hardened service turns the panic into a 500 with an error id; under
+/// `panic-unhandled` it takes the connection down.
+fn coupon_percent(coupon: &str) -> i64 {
+    let (_, percent) = coupon.split_once('-').unwrap();
+    percent.parse::<i64>().unwrap().clamp(0, 100)
+}
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    #[serde(default = "one_hundred")]
+    items: u64,
+}
+
+fn one_hundred() -> u64 {
+    100
+}
+
+/// Bytes of one export line (padded), so an export's memory grows with `items`.
+pub const EXPORT_LINE_BYTES: usize = 1024;
+
+/// `GET /api/export?items=N`: the catalogue repeated as N CSV lines of about 1 KiB each, built in
+/// memory. N is bounded by `MAX_EXPORT_ITEMS` (413 above it, before anything is allocated); under
+/// `unbounded-export` any N is built, so a large one outgrows the replica's memory limit.
+pub async fn export(
+    State(state): State<SharedState>,
+    axum::extract::Query(q): axum::extract::Query<ExportQuery>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), AppError> {
+    let max = state.config.max_export_items;
+    if q.items > max && !state.config.bugs.on(Bug::UnboundedExport) {
+        return Err(AppError::TooLarge(format!(
+            "an export holds at most {max} items (asked for {}); ask for fewer",
+            q.items
+        )));
+    }
+    let rows = sqlx::query("SELECT id, name, price_cents FROM items ORDER BY id")
+        .fetch_all(state.pool()?)
+        .await?;
+    if rows.is_empty() {
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "text/csv")],
+            String::new(),
+        ));
+    }
+    let mut out = String::new();
+    for i in 0..q.items as usize {
+        let r = &rows[i % rows.len()];
+        let line = format!(
+            "{i},{},{},{}",
+            r.get::<i64, _>("id"),
+            r.get::<String, _>("name"),
+            r.get::<i64, _>("price_cents")
+        );
+        out.push_str(&line);
+        // Pad to a fixed size: a real export's description column.
+        for _ in line.len()..EXPORT_LINE_BYTES - 1 {
+            out.push(' ');
+        }
+        out.push('\n');
+    }
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/csv")], out))
 }
 
 fn one() -> i32 {
@@ -82,6 +148,7 @@ pub async fn checkout(
             "quantity must be between 1 and 100".into(),
         ));
     }
+    let discount = req.coupon.as_deref().map_or(0, coupon_percent);
     let key = match headers.get("idempotency-key") {
         Some(v) => v
             .to_str()
@@ -96,7 +163,8 @@ pub async fn checkout(
     let pool = state.pool()?;
     let inserted = sqlx::query(&format!(
         "INSERT INTO orders (id, idempotency_key, item_id, quantity, amount_cents, status, replica)
-         SELECT $1, $2, i.id, $4, i.price_cents * $4, 'pending', $5 FROM items i WHERE i.id = $3
+         SELECT $1, $2, i.id, $4, i.price_cents * $4 * (100 - $6) / 100, 'pending', $5
+         FROM items i WHERE i.id = $3
          ON CONFLICT (idempotency_key) DO NOTHING
          RETURNING {ORDER_COLUMNS}"
     ))
@@ -105,6 +173,7 @@ pub async fn checkout(
     .bind(req.item_id)
     .bind(req.quantity)
     .bind(&state.config.replica_name)
+    .bind(discount)
     .fetch_optional(pool)
     .await?;
     let order = match inserted {

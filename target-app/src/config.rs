@@ -25,10 +25,22 @@ pub enum Bug {
     NoUpstreamTimeout,
     /// ENOSPC on the receipt write becomes an unhandled 500.
     Enospc500,
+    /// A dependency that refuses connections (payments, the database) becomes an unhandled 500
+    /// without Retry-After, and the payments breaker counts only timeouts, so it never opens.
+    DependencyErrors500,
+    /// Readiness checks the database on one connection opened at its first check and never
+    /// reopened: after the database restarts, the replica stays unready for good.
+    NoDbReconnect,
+    /// No panic handler: a request that panics takes its connection down (the ingress answers 502),
+    /// and the app never counts it.
+    PanicUnhandled,
+    /// The export builds however many items are asked for in memory: a large export exceeds the
+    /// replica's memory limit and the kernel kills it.
+    UnboundedExport,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 11] = [
         Bug::NoAcquireTimeout,
         Bug::LivenessChecksDb,
         Bug::SkipEnvValidation,
@@ -36,6 +48,10 @@ impl Bug {
         Bug::NoDrain,
         Bug::NoUpstreamTimeout,
         Bug::Enospc500,
+        Bug::DependencyErrors500,
+        Bug::NoDbReconnect,
+        Bug::PanicUnhandled,
+        Bug::UnboundedExport,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +63,10 @@ impl Bug {
             Bug::NoDrain => "no-drain",
             Bug::NoUpstreamTimeout => "no-upstream-timeout",
             Bug::Enospc500 => "enospc-500",
+            Bug::DependencyErrors500 => "dependency-errors-500",
+            Bug::NoDbReconnect => "no-db-reconnect",
+            Bug::PanicUnhandled => "panic-unhandled",
+            Bug::UnboundedExport => "unbounded-export",
         }
     }
 }
@@ -108,6 +128,8 @@ pub struct Config {
     pub retry_after_secs: u32,
     /// How many receipt files the receipts volume keeps (the newest); older ones are pruned.
     pub receipts_keep: usize,
+    /// The most items one `GET /api/export` may ask for (each is about 1 KiB in memory).
+    pub max_export_items: u64,
     pub bugs: Bugs,
 }
 
@@ -138,6 +160,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("SHUTDOWN_TIMEOUT_MS", "10000"),
     ("RETRY_AFTER_SECS", "1"),
     ("RECEIPTS_KEEP", "1000"),
+    ("MAX_EXPORT_ITEMS", "10000"),
     ("CHECKOUT_BUGS", ""),
 ];
 
@@ -234,6 +257,7 @@ impl Config {
             shutdown_timeout: millis("SHUTDOWN_TIMEOUT_MS")?,
             retry_after_secs: number("RETRY_AFTER_SECS")?.max(1) as u32,
             receipts_keep: number("RECEIPTS_KEEP")?.max(1) as usize,
+            max_export_items: number("MAX_EXPORT_ITEMS")?,
             bugs,
         })
     }

@@ -10,12 +10,38 @@ use serde_json::json;
 /// Seconds clients are told to wait before retrying a 503 (set once at boot from the config).
 pub static RETRY_AFTER_SECS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
+/// The `dependency-errors-500` bug (set once at boot): an unreachable dependency is an unhandled
+/// error instead of a 503 a client can retry.
+pub static DEPENDENCY_ERRORS_500: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+fn dependency_errors_500() -> bool {
+    DEPENDENCY_ERRORS_500.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether a database error means the database is unreachable or going away (refused connection,
+/// closed socket, shutdown in progress, class 08 connection exceptions): the database is down,
+/// which a retry after a while can get through, not a bug of this request.
+pub fn database_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now.
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("not found")]
     NotFound,
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The request asks for more than the service will hold in memory for one answer.
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error("conflict: {0}")]
     Conflict(String),
     /// A dependency is saturated or refusing (pool exhausted, breaker open, statement timeout).
@@ -51,6 +77,9 @@ impl From<sqlx::Error> for AppError {
             {
                 AppError::Unavailable("database statement timed out".into())
             }
+            _ if database_unreachable(&e) && !dependency_errors_500() => {
+                AppError::Unavailable("database unreachable".into())
+            }
             _ => AppError::Internal(anyhow::Error::new(e).context("database error")),
         }
     }
@@ -62,6 +91,7 @@ impl IntoResponse for AppError {
         let (status, body, retry) = match &self {
             AppError::NotFound => (StatusCode::NOT_FOUND, json!({"error": "not found"}), false),
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({"error": m}), false),
+            AppError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": m}), false),
             AppError::Conflict(m) => (StatusCode::CONFLICT, json!({"error": m}), true),
             AppError::Unavailable(m) => (
                 StatusCode::SERVICE_UNAVAILABLE,

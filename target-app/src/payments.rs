@@ -116,6 +116,8 @@ pub struct Payments {
     client: reqwest::Client,
     timeout: Option<Duration>,
     pub breaker: Option<Breaker>,
+    /// The `dependency-errors-500` bug: an unreachable payments is an unhandled 500.
+    pub errors_as_500: bool,
 }
 
 impl Payments {
@@ -133,6 +135,7 @@ impl Payments {
                 .expect("http client"),
             timeout,
             breaker,
+            errors_as_500: false,
         }
     }
 
@@ -191,6 +194,10 @@ impl Payments {
                 "timeout",
                 AppError::UpstreamTimeout(format!("no answer within {:?}", self.timeout)),
             )),
+            Err(e) if self.errors_as_500 => Err((
+                "connect",
+                AppError::Internal(anyhow::Error::new(e).context("payments call")),
+            )),
             Err(e) => Err((
                 "connect",
                 AppError::Unavailable(format!("payments unreachable: {e}")),
@@ -211,7 +218,10 @@ impl Payments {
                 tracing::warn!(elapsed_ms, kind, error = %err, "payments call failed");
                 METRICS.payments_failures.with_label_values(&[kind]).inc();
                 if let Some(b) = &self.breaker {
-                    b.record_failure();
+                    // The bug's breaker was written for slow payments only.
+                    if !self.errors_as_500 || kind == "timeout" {
+                        b.record_failure();
+                    }
                 }
                 Err(err)
             }

@@ -8,7 +8,7 @@ use crate::state::SharedState;
 use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use std::time::Instant;
@@ -20,15 +20,44 @@ pub const REPLICA_HEADER: &str = "x-brownout-replica";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 pub fn router(state: SharedState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/api/catalog", get(crate::api::catalog))
         .route("/api/checkout", post(crate::api::checkout))
         .route("/api/orders/{id}", get(crate::api::get_order))
+        .route("/api/export", get(crate::api::export))
         .route("/healthz/live", get(crate::health::live))
         .route("/healthz/ready", get(crate::health::ready))
-        .route("/metrics", get(crate::health::metrics))
+        .route("/metrics", get(crate::health::metrics));
+    // A panicking handler answers 500 with an error id (inside `observe`, so it is counted and
+    // logged like any answer); without it (`panic-unhandled`) the panic drops the connection.
+    let routes = if state.config.bugs.on(Bug::PanicUnhandled) {
+        routes
+    } else {
+        routes.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_answer,
+        ))
+    };
+    routes
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// The answer to a request whose handler panicked: 500 with an error id and nothing else (no
+/// message, no backtrace); the panic's message is logged with the same id.
+fn panic_answer(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    let error_id = uuid::Uuid::new_v4().to_string();
+    tracing::error!(error_id = %error_id, panic = message, "handler panicked");
+    let body = serde_json::json!({"error": "internal error", "error_id": error_id});
+    (
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 /// The route label for metrics: the path with ids folded, so label cardinality stays bounded.
@@ -36,6 +65,7 @@ fn route_label(path: &str) -> &'static str {
     match path {
         "/api/catalog" => "/api/catalog",
         "/api/checkout" => "/api/checkout",
+        "/api/export" => "/api/export",
         "/healthz/live" => "/healthz/live",
         "/healthz/ready" => "/healthz/ready",
         "/metrics" => "/metrics",

@@ -49,6 +49,8 @@ pub struct AppState {
     pool: Option<PgPool>,
     pub payments: Payments,
     shutting_down: AtomicBool,
+    /// The `no-db-reconnect` bug's readiness connection: opened at the first check, never reopened.
+    readiness_conn: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
 }
 
 impl AppState {
@@ -62,12 +64,15 @@ impl AppState {
             migrate_with_retry(pool).await?;
         }
         let no_timeout = config.bugs.on(Bug::NoUpstreamTimeout);
-        let payments = Payments::new(
+        let mut payments = Payments::new(
             config.payments_url.clone(),
             (!no_timeout).then_some(config.payments_timeout),
             (!no_timeout)
                 .then(|| Breaker::new(config.breaker_failure_threshold, config.breaker_open_for)),
         );
+        payments.errors_as_500 = config.bugs.on(Bug::DependencyErrors500);
+        crate::error::DEPENDENCY_ERRORS_500
+            .store(config.bugs.on(Bug::DependencyErrors500), Ordering::Relaxed);
         crate::metrics::METRICS
             .db_pool_max
             .set(i64::from(config.db_pool_size));
@@ -76,6 +81,7 @@ impl AppState {
             pool,
             payments,
             shutting_down: AtomicBool::new(false),
+            readiness_conn: tokio::sync::Mutex::new(None),
         }))
     }
 
@@ -104,6 +110,9 @@ impl AppState {
         let Some(pool) = &self.pool else {
             return Err("DATABASE_URL is not configured".into());
         };
+        if self.config.bugs.on(Bug::NoDbReconnect) {
+            return self.check_on_one_connection(pool, within).await;
+        }
         let check = async {
             let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
             sqlx::query("SELECT 1")
@@ -121,6 +130,32 @@ impl AppState {
                 self.config.db_pool_size
             )),
         }
+    }
+
+    /// The `no-db-reconnect` bug's database check: `SELECT 1` on a connection opened at the first
+    /// check and kept for good, even once it is broken.
+    async fn check_on_one_connection(&self, pool: &PgPool, within: Duration) -> Result<(), String> {
+        use sqlx::ConnectOptions;
+        let check = async {
+            let mut conn = self.readiness_conn.lock().await;
+            if conn.is_none() {
+                *conn = Some(
+                    pool.connect_options()
+                        .connect()
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            let c = conn.as_mut().expect("just opened");
+            sqlx::query("SELECT 1")
+                .execute(c)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("readiness connection: {e}"))
+        };
+        tokio::time::timeout(within, check)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} ms", within.as_millis())))
     }
 
     /// Refreshes the pool gauges; called on each scrape.

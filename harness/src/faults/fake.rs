@@ -4,7 +4,10 @@
 use crate::error::{BrownoutError, Result};
 use crate::evidence::Evidence;
 use crate::faults::toxic::Toxic;
-use crate::platform::{ProxyControl, RevisionChange, RolloutDriver, RolloutOutcome, VolumeFiller};
+use crate::platform::{
+    DatabaseControl, MemoryLimiter, ProxyControl, RevisionChange, RolloutDriver, RolloutOutcome,
+    VolumeFiller,
+};
 use std::time::Duration;
 
 #[derive(Debug, PartialEq)]
@@ -16,6 +19,9 @@ pub enum Call {
     Free(String, String),
     StartRollout(String, String),
     Rollback(String),
+    StopDatabase,
+    StartDatabase,
+    LimitMemory(String, Option<u64>),
 }
 
 #[derive(Default)]
@@ -63,6 +69,29 @@ impl VolumeFiller for FakePlatform {
     }
     async fn free_volume(&mut self, service: &str, volume: &str, _: &Evidence) {
         self.calls.push(Call::Free(service.into(), volume.into()));
+    }
+}
+
+impl DatabaseControl for FakePlatform {
+    async fn stop_database(&mut self, _: &Evidence) -> Result<()> {
+        self.calls.push(Call::StopDatabase);
+        Ok(())
+    }
+    async fn start_database(&mut self, _: &Evidence) -> Result<()> {
+        self.calls.push(Call::StartDatabase);
+        Ok(())
+    }
+}
+
+impl MemoryLimiter for FakePlatform {
+    async fn limit_memory(
+        &mut self,
+        service: &str,
+        bytes: Option<u64>,
+        _: &Evidence,
+    ) -> Result<()> {
+        self.calls.push(Call::LimitMemory(service.into(), bytes));
+        Ok(())
     }
 }
 

@@ -1,13 +1,15 @@
 //! Real faults, injected at the start of a phase and healed at its end, one file per kind (as
 //! Toxiproxy keeps one per toxic): `pool_exhaustion`, `rollout` (also rolling restarts), `proxy`
-//! (toxics on a fault proxy), `disk_full`. Each acts on the platform only through the small
+//! (toxics on a fault proxy), `disk_full`, `database_down`, `memory_limit`. Each acts on the platform only through the small
 //! control traits of [`crate::platform`], so it runs on any platform. An [`ActiveFault`]'s `heal`
 //! undoes what `inject` did; dropping one un-healed releases what it holds too, so a failed or
 //! interrupted run never leaves a fault behind.
 
+pub mod database_down;
 pub mod disk_full;
 #[cfg(test)]
 mod fake;
+pub mod memory_limit;
 pub mod pool_exhaustion;
 pub mod proxy;
 pub mod rollout;
@@ -24,6 +26,8 @@ pub enum ActiveFault {
     Rollout(rollout::InProgress),
     Proxy(proxy::Applied),
     DiskFull(disk_full::Filled),
+    DatabaseDown(database_down::Stopped),
+    MemoryLimit(memory_limit::Limited),
 }
 
 pub async fn inject<P: Platform>(
@@ -65,6 +69,12 @@ pub async fn inject<P: Platform>(
         FaultSpec::DiskFull { service, volume } => {
             ActiveFault::DiskFull(disk_full::inject(platform, service, volume, evidence).await?)
         }
+        FaultSpec::DatabaseDown {} => {
+            ActiveFault::DatabaseDown(database_down::inject(platform, evidence).await?)
+        }
+        FaultSpec::MemoryLimit { service, limit } => ActiveFault::MemoryLimit(
+            memory_limit::inject(platform, service, limit.0, evidence).await?,
+        ),
     })
 }
 
@@ -75,6 +85,8 @@ impl ActiveFault {
             ActiveFault::Rollout(r) => rollout::describe(r),
             ActiveFault::Proxy(a) => a.what.clone(),
             ActiveFault::DiskFull(f) => disk_full::describe(f),
+            ActiveFault::DatabaseDown(_) => database_down::describe(),
+            ActiveFault::MemoryLimit(l) => memory_limit::describe(l),
         }
     }
 
@@ -84,6 +96,8 @@ impl ActiveFault {
             ActiveFault::Rollout(r) => rollout::heal(platform, r, evidence).await,
             ActiveFault::Proxy(a) => proxy::heal(platform, a).await?,
             ActiveFault::DiskFull(f) => disk_full::heal(platform, f, evidence).await,
+            ActiveFault::DatabaseDown(s) => database_down::heal(platform, s, evidence).await?,
+            ActiveFault::MemoryLimit(l) => memory_limit::heal(platform, l, evidence).await?,
         }
         Ok(())
     }

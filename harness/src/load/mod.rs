@@ -110,8 +110,7 @@ pub fn start_steered(
         .no_proxy()
         .build()
         .map_err(|e| BrownoutError::Environment(format!("HTTP client: {e}")))?;
-    let weights: Vec<usize> = load.requests.iter().map(|r| r.weight).collect();
-    let mut mix = mix::Mix::new(&weights, seed);
+    let mut mixes = PhaseMixes::new(load, seed);
     let requests: Arc<Vec<RequestSpec>> = Arc::new(load.requests.clone());
     let base = base_url.trim_end_matches('/').to_string();
     let rate = load.rate.max(1) as u64;
@@ -175,7 +174,7 @@ pub fn start_steered(
             }
             // Reap finished sends so the set does not grow with the run.
             while tasks.try_join_next().is_some() {}
-            let index = mix.next().unwrap_or(0);
+            let index = mixes.next(&evidence, due);
             let send = Send {
                 client: client.clone(),
                 url: format!("{base}{}", requests[index].path),
@@ -202,6 +201,53 @@ pub fn start_steered(
         dispatcher,
         drain: load.timeout * 3 + MAX_RETRY_WAIT * 2,
     })
+}
+
+/// The request mix of each phase: one seeded [`mix::Mix`] per phase over the requests sent in it
+/// (a request's `during`), made when the phase's first send is due. Without any `during`, one mix
+/// runs through the whole load.
+struct PhaseMixes {
+    load: Load,
+    seed: u64,
+    per_phase: bool,
+    mixes: std::collections::HashMap<Option<usize>, mix::Mix>,
+}
+
+impl PhaseMixes {
+    fn new(load: &Load, seed: u64) -> PhaseMixes {
+        PhaseMixes {
+            load: load.clone(),
+            seed,
+            per_phase: load.requests.iter().any(|r| !r.during.is_empty()),
+            mixes: Default::default(),
+        }
+    }
+
+    /// Which request the send due at `due` is.
+    fn next(&mut self, evidence: &Evidence, due: Instant) -> usize {
+        let phase = if self.per_phase {
+            evidence.phase_at(evidence.ms_at(due.into_std()))
+        } else {
+            None
+        };
+        let (load, seed, per_phase) = (&self.load, self.seed, self.per_phase);
+        let mix = self.mixes.entry(phase).or_insert_with(|| {
+            let mut weights = if per_phase {
+                let name =
+                    phase.and_then(|i| evidence.with(|d| d.phases.get(i).map(|p| p.name.clone())));
+                load.weights_in(name.as_deref())
+            } else {
+                load.requests.iter().map(|r| r.weight).collect()
+            };
+            if weights.iter().all(|w| *w == 0) {
+                weights = load.requests.iter().map(|r| r.weight).collect();
+            }
+            let phase_seed =
+                phase.map_or(0, |i| (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            mix::Mix::new(&weights, seed ^ phase_seed)
+        });
+        mix.next().unwrap_or(0)
+    }
 }
 
 impl LoadRun {

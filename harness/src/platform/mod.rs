@@ -1,7 +1,7 @@
 //! Where the system under test runs: the boundary between the core (spec, runner, faults, load,
 //! evidence, judge, report) and a platform. A platform implements [`Platform`] and the small
 //! control traits faults act through ([`ProxyControl`], [`VolumeFiller`], [`DatabaseHandle`],
-//! [`RolloutDriver`]); the
+//! [`DatabaseControl`], [`MemoryLimiter`], [`RolloutDriver`]); the
 //! core only sees these, [`Endpoints`] and the [`Evidence`](crate::evidence::Evidence) the platform
 //! records (probe timelines, restarts, ingress changes). The local (embedded) platform is the first
 //! implementation (`local/`, whose machinery no core module imports); a Kubernetes one fits behind
@@ -20,6 +20,7 @@ pub fn embedded() -> local::LocalPlatform {
 /// dirs. Done before anything else, even a run that then fails on bad input.
 pub fn sweep_leftovers() {
     local::workdir::sweep_dead_runs();
+    local::cgroup::sweep_dead_runs();
 }
 
 use crate::faults::toxic::Toxic;
@@ -170,6 +171,30 @@ pub async fn connect_postgres(url: Option<&str>) -> Result<Option<sqlx::PgConnec
         })
 }
 
+/// The system's database server as a whole, for a database outage: stopped (fast shutdown: open
+/// sessions are ended, new connections refused) and started again on the same address and data.
+#[allow(async_fn_in_trait)]
+pub trait DatabaseControl {
+    /// Stops the database server; returns once it no longer accepts connections.
+    async fn stop_database(&mut self, evidence: &Evidence) -> Result<()>;
+    /// Starts it again; returns once it accepts connections.
+    async fn start_database(&mut self, evidence: &Evidence) -> Result<()>;
+}
+
+/// Memory limits of a service's replicas (a container's memory limit), enforced by the kernel: a
+/// replica that goes over is killed (SIGKILL, exit 137), as the OOM killer does in a container.
+#[allow(async_fn_in_trait)]
+pub trait MemoryLimiter {
+    /// Limits every replica of `service`, running or started later, to `bytes` of memory (no
+    /// swap); `None` lifts the limit.
+    async fn limit_memory(
+        &mut self,
+        service: &str,
+        bytes: Option<u64>,
+        evidence: &Evidence,
+    ) -> Result<()>;
+}
+
 /// Sized volumes of a service's replicas, filled for real.
 #[allow(async_fn_in_trait)]
 pub trait VolumeFiller {
@@ -201,7 +226,9 @@ pub trait RolloutDriver {
 }
 
 #[allow(async_fn_in_trait)]
-pub trait Platform: ProxyControl + VolumeFiller + DatabaseHandle + RolloutDriver {
+pub trait Platform:
+    ProxyControl + VolumeFiller + DatabaseHandle + DatabaseControl + MemoryLimiter + RolloutDriver
+{
     /// The platform's name in reports and progress lines ("local", "kind").
     fn name(&self) -> &'static str;
 

@@ -192,17 +192,19 @@ pub const MIX_WINDOW_MS: u64 = 5_000;
 /// The worst distance (percentage points) of any request's share from its weight, over the
 /// consecutive 5 s windows of `[start_ms, end_ms)`, counting scheduled sends (first attempts).
 /// A trailing window shorter than half a window is left out (too few sends to mean anything).
+/// The weights are those of phase `phase` (requests with `during` count only in their phases).
 pub fn mix_worst_window_pp(
     scenario: &Scenario,
+    phase: Option<&str>,
     responses: &[&crate::evidence::ResponseRecord],
     start_ms: u64,
     end_ms: u64,
 ) -> f64 {
     let weights: Vec<f64> = scenario
         .load
-        .requests
-        .iter()
-        .map(|r| r.weight as f64)
+        .weights_in(phase)
+        .into_iter()
+        .map(|w| w as f64)
         .collect();
     let total: f64 = weights.iter().sum();
     let mut worst = 0.0f64;
@@ -261,6 +263,7 @@ pub fn phase_stats(scenario: &Scenario, data: &EvidenceData, rate: u32) -> Vec<P
                 // Sends by the time they went out, wherever their answers landed.
                 mix_worst_window_pp: mix_worst_window_pp(
                     scenario,
+                    Some(&w.name),
                     &data.responses.iter().collect::<Vec<_>>(),
                     w.start_ms,
                     w.end_ms,
@@ -506,8 +509,8 @@ mod tests {
             .collect();
         rs.extend((200..400).map(|i| send(i * 25, 0)));
         let refs: Vec<&ResponseRecord> = rs.iter().collect();
-        assert_eq!(mix_worst_window_pp(&s, &refs[..200], 0, 5_000), 0.0);
-        assert_eq!(mix_worst_window_pp(&s, &refs, 0, 10_000), 25.0);
+        assert_eq!(mix_worst_window_pp(&s, None, &refs[..200], 0, 5_000), 0.0);
+        assert_eq!(mix_worst_window_pp(&s, None, &refs, 0, 10_000), 25.0);
         // Retries do not count as sends.
         let mut retried = rs[..200].to_vec();
         retried.extend((0..100).map(|i| ResponseRecord {
@@ -515,6 +518,6 @@ mod tests {
             ..send(i * 50, 0)
         }));
         let refs: Vec<&ResponseRecord> = retried.iter().collect();
-        assert_eq!(mix_worst_window_pp(&s, &refs, 0, 5_000), 0.0);
+        assert_eq!(mix_worst_window_pp(&s, None, &refs, 0, 5_000), 0.0);
     }
 }

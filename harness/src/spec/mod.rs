@@ -252,6 +252,28 @@ pub struct RequestSpec {
     pub idempotency_key: bool,
     /// Retry answers with these statuses (same Idempotency-Key), waiting Retry-After (at most 2 s).
     pub retry: Option<RetrySpec>,
+    /// Send this request only during these phases (default: all). Its weight counts in those
+    /// phases only: how an incident's traffic changes (a bulk export starting, a client sending a
+    /// malformed body).
+    #[serde(default)]
+    pub during: Vec<String>,
+}
+
+impl RequestSpec {
+    /// Whether this request is sent in phase `phase` (`None`: before the first phase).
+    pub fn sent_in(&self, phase: Option<&str>) -> bool {
+        self.during.is_empty() || phase.is_some_and(|p| self.during.iter().any(|d| d == p))
+    }
+}
+
+impl Load {
+    /// Each request's weight in phase `phase` (0 for a request not sent there).
+    pub fn weights_in(&self, phase: Option<&str>) -> Vec<usize> {
+        self.requests
+            .iter()
+            .map(|r| if r.sent_in(phase) { r.weight } else { 0 })
+            .collect()
+    }
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -315,6 +337,12 @@ pub enum FaultSpec {
     /// Fills the volume `volume` of every replica of `service` until the kernel answers ENOSPC
     /// (healed: the filler is deleted). The volume must have a `size` (a real small filesystem).
     DiskFull { service: String, volume: String },
+    /// The system's database server stops (fast shutdown: sessions ended, connections refused)
+    /// for the phase, and starts again (same address, same data) at heal.
+    DatabaseDown {},
+    /// Every replica of `service` gets a memory limit of `limit` (no swap), as a container's
+    /// memory limit: one that goes over is killed by the kernel (OOM kill). Healed: lifted.
+    MemoryLimit { service: String, limit: Size },
 }
 
 /// What a fault proxy does to connections; each applies to `fraction` of them (default all).
@@ -457,14 +485,16 @@ impl FaultSpec {
             FaultSpec::RollingRestart { .. } => "rolling-restart",
             FaultSpec::Proxy { .. } => "proxy",
             FaultSpec::DiskFull { .. } => "disk-full",
+            FaultSpec::DatabaseDown {} => "database-down",
+            FaultSpec::MemoryLimit { .. } => "memory-limit",
         }
     }
     /// The service a fault acts on, if it names one.
     pub fn service(&self) -> Option<&str> {
         match self {
-            FaultSpec::Rollout { service, .. } | FaultSpec::RollingRestart { service, .. } => {
-                Some(service)
-            }
+            FaultSpec::Rollout { service, .. }
+            | FaultSpec::RollingRestart { service, .. }
+            | FaultSpec::MemoryLimit { service, .. } => Some(service),
             _ => None,
         }
     }

@@ -95,6 +95,22 @@ fn check_load(loc: &Locator, file: &ScenarioFile) -> Result<()> {
             checks::number("weight", r.weight, 1, 1000)
                 .map_err(|e| format!("{e} (to leave a request out, delete it)")),
         )?;
+        for d in &r.during {
+            if !file.phases.iter().any(|p| p.name.get_ref() == d) {
+                let known: Vec<&str> = file
+                    .phases
+                    .iter()
+                    .map(|p| p.name.get_ref().as_str())
+                    .collect();
+                req(
+                    "during",
+                    Err(format!(
+                        "during names phase '{d}', which the scenario does not have (phases: {})",
+                        known.join(", ")
+                    )),
+                )?;
+            }
+        }
         if let Some(retry) = &r.retry {
             req("retry", checks::number("retry max", retry.max, 1, 10))?;
             if retry.on.is_empty() {
@@ -107,6 +123,12 @@ fn check_load(loc: &Locator, file: &ScenarioFile) -> Result<()> {
                 req("retry", checks::status("retry.on", *s))?;
             }
         }
+    }
+    if !load.requests.is_empty() && load.requests.iter().all(|r| !r.during.is_empty()) {
+        return Err(loc.at(
+            key_path!["load", "requests", 0, "during"],
+            "every request has `during`, so some moments would send nothing: leave `during` off at least one request (it is then sent in every phase)",
+        ));
     }
     Ok(())
 }
@@ -211,6 +233,19 @@ fn check_fault(loc: &Locator, phase: usize, f: &FaultSpec, system: &System) -> R
             }
         }
         FaultSpec::DiskFull { .. } => {}
+        FaultSpec::DatabaseDown {} => {
+            if system.file.database.is_none() {
+                at(
+                    "kind",
+                    Err("fault database-down needs a [database] in the system file".into()),
+                )?;
+            }
+        }
+        FaultSpec::MemoryLimit { limit, .. } => at(
+            "limit",
+            checks::number("memory limit (bytes)", limit.0, 8 << 20, 1 << 40)
+                .map_err(|e| format!("{e}: give a size such as \"128MiB\"")),
+        )?,
     }
     Ok(())
 }

@@ -18,8 +18,8 @@ use crate::evidence::{EdgeCount, Evidence, Layer, Restarts};
 use crate::fault_proxy::client::Client as ProxyClient;
 use crate::faults::toxic::Toxic;
 use crate::platform::{
-    DatabaseHandle, DeployOptions, Endpoints, IngressSettings, Platform, ProxyControl,
-    RevisionChange, RolloutDriver, RolloutOutcome, VolumeFiller,
+    DatabaseControl, DatabaseHandle, DeployOptions, Endpoints, IngressSettings, MemoryLimiter,
+    Platform, ProxyControl, RevisionChange, RolloutDriver, RolloutOutcome, VolumeFiller,
 };
 use crate::spec::{System, ToxicSpec};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -491,6 +491,71 @@ impl KubePlatform {
 impl DatabaseHandle for KubePlatform {
     async fn connect_database(&self) -> Result<Option<sqlx::PgConnection>> {
         crate::platform::connect_postgres(self.deployed()?.database_url.as_deref()).await
+    }
+}
+
+impl KubePlatform {
+    /// Scales the database's Deployment to `replicas` and waits until that many pods are ready.
+    async fn scale_database(&mut self, replicas: i32, evidence: &Evidence) -> Result<()> {
+        let poll = self.poll;
+        let d = self.deployed_mut()?;
+        if d.database_url.is_none() {
+            return Err(BrownoutError::BadInput(
+                "fault database-down needs a [database] in the system file".into(),
+            ));
+        }
+        let api: Api<Deployment> = Api::namespaced(d.client.clone(), &d.namespace);
+        let patch = serde_json::json!({"spec": {"replicas": replicas}});
+        api.patch(
+            "postgres",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| BrownoutError::Environment(format!("scaling postgres to {replicas}: {e}")))?;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let dep = api.get("postgres").await.map_err(|e| {
+                BrownoutError::Environment(format!("reading the postgres Deployment: {e}"))
+            })?;
+            let status = dep.status.unwrap_or_default();
+            let ready = status.ready_replicas.unwrap_or(0);
+            let total = status.replicas.unwrap_or(0);
+            if ready == replicas && total == replicas {
+                evidence.event(format!("postgres scaled to {replicas}"));
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(BrownoutError::Environment(format!(
+                    "postgres: {ready}/{total} pods ready 90 s after scaling to {replicas}"
+                )));
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+}
+
+impl DatabaseControl for KubePlatform {
+    async fn stop_database(&mut self, evidence: &Evidence) -> Result<()> {
+        self.scale_database(0, evidence).await
+    }
+    async fn start_database(&mut self, evidence: &Evidence) -> Result<()> {
+        self.scale_database(1, evidence).await
+    }
+}
+
+impl MemoryLimiter for KubePlatform {
+    async fn limit_memory(
+        &mut self,
+        service: &str,
+        _bytes: Option<u64>,
+        _evidence: &Evidence,
+    ) -> Result<()> {
+        // A pod's memory limit is part of its spec: changing it is a rollout, which would be a
+        // different fault. Not built yet.
+        Err(BrownoutError::Environment(format!(
+            "fault memory-limit (service {service}) runs on the local platform only: on Kubernetes a container's limit changes only with a new pod"
+        )))
     }
 }
 

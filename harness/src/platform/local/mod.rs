@@ -4,6 +4,7 @@
 //! upstreams and the Prometheus targets in step and forgets replicas once they have stopped.
 //! Needs no Docker; everything it starts lives under one work dir and stops at teardown.
 
+pub mod cgroup;
 mod edge;
 mod nginx;
 pub mod postgres;
@@ -16,8 +17,8 @@ pub use crate::tools;
 pub mod workdir;
 
 use super::{
-    DatabaseHandle, DeployOptions, Endpoints, IngressSettings, Platform, ProxyControl,
-    RevisionChange, RolloutDriver, VolumeFiller,
+    DatabaseControl, DatabaseHandle, DeployOptions, Endpoints, IngressSettings, MemoryLimiter,
+    Platform, ProxyControl, RevisionChange, RolloutDriver, VolumeFiller,
 };
 use crate::error::{BrownoutError, Result};
 use crate::evidence::Evidence;
@@ -51,6 +52,10 @@ struct SpawnContext {
     vars: Mutex<BTreeMap<String, String>>,
     opts: DeployOptions,
     evidence: Evidence,
+    /// The replicas' memory cgroups (`None`: not root or no memory controller; the reason).
+    cgroups: std::result::Result<cgroup::Cgroups, String>,
+    /// Memory limits set by a `memory-limit` fault, by service: replicas started later get them too.
+    memory_limits: Mutex<BTreeMap<String, u64>>,
 }
 
 use crate::fill::{fill_until_enospc, FILLER};
@@ -236,6 +241,21 @@ fn replica_config(
     if let Some(var) = &svc.bug_env {
         spec = spec.env(var, ctx.opts.bugs.join(","));
     }
+    if let Ok(cgroups) = &ctx.cgroups {
+        let dir = cgroups.replica(name).map_err(BrownoutError::Environment)?;
+        let limit = ctx
+            .memory_limits
+            .lock()
+            .expect("limits lock")
+            .get(svc.name.get_ref())
+            .copied();
+        if limit.is_some() {
+            cgroups
+                .set_limit(&dir, limit)
+                .map_err(BrownoutError::Environment)?;
+        }
+        spec.cgroup = Some(dir);
+    }
     Ok(ReplicaConfig {
         service: svc.name.get_ref().clone(),
         name: name.to_string(),
@@ -251,6 +271,7 @@ fn replica_config(
             crate::spec::PreStopSpec::Http(path) => supervisor::PreStop::Http(path.clone()),
         }),
         bring_up,
+        oom_kills_seen: Default::default(),
     })
 }
 
@@ -588,6 +609,8 @@ impl Platform for LocalPlatform {
             vars: Mutex::new(vars),
             opts: opts.clone(),
             evidence: evidence.clone(),
+            cgroups: cgroup::Cgroups::create(),
+            memory_limits: Mutex::new(BTreeMap::new()),
         });
         self.workdir = Some(workdir);
         self.ctx = Some(ctx.clone());
@@ -919,6 +942,9 @@ impl Platform for LocalPlatform {
         if let Some(mut pg) = self.postgres.take() {
             tokio::task::block_in_place(|| pg.stop());
         }
+        if let Some(Ok(cgroups)) = self.ctx.as_ref().map(|c| &c.cgroups) {
+            tokio::task::block_in_place(|| cgroups.remove());
+        }
         // Dropping the work dir kills anything still running inside it, unmounts the volumes and
         // removes it.
         self.workdir = None;
@@ -952,6 +978,100 @@ impl ProxyControl for LocalPlatform {
 impl DatabaseHandle for LocalPlatform {
     async fn connect_database(&self) -> Result<Option<sqlx::PgConnection>> {
         super::connect_postgres(self.database_url.as_deref()).await
+    }
+}
+
+impl DatabaseControl for LocalPlatform {
+    async fn stop_database(&mut self, evidence: &Evidence) -> Result<()> {
+        let pg = self.postgres.as_mut().ok_or_else(|| {
+            BrownoutError::BadInput(
+                "fault database-down needs a [database] in the system file".into(),
+            )
+        })?;
+        tokio::task::block_in_place(|| pg.stop());
+        evidence.event(format!(
+            "postgres stopped (fast shutdown): 127.0.0.1:{} refuses connections",
+            pg.port
+        ));
+        Ok(())
+    }
+
+    async fn start_database(&mut self, evidence: &Evidence) -> Result<()> {
+        let pg = self.postgres.as_mut().ok_or_else(|| {
+            BrownoutError::BadInput(
+                "fault database-down needs a [database] in the system file".into(),
+            )
+        })?;
+        let started = std::time::Instant::now();
+        pg.restart().await?;
+        evidence.event(format!(
+            "postgres started again on 127.0.0.1:{}, accepting connections after {:.1} s",
+            pg.port,
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+}
+
+impl MemoryLimiter for LocalPlatform {
+    async fn limit_memory(
+        &mut self,
+        service: &str,
+        bytes: Option<u64>,
+        evidence: &Evidence,
+    ) -> Result<()> {
+        let ctx = self
+            .ctx
+            .clone()
+            .ok_or_else(|| BrownoutError::Environment("nothing is deployed".into()))?;
+        let cgroups = ctx.cgroups.as_ref().map_err(|why| {
+            BrownoutError::Environment(format!("fault memory-limit: {why}; run brownout as root"))
+        })?;
+        let svc = self
+            .services
+            .iter()
+            .find(|(n, _)| n == service)
+            .map(|(_, s)| s.clone())
+            .ok_or_else(|| {
+                BrownoutError::BadInput(format!("no service '{service}' is deployed"))
+            })?;
+        {
+            let mut limits = ctx.memory_limits.lock().expect("limits lock");
+            match bytes {
+                Some(b) => limits.insert(service.to_string(), b),
+                None => limits.remove(service),
+            };
+        }
+        let replicas: Vec<String> = svc
+            .lock()
+            .expect("service lock")
+            .replicas
+            .iter()
+            .map(|r| r.handle.name.clone())
+            .collect();
+        for name in &replicas {
+            let dir = cgroups.replica(name).map_err(BrownoutError::Environment)?;
+            cgroups
+                .set_limit(&dir, bytes)
+                .map_err(BrownoutError::Environment)?;
+            if bytes.is_none() {
+                let kills = cgroups.oom_kills(&dir);
+                if kills > 0 {
+                    evidence.event(format!(
+                        "{name}: OOM-killed {kills} times under its memory limit"
+                    ));
+                }
+            }
+        }
+        evidence.event(match bytes {
+            Some(b) => format!(
+                "memory limit of {service} set to {:.0} MiB per replica ({})",
+                b as f64 / (1u64 << 20) as f64,
+                replicas.join(", ")
+            ),
+            None => format!("memory limit of {service} lifted"),
+        });
+        Ok(())
     }
 }
 

@@ -16,6 +16,9 @@ pub struct TempPostgres {
     pub port: u16,
     pub data_dir: PathBuf,
     server: ManagedChild,
+    program: PathBuf,
+    log: PathBuf,
+    run_as: Option<(u32, u32)>,
     /// Only when the cluster owns its directory (standalone use in tests).
     _owned_dir: Option<tempfile::TempDir>,
 }
@@ -84,36 +87,15 @@ impl TempPostgres {
         let mut last_err = String::new();
         for _attempt in 0..3 {
             let port = tools::free_port()?;
-            let mut spec = ChildSpec::new(&postgres, &data_dir, log.clone()).args([
-                "-D".to_string(),
-                data_dir.to_string_lossy().to_string(),
-                "-p".into(),
-                port.to_string(),
-                "-c".into(),
-                "listen_addresses=127.0.0.1".into(),
-                "-c".into(),
-                "unix_socket_directories=".into(),
-                "-c".into(),
-                "fsync=off".into(),
-                "-c".into(),
-                "synchronous_commit=off".into(),
-                "-c".into(),
-                "full_page_writes=off".into(),
-                "-c".into(),
-                "max_connections=200".into(),
-                "-c".into(),
-                "shared_buffers=64MB".into(),
-                // Slow statements are logged, to explain a slow answer when one happens.
-                "-c".into(),
-                "log_min_duration_statement=200ms".into(),
-            ]);
-            spec.death_signal = Signal::SIGQUIT;
-            spec.run_as = run_as;
+            let spec = server_spec(&postgres, &data_dir, &log, port, run_as);
             let server = spawn("postgres", &spec)?;
             let mut pg = TempPostgres {
                 port,
                 data_dir: data_dir.clone(),
                 server,
+                program: postgres.clone(),
+                log: log.clone(),
+                run_as,
                 _owned_dir: None,
             };
             match pg.wait_ready(Duration::from_secs(20)).await {
@@ -178,6 +160,63 @@ impl TempPostgres {
     pub fn stop(&mut self) {
         self.server.stop(Signal::SIGINT, Duration::from_secs(5));
     }
+
+    /// Starts the server again on the same port and data directory after [`TempPostgres::stop`]
+    /// (crash recovery runs if it was killed); waits until it accepts connections.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop();
+        let spec = server_spec(
+            &self.program,
+            &self.data_dir,
+            &self.log,
+            self.port,
+            self.run_as,
+        );
+        self.server = spawn("postgres", &spec)?;
+        self.wait_ready(Duration::from_secs(30)).await.map_err(|e| {
+            BrownoutError::Environment(format!(
+                "PostgreSQL did not come back on port {}: {e} (see {})",
+                self.port,
+                self.log.display()
+            ))
+        })
+    }
+}
+
+/// The server's command line: 127.0.0.1 only, no Unix socket, tuned for throwaway use.
+fn server_spec(
+    postgres: &Path,
+    data_dir: &Path,
+    log: &Path,
+    port: u16,
+    run_as: Option<(u32, u32)>,
+) -> ChildSpec {
+    let mut spec = ChildSpec::new(postgres, data_dir, log.to_path_buf()).args([
+        "-D".to_string(),
+        data_dir.to_string_lossy().to_string(),
+        "-p".into(),
+        port.to_string(),
+        "-c".into(),
+        "listen_addresses=127.0.0.1".into(),
+        "-c".into(),
+        "unix_socket_directories=".into(),
+        "-c".into(),
+        "fsync=off".into(),
+        "-c".into(),
+        "synchronous_commit=off".into(),
+        "-c".into(),
+        "full_page_writes=off".into(),
+        "-c".into(),
+        "max_connections=200".into(),
+        "-c".into(),
+        "shared_buffers=64MB".into(),
+        // Slow statements are logged, to explain a slow answer when one happens.
+        "-c".into(),
+        "log_min_duration_statement=200ms".into(),
+    ]);
+    spec.death_signal = Signal::SIGQUIT;
+    spec.run_as = run_as;
+    spec
 }
 
 impl Drop for TempPostgres {

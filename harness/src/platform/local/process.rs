@@ -25,6 +25,8 @@ pub struct ChildSpec {
     pub death_signal: Signal,
     /// Run as this (uid, gid), e.g. PostgreSQL refuses to run as root.
     pub run_as: Option<(u32, u32)>,
+    /// Start in this cgroup (its directory): a replica's memory limit.
+    pub cgroup: Option<PathBuf>,
 }
 
 impl ChildSpec {
@@ -38,6 +40,7 @@ impl ChildSpec {
             log,
             death_signal: Signal::SIGKILL,
             run_as: None,
+            cgroup: None,
         }
     }
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
@@ -86,9 +89,31 @@ pub fn spawn(name: &str, spec: &ChildSpec) -> Result<ManagedChild> {
     }
     let death_signal = spec.death_signal as libc::c_ulong;
     let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
+    let cgroup_procs = match &spec.cgroup {
+        Some(dir) => Some(
+            std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes())
+                .map_err(|_| {
+                    BrownoutError::Environment(format!("bad cgroup path {}", dir.display()))
+                })?,
+        ),
+        None => None,
+    };
+    // SAFETY: only async-signal-safe calls (open, write, close, prctl, getppid, kill) between fork
+    // and exec.
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(procs) = &cgroup_procs {
+                // Into its cgroup before exec: its memory is limited from its first allocation.
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if written != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }

@@ -97,6 +97,8 @@ pub struct ReplicaConfig {
     /// does not wait a whole period for an app that was ready just after the first probe. From its
     /// first readiness on, and for rollouts and restarts, the configured period holds.
     pub bring_up: bool,
+    /// OOM kills of its cgroup seen so far (an exit after a new one is reported as OOM-killed).
+    pub oom_kills_seen: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How often a bring-up replica's readiness is probed until it is first ready.
@@ -390,8 +392,15 @@ async fn run_probes(
                         return Outcome::Terminated;
                     }
                     let line = last_log_line(&config.spec.log);
-                    evidence.lifecycle(&config.service, &config.name, Lifecycle::Exited { status: describe(Some(status)), last_log_line: line });
-                    return Outcome::Restart(format!("process exited ({})", describe(Some(status))));
+                    let mut status = describe(Some(status));
+                    if let Some(dir) = &config.spec.cgroup {
+                        let kills = crate::platform::local::cgroup::oom_kills_in(dir);
+                        if kills > config.oom_kills_seen.swap(kills, Ordering::SeqCst) {
+                            status.push_str(", OOM-killed: over its memory limit (exit code 137 in a container)");
+                        }
+                    }
+                    evidence.lifecycle(&config.service, &config.name, Lifecycle::Exited { status: status.clone(), last_log_line: line });
+                    return Outcome::Restart(format!("process exited ({status})"));
                 }
             }
             _ = readiness_tick.tick(), if config.probes.readiness.is_some() => {
@@ -472,6 +481,7 @@ mod tests {
                 grace: Duration::from_secs(1),
                 pre_stop: None,
                 bring_up,
+                oom_kills_seen: Default::default(),
             },
             evidence.clone(),
         );
