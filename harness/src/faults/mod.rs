@@ -28,6 +28,8 @@ pub enum ActiveFault {
     DiskFull(disk_full::Filled),
     DatabaseDown(database_down::Stopped),
     MemoryLimit(memory_limit::Limited),
+    /// The load's own requests are the fault (`requests`): nothing to inject or heal.
+    Requests(Vec<String>),
 }
 
 pub async fn inject<P: Platform>(
@@ -72,6 +74,10 @@ pub async fn inject<P: Platform>(
         FaultSpec::DatabaseDown {} => {
             ActiveFault::DatabaseDown(database_down::inject(platform, evidence).await?)
         }
+        FaultSpec::Requests { requests } => {
+            evidence.event(format!("requests {} join the load", requests.join(", ")));
+            ActiveFault::Requests(requests.clone())
+        }
         FaultSpec::MemoryLimit { service, limit } => ActiveFault::MemoryLimit(
             memory_limit::inject(platform, service, limit.0, evidence).await?,
         ),
@@ -87,6 +93,7 @@ impl ActiveFault {
             ActiveFault::DiskFull(f) => disk_full::describe(f),
             ActiveFault::DatabaseDown(_) => database_down::describe(),
             ActiveFault::MemoryLimit(l) => memory_limit::describe(l),
+            ActiveFault::Requests(r) => format!("requests: {} sent by the load", r.join(", ")),
         }
     }
 
@@ -98,6 +105,7 @@ impl ActiveFault {
             ActiveFault::DiskFull(f) => disk_full::heal(platform, f, evidence).await,
             ActiveFault::DatabaseDown(s) => database_down::heal(platform, s, evidence).await?,
             ActiveFault::MemoryLimit(l) => memory_limit::heal(platform, l, evidence).await?,
+            ActiveFault::Requests(_) => {}
         }
         Ok(())
     }

@@ -274,6 +274,8 @@ pub fn judge_one(ctx: &Ctx, e: &ExpectSpec, baseline_phases: usize) -> Verdict {
             allowed,
             retry_after,
             from_app,
+            from_ingress,
+            settle,
             ..
         } => status_codes::judge(
             ctx,
@@ -283,6 +285,8 @@ pub fn judge_one(ctx: &Ctx, e: &ExpectSpec, baseline_phases: usize) -> Verdict {
                 allowed,
                 retry_after,
                 from_app: *from_app,
+                from_ingress: *from_ingress,
+                settle: settle.map(|d| d.get()).unwrap_or_default(),
             },
         ),
         ExpectSpec::Latency {

@@ -1,6 +1,8 @@
 //! `status-codes`: during a phase (optionally for one load request) every answer has an allowed
 //! status; the listed statuses carry Retry-After; with `from_app`, every answer came from the app
-//! (none made by the ingress, none missing). No answers at all is a failure, not a pass.
+//! (none made by the ingress, none missing); with `from_ingress`, every answer was made by the
+//! ingress (no replica reached: the layer attribution of "no endpoints"). Answers sent in the
+//! first `settle` of the phase are left out. No answers at all is a failure, not a pass.
 
 use super::{histogram_of, mix, response_label, scope, secs, Ctx, Judged};
 use crate::evidence::{Layer, ResponseRecord};
@@ -11,17 +13,33 @@ pub struct Bounds<'a> {
     pub allowed: &'a [u16],
     pub retry_after: &'a [u16],
     pub from_app: bool,
+    pub from_ingress: bool,
+    pub settle: std::time::Duration,
 }
 
 pub fn judge(ctx: &Ctx, b: &Bounds) -> Judged {
-    let rs: Vec<&ResponseRecord> = ctx.in_phase(b.during, b.request).collect();
+    let settled_from = ctx
+        .data
+        .phases
+        .iter()
+        .find(|p| p.name == b.during)
+        .map_or(0, |p| p.start_ms + b.settle.as_millis() as u64);
+    let rs: Vec<&ResponseRecord> = ctx
+        .in_phase(b.during, b.request)
+        .filter(|r| r.t_ms >= settled_from)
+        .collect();
     let bad: Vec<&ResponseRecord> = rs
         .iter()
         .copied()
         .filter(|r| r.layer == Layer::Client || !b.allowed.contains(&r.status))
         .collect();
+    let settled = if b.settle.is_zero() {
+        String::new()
+    } else {
+        format!(" after the first {}", secs(b.settle.as_millis() as u64))
+    };
     let mut parts = vec![format!(
-        "{}: {} responses: {}",
+        "{}{settled}: {} responses: {}",
         scope(b.during, b.request),
         rs.len(),
         mix(&histogram_of(rs.iter().copied()))
@@ -54,10 +72,16 @@ pub fn judge(ctx: &Ctx, b: &Bounds) -> Judged {
         parts.push(format!("first: {}", ids.join(", ")));
     }
     let mut ok = bad.is_empty() && !rs.is_empty();
+    // Retry-After is the app's to set, or the ingress's when it is the one judged.
+    let setter = if b.from_ingress {
+        Layer::Ingress
+    } else {
+        Layer::App
+    };
     for code in b.retry_after {
         let with_code: Vec<_> = rs
             .iter()
-            .filter(|r| r.status == *code && r.layer == Layer::App)
+            .filter(|r| r.status == *code && r.layer == setter)
             .collect();
         let missing = with_code.iter().filter(|r| !r.retry_after).count();
         parts.push(format!(
@@ -69,6 +93,11 @@ pub fn judge(ctx: &Ctx, b: &Bounds) -> Judged {
     if b.from_app {
         let foreign = rs.iter().filter(|r| r.layer != Layer::App).count();
         parts.push(format!("not from the app: {foreign}"));
+        ok &= foreign == 0;
+    }
+    if b.from_ingress {
+        let foreign = rs.iter().filter(|r| r.layer != Layer::Ingress).count();
+        parts.push(format!("not made by the ingress: {foreign}"));
         ok &= foreign == 0;
     }
     if rs.is_empty() {
@@ -91,7 +120,63 @@ mod tests {
             allowed: ALLOWED,
             retry_after,
             from_app,
+            from_ingress: false,
+            settle: std::time::Duration::ZERO,
         }
+    }
+
+    /// "No endpoints": after the first 2 s (app 503s while readiness drops), 30 ingress 503s.
+    fn no_endpoints(ingress_retry_after: bool) -> crate::evidence::EvidenceData {
+        let mut d = three_phases();
+        answers(&mut d, 10_000, 12_000, 10, |t| ResponseRecord {
+            retry_after: true,
+            ..response(t, 0, 503, Layer::App, 250)
+        });
+        answers(&mut d, 12_000, 20_000, 30, |t| ResponseRecord {
+            retry_after: ingress_retry_after,
+            ..response(t, 0, 503, Layer::Ingress, 1)
+        });
+        d
+    }
+
+    fn ingress_bounds(settle_ms: u64) -> Bounds<'static> {
+        Bounds {
+            from_ingress: true,
+            settle: std::time::Duration::from_millis(settle_ms),
+            ..bounds(&[503], false)
+        }
+    }
+
+    #[test]
+    fn from_ingress_passes_once_settled_and_checks_the_ingress_retry_after() {
+        let d = no_endpoints(true);
+        let j = judge(&ctx(&d), &ingress_bounds(2_000));
+        assert!(j.passed, "{}", j.evidence);
+        assert!(
+            j.evidence
+                .starts_with("fault after the first 2.0 s: 30 responses: 503×30"),
+            "{}",
+            j.evidence
+        );
+        assert!(j.evidence.contains("503 without Retry-After: 0 of 30"));
+        assert!(j.evidence.contains("not made by the ingress: 0"));
+        // Without the settling time the app's answers count, and fail it.
+        let j = judge(&ctx(&d), &ingress_bounds(0));
+        assert!(!j.passed);
+        assert!(
+            j.evidence.contains("not made by the ingress: 10"),
+            "{}",
+            j.evidence
+        );
+        // The ingress's 503 without Retry-After fails it.
+        let d = no_endpoints(false);
+        let j = judge(&ctx(&d), &ingress_bounds(2_000));
+        assert!(!j.passed);
+        assert!(
+            j.evidence.contains("503 without Retry-After: 30 of 30"),
+            "{}",
+            j.evidence
+        );
     }
 
     /// The fault phase: 20 reads answered 200 and 20 checkouts answered 503 with Retry-After.

@@ -76,7 +76,7 @@ http {{
     server {{
         listen {listen};
         location / {{
-            if ($brownout_no_endpoints) {{ return 503; }}
+            if ($brownout_no_endpoints) {{{no_endpoints_header} return 503; }}
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_connect_timeout {connect};
@@ -94,6 +94,14 @@ http {{
     }}
 }}
 "#,
+        // The ingress's own 503 (no replica ready), with Retry-After if the system sets one.
+        no_endpoints_header = spec
+            .no_endpoints_retry_after
+            .map(|d| format!(
+                " add_header Retry-After {} always;",
+                d.get().as_secs().max(1)
+            ))
+            .unwrap_or_default(),
         connect = nginx_time(spec.connect_timeout),
         read = nginx_time(spec.read_timeout),
         retries = spec.retries,

@@ -214,6 +214,17 @@ pub struct ScenarioFile {
     pub catches: BTreeMap<Spanned<String>, Spanned<Vec<String>>>,
     /// How far a run may drift from a baseline run (`--baseline`) before that is a regression.
     pub regression: Option<RegressionSpec>,
+    /// Ingress settings this scenario changes from its system file's (e.g. `fail_open = false`
+    /// to see what clients get when no replica is ready).
+    pub ingress: Option<IngressOverride>,
+}
+
+/// The ingress settings a scenario may set over its system file's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressOverride {
+    pub fail_open: Option<bool>,
+    pub no_endpoints_retry_after: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +354,9 @@ pub enum FaultSpec {
     /// Every replica of `service` gets a memory limit of `limit` (no swap), as a container's
     /// memory limit: one that goes over is killed by the kernel (OOM kill). Healed: lifted.
     MemoryLimit { service: String, limit: Size },
+    /// Nothing is done to the system: the fault is in the traffic, the load's `requests` (each
+    /// limited to this phase with `during`), e.g. a malformed body or an oversized export.
+    Requests { requests: Vec<String> },
 }
 
 /// What a fault proxy does to connections; each applies to `fraction` of them (default all).
@@ -487,6 +501,7 @@ impl FaultSpec {
             FaultSpec::DiskFull { .. } => "disk-full",
             FaultSpec::DatabaseDown {} => "database-down",
             FaultSpec::MemoryLimit { .. } => "memory-limit",
+            FaultSpec::Requests { .. } => "requests",
         }
     }
     /// The service a fault acts on, if it names one.
@@ -516,6 +531,13 @@ pub enum ExpectSpec {
         retry_after: Vec<u16>,
         #[serde(default)]
         from_app: bool,
+        /// Every answer was made by the ingress itself (none by the app, none missing); then
+        /// `retry_after` is checked on the ingress's answers.
+        #[serde(default)]
+        from_ingress: bool,
+        /// Answers in the first `settle` of the phase are not judged: the time the system may
+        /// take to get to the state judged (e.g. readiness failing on every replica).
+        settle: Option<Dur>,
     },
     /// The `percentile` latency during `during` is below `below`.
     Latency {
@@ -858,6 +880,10 @@ pub struct IngressSpec {
     /// (Envoy's panic routing). Default true.
     #[serde(default = "yes")]
     pub fail_open: bool,
+    /// With no replica ready (and `fail_open = false`), the ingress's own 503 carries
+    /// `Retry-After` with this many seconds (a custom error page's header, as teams configure on
+    /// their ingress). Default: no Retry-After.
+    pub no_endpoints_retry_after: Option<Dur>,
 }
 
 fn connect_timeout() -> Dur {
@@ -1041,7 +1067,16 @@ pub fn scenario_from_text(path: &Path, text: &str, system_arg: Option<&Path>) ->
             format!("system file '{}' {why}", system_path.display()),
         ));
     }
-    let system = load_system(&system_path)?;
+    let mut system = load_system(&system_path)?;
+    if let Some(o) = &file.ingress {
+        let ingress = &mut system.file.ingress;
+        if let Some(v) = o.fail_open {
+            ingress.fail_open = v;
+        }
+        if let Some(v) = o.no_endpoints_retry_after {
+            ingress.no_endpoints_retry_after = Some(v);
+        }
+    }
     let loc = Locator::new(path, &text);
     scenario::check(&loc, &file, &system)?;
 
@@ -1100,6 +1135,20 @@ pub fn scenario_from_text(path: &Path, text: &str, system_arg: Option<&Path>) ->
                             toxic.fraction()
                         ),
                     ));
+                }
+            }
+            if let FaultSpec::Requests { requests } = f {
+                if requests.is_empty() {
+                    return Err(err(fault.span(), "fault requests names no request: list the load requests this phase adds, e.g. requests = [\"bad-coupon\"]".into()));
+                }
+                for r in requests {
+                    match file.load.requests.iter().find(|q| q.name == *r) {
+                        None => return Err(err(fault.span(), format!("fault requests names request '{r}', which [load] does not have"))),
+                        Some(q) if !q.during.iter().any(|d| d == p.name.get_ref()) => {
+                            return Err(err(fault.span(), format!("fault requests names request '{r}', which is not limited to this phase: add during = [\"{}\"] to it (otherwise it is sent in every phase, and is no fault of this one)", p.name.get_ref())))
+                        }
+                        Some(_) => {}
+                    }
                 }
             }
             if let FaultSpec::DiskFull { service, volume } = f {

@@ -233,6 +233,7 @@ fn check_fault(loc: &Locator, phase: usize, f: &FaultSpec, system: &System) -> R
             }
         }
         FaultSpec::DiskFull { .. } => {}
+        FaultSpec::Requests { .. } => {}
         FaultSpec::DatabaseDown {} => {
             if system.file.database.is_none() {
                 at(
@@ -266,8 +267,20 @@ fn check_expectation(loc: &Locator, i: usize, e: &ExpectSpec, system: &System) -
         ExpectSpec::StatusCodes {
             allowed,
             retry_after,
+            from_app,
+            from_ingress,
+            settle,
             ..
         } => {
+            if *from_app && *from_ingress {
+                at(
+                    "from_ingress",
+                    Err("from_app and from_ingress both set: no answer can be made by both; keep the one the phase expects".into()),
+                )?;
+            }
+            if let Some(d) = settle {
+                at("settle", within("settle", *d))?;
+            }
             if allowed.is_empty() {
                 at(
                     "allowed",
