@@ -338,6 +338,18 @@ impl std::fmt::Display for RolloutState {
     }
 }
 
+/// A rollout rolled back because an alert fired (`rollback_on_alert`), as a deploy pipeline does.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackRecord {
+    pub service: String,
+    pub alert: String,
+    pub rollout_started_ms: u64,
+    /// When the harness saw the alert firing.
+    pub alert_fired_ms: u64,
+    /// When the rollback was done (the previous revision serving again).
+    pub rolled_back_ms: u64,
+}
+
 /// One rolling update: when it began and ended, and how.
 #[derive(Debug, Clone, Serialize)]
 pub struct RolloutRecord {
@@ -371,6 +383,7 @@ pub struct EvidenceData {
     /// The ingress's edge counters over the run (none if the platform has no edge metrics).
     pub edge: Vec<EdgeSnapshot>,
     pub rollouts: Vec<RolloutRecord>,
+    pub rollbacks: Vec<RollbackRecord>,
     /// Fault injections/heals, ingress reloads and other notable moments.
     pub events: Vec<EventRecord>,
     /// Idempotency keys of acknowledged (2xx) requests, for the data-integrity check.
@@ -609,6 +622,27 @@ impl Evidence {
         self.with(|d| d.rates.push(RateRecord { t_ms, rate }));
     }
 
+    /// A rollout of `service` begun at `rollout_started_ms` was rolled back, now, because `alert`
+    /// fired at `alert_fired_ms`.
+    pub fn rolled_back_on_alert(
+        &self,
+        service: &str,
+        alert: &str,
+        rollout_started_ms: u64,
+        alert_fired_ms: u64,
+    ) {
+        let t = self.now_ms();
+        self.with(|d| {
+            d.rollbacks.push(RollbackRecord {
+                service: service.into(),
+                alert: alert.into(),
+                rollout_started_ms,
+                alert_fired_ms,
+                rolled_back_ms: t,
+            })
+        });
+    }
+
     pub fn rollout_started(&self, id: &str, service: &str, change: &str) {
         let t = self.now_ms();
         self.event(format!("rollout {id} started: {change}"));
@@ -626,7 +660,7 @@ impl Evidence {
     }
 
     /// Records how a rollout ended; a later outcome (e.g. rolled back after stalling) is kept in
-    /// the detail too.
+    /// the detail too, and a complete rollout later rolled back ends as rolled back.
     pub fn rollout_ended(&self, id: &str, outcome: RolloutState, detail: &str) {
         let t = self.now_ms();
         self.event(format!("rollout {id} {outcome}: {detail}"));
@@ -636,6 +670,13 @@ impl Evidence {
                     r.ended_ms = Some(t);
                     r.outcome = outcome;
                     r.detail = detail.into();
+                } else if r.outcome == RolloutState::Complete && outcome == RolloutState::RolledBack
+                {
+                    // A revision that went live and was taken back: rolled back is its outcome,
+                    // and it ended when the previous revision served again.
+                    r.detail = format!("{}; then {outcome}: {detail}", r.detail);
+                    r.outcome = outcome;
+                    r.ended_ms = Some(t);
                 } else {
                     r.detail = format!("{}; then {outcome}: {detail}", r.detail);
                 }

@@ -453,6 +453,9 @@ async fn walk_phases<P: Platform>(
             if let Err(e) = or_cancel(tick.tick(), cancel).await {
                 break Err(e);
             }
+            if let Some(fault) = active.as_mut() {
+                fault.watch(platform, evidence).await;
+            }
             let line = progress_line(
                 scenario,
                 evidence,

@@ -24,9 +24,13 @@ pub struct Item {
 }
 
 pub async fn catalog(State(state): State<SharedState>) -> Result<Json<Vec<Item>>, AppError> {
-    let rows = sqlx::query("SELECT id, name, price_cents FROM items ORDER BY id")
-        .fetch_all(state.pool()?)
-        .await?;
+    // The table name is validated at boot (an identifier).
+    let table = &state.config.catalog_table;
+    let rows = sqlx::query(&format!(
+        "SELECT id, name, price_cents FROM {table} ORDER BY id"
+    ))
+    .fetch_all(state.pool()?)
+    .await?;
     Ok(Json(
         rows.iter()
             .map(|r| Item {

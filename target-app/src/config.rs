@@ -130,6 +130,10 @@ pub struct Config {
     pub receipts_keep: usize,
     /// The most items one `GET /api/export` may ask for (each is about 1 KiB in memory).
     pub max_export_items: u64,
+    /// The table the catalogue is read from (a new revision may read a new table: if its
+    /// migration has not run, the catalogue answers 500 while readiness, which checks the
+    /// database but not every query, still passes: the `bad-deploy` scenario).
+    pub catalog_table: String,
     pub bugs: Bugs,
 }
 
@@ -161,6 +165,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("RETRY_AFTER_SECS", "1"),
     ("RECEIPTS_KEEP", "1000"),
     ("MAX_EXPORT_ITEMS", "10000"),
+    ("CATALOG_TABLE", "items"),
     ("CHECKOUT_BUGS", ""),
 ];
 
@@ -241,6 +246,18 @@ impl Config {
                 "must be between 1 and 1000",
             ));
         }
+        let catalog_table = get("CATALOG_TABLE");
+        let identifier = catalog_table
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_lowercase() || (i > 0 && c.is_ascii_digit()));
+        if catalog_table.is_empty() || catalog_table.len() > 63 || !identifier {
+            return Err(invalid(
+                "CATALOG_TABLE",
+                &catalog_table,
+                "must be a table name (lower-case letters, digits, _)",
+            ));
+        }
         Ok(Config {
             database_url,
             payments_url,
@@ -258,6 +275,7 @@ impl Config {
             retry_after_secs: number("RETRY_AFTER_SECS")?.max(1) as u32,
             receipts_keep: number("RECEIPTS_KEEP")?.max(1) as usize,
             max_export_items: number("MAX_EXPORT_ITEMS")?,
+            catalog_table,
             bugs,
         })
     }

@@ -238,7 +238,7 @@ impl Cli {
             Command::Prove { scenarios, deploy } => {
                 platform::sweep_leftovers();
                 let named = !scenarios.is_empty();
-                let list = deploy.scenarios(&scenarios, |s| named || !s.catches.is_empty())?;
+                let list = deploy.scenarios(&scenarios, |s| named || s.declares_catches)?;
                 let session = deploy.session()?;
                 prove::prove(&session, &list)
             }

@@ -1,6 +1,7 @@
 //! `brownout prove NAME…`: each scenario proves it catches what its `[catches]` table says. It
 //! runs on the hardened app (which must pass) and once per listed bug (which must fail exactly
-//! its listed expectation ids). Prints a table, writes `junit.xml` and `prove.json` in
+//! its listed expectation ids); a scenario with an empty `[catches]` proves the hardened app
+//! passes. Prints a table, writes `junit.xml` and `prove.json` in
 //! `reports/prove/<id>/`.
 
 use super::session::Session;
@@ -46,7 +47,7 @@ pub fn plan(scenario: &Scenario) -> Vec<(Vec<String>, Vec<String>)> {
 
 pub fn prove(session: &Session, scenarios: &[Scenario]) -> Result<Exit> {
     for s in scenarios {
-        if s.catches.is_empty() {
+        if !s.declares_catches {
             return Err(BrownoutError::BadInput(format!(
                 "{}: declares no [catches]: nothing to prove (add e.g. `[catches]\\nmy-bug = [\"expectation-id\"]`)",
                 s.path.display()

@@ -46,15 +46,17 @@ pub async fn inject<P: Platform>(
             remove_env,
             set_env,
             progress_deadline,
+            rollback_on_alert,
         } => {
             let change = RevisionChange {
                 remove_env: remove_env.clone(),
                 set_env: set_env.clone(),
             };
             let deadline = progress_deadline.get();
-            ActiveFault::Rollout(
-                rollout::inject(platform, service, Some(&change), deadline, evidence).await?,
-            )
+            let mut r =
+                rollout::inject(platform, service, Some(&change), deadline, evidence).await?;
+            r.rollback_on_alert = rollback_on_alert.clone();
+            ActiveFault::Rollout(r)
         }
         FaultSpec::RollingRestart {
             service,
@@ -94,6 +96,14 @@ impl ActiveFault {
             ActiveFault::DatabaseDown(_) => database_down::describe(),
             ActiveFault::MemoryLimit(l) => memory_limit::describe(l),
             ActiveFault::Requests(r) => format!("requests: {} sent by the load", r.join(", ")),
+        }
+    }
+
+    /// Called about every second while the fault's phase lasts: a rollout with
+    /// `rollback_on_alert` rolls back once its alert fires.
+    pub async fn watch<P: Platform>(&mut self, platform: &mut P, evidence: &Evidence) {
+        if let ActiveFault::Rollout(r) = self {
+            rollout::watch(platform, r, evidence).await;
         }
     }
 

@@ -1,7 +1,9 @@
 //! `rollout` and `rolling-restart`: a rolling update of a service to a changed revision (e.g.
 //! without an env var), or with the same spec. A rollout that has not completed by the end of its
 //! phase is rolled back at once (a bad rollout is not waited for); a restart is left to finish,
-//! bounded by four progress deadlines, and rolled back only if it did not complete. Acts only
+//! bounded by four progress deadlines, and rolled back only if it did not complete. With
+//! `rollback_on_alert`, the rollout is watched like a deploy pipeline's analysis step: once the
+//! alert fires (after the rollout began) it is rolled back at once, complete or not. Acts only
 //! through [`RolloutDriver`].
 
 use crate::error::Result;
@@ -16,6 +18,11 @@ pub struct InProgress {
     /// Roll back at heal if it has not completed (a bad rollout); a restart is waited for.
     undo_unless_complete: bool,
     progress_deadline: Duration,
+    /// Roll back as soon as this alert fires.
+    pub rollback_on_alert: Option<String>,
+    /// Started at (evidence ms), and whether it was rolled back on the alert already.
+    started_ms: u64,
+    rolled_back: bool,
 }
 
 /// Starts a rollout to `change`, or (`None`) a rolling restart with the same spec.
@@ -40,10 +47,51 @@ pub async fn inject<P: RolloutDriver>(
         task,
         undo_unless_complete: change.is_some(),
         progress_deadline,
+        rollback_on_alert: None,
+        started_ms: evidence.now_ms(),
+        rolled_back: false,
     })
 }
 
+/// Rolls `r` back once its `rollback_on_alert` alert has fired since the rollout began.
+pub async fn watch<P: RolloutDriver>(platform: &mut P, r: &mut InProgress, evidence: &Evidence) {
+    let Some(alert) = r.rollback_on_alert.clone() else {
+        return;
+    };
+    if r.rolled_back {
+        return;
+    }
+    let since = r.started_ms;
+    let fired_ms = evidence.with(|d| {
+        d.alerts
+            .iter()
+            .find(|a| {
+                a.alert == alert
+                    && a.t_ms >= since
+                    && a.state == crate::evidence::AlertState::Firing
+            })
+            .map(|a| a.t_ms)
+    });
+    let Some(fired_ms) = fired_ms else {
+        return;
+    };
+    r.rolled_back = true;
+    evidence.event(format!(
+        "{alert} firing {:.1} s after the rollout of {} began: rolling back (rollback_on_alert)",
+        (fired_ms - since) as f64 / 1000.0,
+        r.service
+    ));
+    if !r.task.is_finished() {
+        r.task.abort();
+    }
+    platform.rollback(&r.service, evidence).await;
+    evidence.rolled_back_on_alert(&r.service, &alert, since, fired_ms);
+}
+
 pub async fn heal<P: RolloutDriver>(platform: &mut P, r: InProgress, evidence: &Evidence) {
+    if r.rolled_back {
+        return;
+    }
     let outcome = if r.undo_unless_complete {
         // A bad rollout is not waited for: whatever has not completed is undone now.
         if r.task.is_finished() {

@@ -352,6 +352,7 @@ pub async fn run<P: Platform>(
     );
     scenario.expectations = expectations;
     scenario.catches.clear();
+    scenario.declares_catches = false;
     scenario.silent_outages_allowed = None;
     let outcome = runner::conclude(
         &scenario,

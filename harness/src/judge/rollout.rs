@@ -1,5 +1,6 @@
 //! `rollout`: the rollout of a service started during a phase ended with the expected outcome
-//! (complete or stalled), a complete one within the bound if one is given.
+//! (complete, stalled or rolled back), a complete or rolled-back one within the bound if one is
+//! given (a bad deploy taken back within so long of its start).
 
 use super::{secs, Ctx, Judged, Margin};
 use crate::evidence::{PhaseWindow, RolloutState};
@@ -22,7 +23,8 @@ pub fn judge(
         );
     };
     let took = r.ended_ms.map(|end| end - r.started_ms);
-    let complete = outcome == RolloutState::Complete;
+    // `within` bounds how long a rollout took to complete, or to be rolled back.
+    let complete = matches!(outcome, RolloutState::Complete | RolloutState::RolledBack);
     let mut margins = Vec::new();
     if let (true, Some(b)) = (complete, within) {
         margins.push(Margin::new("rollout duration", b, took));

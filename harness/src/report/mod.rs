@@ -148,7 +148,67 @@ pub struct Timelines {
     pub lifecycle: Vec<LifecycleRecord>,
     pub alerts: Vec<AlertRecord>,
     pub rollouts: Vec<RolloutRecord>,
+    /// Rollouts rolled back on an alert, with the time to detect and to recover.
+    pub rollbacks: Vec<RollbackSummary>,
     pub events: Vec<EventRecord>,
+}
+
+/// A rollback on an alert as a deploy pipeline would report it.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct RollbackSummary {
+    pub service: String,
+    pub alert: String,
+    pub rollout_started_ms: u64,
+    /// The first 5xx (or no answer) a client got after the rollout began.
+    pub first_failure_ms: Option<u64>,
+    pub alert_fired_ms: u64,
+    pub rolled_back_ms: u64,
+    /// The last 5xx (or no answer) a client got after the rollout began.
+    pub last_failure_ms: Option<u64>,
+    /// From the first failure clients saw to the alert firing.
+    pub time_to_detect_ms: Option<u64>,
+    /// From the first failure clients saw to the last one (the rollback serving again).
+    pub time_to_recover_ms: Option<u64>,
+    /// 5xx and no-answers clients got between the rollout's start and the last failure.
+    pub failed_answers: usize,
+}
+
+/// The rollbacks of a run, with what clients saw around them.
+pub fn rollback_summaries(data: &EvidenceData) -> Vec<RollbackSummary> {
+    data.rollbacks
+        .iter()
+        .map(|b| {
+            // Failures from the rollout's start until the next rollout of anything (or the end).
+            let until = data
+                .rollouts
+                .iter()
+                .map(|r| r.started_ms)
+                .filter(|t| *t > b.rolled_back_ms)
+                .min()
+                .unwrap_or(u64::MAX);
+            let failures: Vec<u64> = data
+                .responses
+                .iter()
+                .filter(|r| r.t_ms >= b.rollout_started_ms && r.t_ms < until)
+                .filter(|r| r.layer == Layer::Client || r.status >= 500)
+                .map(|r| r.t_ms)
+                .collect();
+            let first = failures.iter().min().copied();
+            let last = failures.iter().max().copied();
+            RollbackSummary {
+                service: b.service.clone(),
+                alert: b.alert.clone(),
+                rollout_started_ms: b.rollout_started_ms,
+                first_failure_ms: first,
+                alert_fired_ms: b.alert_fired_ms,
+                rolled_back_ms: b.rolled_back_ms,
+                last_failure_ms: last,
+                time_to_detect_ms: first.map(|f| b.alert_fired_ms.saturating_sub(f)),
+                time_to_recover_ms: first.zip(last).map(|(f, l)| l - f),
+                failed_answers: failures.len(),
+            }
+        })
+        .collect()
 }
 
 impl PhaseStats {
@@ -315,6 +375,7 @@ pub fn timelines(data: &EvidenceData) -> Timelines {
         lifecycle: data.lifecycle.clone(),
         alerts: data.alerts.clone(),
         rollouts: data.rollouts.clone(),
+        rollbacks: rollback_summaries(data),
         events: data.events.clone(),
     }
 }
@@ -402,6 +463,25 @@ pub fn markdown(r: &Report) -> String {
             opt(p.latency_ms.p99),
             opt(p.latency_ms.max)
         ));
+    }
+    if !r.timelines.rollbacks.is_empty() {
+        s.push_str("\n## Rollbacks on alert\n\nAs a deploy pipeline reports them: *detect* runs from the first 5xx (or no answer) a client got after the rollout began to the alert firing, *recover* from that first failure to the last one.\n\n| service | alert | rollout began | first failure | alert fired | rolled back | last failure | time to detect | time to recover | failed answers |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        let at = |t: Option<u64>| t.map_or("—".into(), |t| format!("{:.1} s", t as f64 / 1000.0));
+        for b in &r.timelines.rollbacks {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                b.service,
+                b.alert,
+                at(Some(b.rollout_started_ms)),
+                at(b.first_failure_ms),
+                at(Some(b.alert_fired_ms)),
+                at(Some(b.rolled_back_ms)),
+                at(b.last_failure_ms),
+                at(b.time_to_detect_ms),
+                at(b.time_to_recover_ms),
+                b.failed_answers
+            ));
+        }
     }
     s.push_str("\n## Timeline\n\n");
     let mut lines: Vec<(u64, String)> = Vec::new();

@@ -209,9 +209,10 @@ pub struct ScenarioFile {
     /// report).
     pub silent_outages_allowed: Option<Spanned<String>>,
     /// Which bug of the system fails which expectation ids: what `brownout prove` checks (the
-    /// hardened app passes, each bug fails exactly its ids).
-    #[serde(default)]
-    pub catches: BTreeMap<Spanned<String>, Spanned<Vec<String>>>,
+    /// hardened app passes, each bug fails exactly its ids). An empty `[catches]` says the
+    /// scenario proves something of the system without an app bug (e.g. the ingress's layer
+    /// attribution): `prove` then runs it on the hardened app only.
+    pub catches: Option<BTreeMap<Spanned<String>, Spanned<Vec<String>>>>,
     /// How far a run may drift from a baseline run (`--baseline`) before that is a regression.
     pub regression: Option<RegressionSpec>,
     /// Ingress settings this scenario changes from its system file's (e.g. `fail_open = false`
@@ -335,6 +336,10 @@ pub enum FaultSpec {
         set_env: BTreeMap<String, String>,
         #[serde(default = "progress_deadline")]
         progress_deadline: Dur,
+        /// Roll back as soon as this alert fires while the phase lasts, as a deploy pipeline's
+        /// analysis step does (Argo Rollouts, Flagger); the report shows the time to detect and
+        /// the time to recover. Without it, a rollout that completed stays.
+        rollback_on_alert: Option<String>,
     },
     /// A rolling restart of `service` under load (a rollout of the same spec): every replica gets
     /// SIGTERM and its grace period, after its replacement is ready.
@@ -932,6 +937,8 @@ pub struct Scenario {
     pub system_override: bool,
     /// Each bug this scenario catches, with the expectation ids it must fail (sorted).
     pub catches: Vec<Catch>,
+    /// The file has a `[catches]` table (maybe empty): `prove` runs it.
+    pub declares_catches: bool,
     /// Tolerances against a baseline run.
     pub regression: RegressionSpec,
     pub seed: u64,
@@ -1299,11 +1306,14 @@ pub fn scenario_from_text(path: &Path, text: &str, system_arg: Option<&Path>) ->
         }
         if let ExpectSpec::Rollout { outcome, .. } = spec {
             use crate::evidence::RolloutState;
-            if !matches!(outcome, RolloutState::Complete | RolloutState::Stalled) {
+            if !matches!(
+                outcome,
+                RolloutState::Complete | RolloutState::Stalled | RolloutState::RolledBack
+            ) {
                 return Err(err(
                     e.span(),
                     format!(
-                        "expectation '{}': outcome '{outcome}' must be \"complete\" or \"stalled\"",
+                        "expectation '{}': outcome '{outcome}' must be \"complete\", \"stalled\" or \"rolled-back\"",
                         spec.id()
                     ),
                 ));
@@ -1357,7 +1367,7 @@ pub fn scenario_from_text(path: &Path, text: &str, system_arg: Option<&Path>) ->
         expectations.push(ExpectSpec::default_no_silent_outage());
     }
     let mut catches = Vec::new();
-    for (bug, ids) in &file.catches {
+    for (bug, ids) in file.catches.iter().flatten() {
         let known: Vec<&String> = system
             .file
             .services
@@ -1404,6 +1414,7 @@ pub fn scenario_from_text(path: &Path, text: &str, system_arg: Option<&Path>) ->
     }
     Ok(Scenario {
         catches,
+        declares_catches: file.catches.is_some(),
         regression: file.regression.unwrap_or_default(),
         name: file.name,
         summary: file.summary,

@@ -172,7 +172,25 @@ fn check_fault(loc: &Locator, phase: usize, f: &FaultSpec, system: &System) -> R
             set_env,
             progress_deadline,
             service,
+            rollback_on_alert,
         } => {
+            if let Some(alert) = rollback_on_alert {
+                if !system.alerts.iter().any(|a| a.name == *alert) {
+                    let mut names: Vec<&str> =
+                        system.alerts.iter().map(|a| a.name.as_str()).collect();
+                    names.sort();
+                    names.dedup();
+                    at(
+                        "rollback_on_alert",
+                        Err(format!(
+                            "rollback_on_alert names alert '{}', which is in no rule file of the system '{}' (alerts: {})",
+                            alert.escape_debug(),
+                            system.name,
+                            names.join(", ")
+                        )),
+                    )?;
+                }
+            }
             at(
                 "progress_deadline",
                 checks::duration("progress_deadline", progress_deadline.get(), secs(1), HOUR),

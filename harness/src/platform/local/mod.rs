@@ -1181,6 +1181,17 @@ impl RolloutDriver for LocalPlatform {
         let Ok(shared) = self.service(service) else {
             return;
         };
+        let went_live = {
+            let s = shared.lock().expect("service lock");
+            s.previous.is_some()
+                && !s
+                    .replicas
+                    .iter()
+                    .any(|r| r.revision < s.revision && r.terminating.is_none())
+        };
+        if went_live {
+            return self.roll_back_live(service, shared, evidence).await;
+        }
         let mut s = shared.lock().expect("service lock");
         let Some((spec, revision)) = s.previous.take() else {
             return;
@@ -1204,6 +1215,46 @@ impl RolloutDriver for LocalPlatform {
             &format!(
                 "rolled back to revision {revision}; terminated [{}]",
                 new.join(", ")
+            ),
+        );
+    }
+}
+
+impl LocalPlatform {
+    /// Rolls back a rollout that completed (no replica of the previous revision is left): as
+    /// `kubectl rollout undo`, a rolling update to the previous revision's spec, waited for.
+    async fn roll_back_live(&mut self, service: &str, shared: SharedService, evidence: &Evidence) {
+        let Some(ctx) = self.ctx.clone() else {
+            return;
+        };
+        let (rolled, previous) = {
+            let mut s = shared.lock().expect("service lock");
+            let Some((spec, revision)) = s.previous.take() else {
+                return;
+            };
+            let rolled = s.revision;
+            s.spec = spec;
+            s.revision += 1;
+            s.next_index = 0;
+            (rolled, revision)
+        };
+        let mut fleet = LocalFleet {
+            ctx,
+            service: shared,
+            evidence: evidence.clone(),
+        };
+        let outcome = rollout::roll(
+            &mut fleet,
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+        )
+        .await;
+        evidence.rollout_ended(
+            &rollout_id(service, rolled),
+            crate::evidence::RolloutState::RolledBack,
+            &format!(
+                "rolled back to the spec of revision {previous} by a rolling update: {}",
+                outcome.describe()
             ),
         );
     }
