@@ -191,4 +191,75 @@ mod tests {
         heal(&mut p, r, &ev).await;
         assert_eq!(p.calls.last(), Some(&Call::Rollback("checkout".into())));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rollout_with_rollback_on_alert_is_rolled_back_once_when_its_alert_fires() {
+        use crate::evidence::AlertState;
+        let mut p = FakePlatform {
+            rollout_takes: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let ev = Evidence::new();
+        // Firing before the rollout began: not the rollout's doing.
+        ev.alert_state("CheckoutHigh5xxRatio", AlertState::Firing);
+        ev.alert_state("CheckoutHigh5xxRatio", AlertState::Inactive);
+        std::thread::sleep(Duration::from_millis(5));
+        let change = RevisionChange {
+            set_env: [("CATALOG_TABLE".to_string(), "items_v2".to_string())].into(),
+            ..Default::default()
+        };
+        let mut r = inject(
+            &mut p,
+            "checkout",
+            Some(&change),
+            Duration::from_secs(12),
+            &ev,
+        )
+        .await
+        .unwrap();
+        r.rollback_on_alert = Some("CheckoutHigh5xxRatio".into());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        std::thread::sleep(Duration::from_millis(5));
+        // Another alert firing, or this one pending: nothing yet.
+        ev.alert_state("CheckoutReplicaDown", AlertState::Firing);
+        ev.alert_state("CheckoutHigh5xxRatio", AlertState::Pending);
+        watch(&mut p, &mut r, &ev).await;
+        assert_eq!(p.calls.len(), 1, "{:?}", p.calls);
+        ev.alert_state("CheckoutHigh5xxRatio", AlertState::Firing);
+        watch(&mut p, &mut r, &ev).await;
+        watch(&mut p, &mut r, &ev).await;
+        heal(&mut p, r, &ev).await;
+        assert_eq!(
+            p.calls,
+            vec![
+                Call::StartRollout("checkout".into(), "CATALOG_TABLE=items_v2".into()),
+                Call::Rollback("checkout".into())
+            ],
+            "rolled back once, and not again at heal"
+        );
+        let rollbacks = ev.with(|d| d.rollbacks.clone());
+        assert_eq!(rollbacks.len(), 1);
+        assert_eq!(rollbacks[0].alert, "CheckoutHigh5xxRatio");
+        assert!(rollbacks[0].alert_fired_ms >= rollbacks[0].rollout_started_ms);
+        // Without rollback_on_alert the same firing alert changes nothing: a complete rollout stays.
+        let mut p = FakePlatform {
+            rollout_takes: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let mut r = inject(
+            &mut p,
+            "checkout",
+            Some(&change),
+            Duration::from_secs(12),
+            &ev,
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        ev.alert_state("CheckoutHigh5xxRatio", AlertState::Inactive);
+        ev.alert_state("CheckoutHigh5xxRatio", AlertState::Firing);
+        watch(&mut p, &mut r, &ev).await;
+        heal(&mut p, r, &ev).await;
+        assert_eq!(p.calls.len(), 1, "{:?}", p.calls);
+    }
 }

@@ -154,7 +154,7 @@ mod tests {
         assert!(j.passed, "{}", j.evidence);
         assert!(
             j.evidence
-                .starts_with("fault after the first 2.0 s: 30 responses: 503×30"),
+                .starts_with("fault after the first 2.0 s: 30 responses: 503 (ingress)×30"),
             "{}",
             j.evidence
         );

@@ -448,4 +448,56 @@ mod tests {
             (Layer::Ingress, Some("127.0.0.1:4002".into()))
         );
     }
+
+    fn request(name: &str, weight: usize, during: &[&str]) -> RequestSpec {
+        RequestSpec {
+            name: name.into(),
+            method: "GET".into(),
+            path: format!("/{name}"),
+            body: None,
+            weight,
+            idempotency_key: false,
+            retry: None,
+            during: during.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    /// Requests with `during` are sent in their phases only, at their weight there; the others in
+    /// every phase, including before the first.
+    #[test]
+    fn each_phase_sends_its_own_mix() {
+        let load = Load {
+            rate: 40,
+            max_in_flight: 10,
+            timeout: Duration::from_secs(1),
+            requests: vec![
+                request("always", 3, &[]),
+                request("rare", 1, &["rare"]),
+                request("storm", 3, &["storm"]),
+            ],
+        };
+        let ev = Evidence::new();
+        let mut mixes = PhaseMixes::new(&load, 7);
+        let counts = |mixes: &mut PhaseMixes| {
+            let mut c = [0usize; 3];
+            for _ in 0..600 {
+                c[mixes.next(&ev, Instant::now())] += 1;
+            }
+            c
+        };
+        assert_eq!(counts(&mut mixes), [600, 0, 0], "before the first phase");
+        ev.begin_phase("baseline");
+        assert_eq!(counts(&mut mixes), [600, 0, 0]);
+        ev.begin_phase("rare");
+        assert_eq!(counts(&mut mixes), [450, 150, 0], "3:1, exactly per block");
+        ev.begin_phase("storm");
+        assert_eq!(counts(&mut mixes), [300, 0, 300]);
+        // Without any `during`, one mix over the whole run, as before.
+        let plain = Load {
+            requests: vec![request("a", 1, &[]), request("b", 1, &[])],
+            ..load
+        };
+        let mut mixes = PhaseMixes::new(&plain, 7);
+        assert_eq!(counts(&mut mixes), [300, 300, 0]);
+    }
 }

@@ -600,4 +600,53 @@ mod tests {
         let refs: Vec<&ResponseRecord> = retried.iter().collect();
         assert_eq!(mix_worst_window_pp(&s, None, &refs, 0, 5_000), 0.0);
     }
+
+    #[test]
+    fn a_rollback_on_alert_gets_its_time_to_detect_and_to_recover_from_what_clients_saw() {
+        use crate::evidence::{ResponseRecord, RollbackRecord, RolloutRecord, RolloutState};
+        let mut d = EvidenceData::default();
+        let answer = |t_ms: u64, status: u16| -> ResponseRecord {
+            let layer = if status == 0 {
+                Layer::Client
+            } else {
+                Layer::App
+            };
+            crate::judge::testkit::response(t_ms, 0, status, layer, 5)
+        };
+        // A 500 before the rollout is not its doing; then 500s from 15 s to 25 s; a later
+        // rollout's failures are not counted.
+        d.responses = vec![
+            answer(5_000, 500),
+            answer(14_000, 200),
+            answer(15_000, 500),
+            answer(20_000, 0),
+            answer(25_000, 500),
+            answer(26_000, 200),
+            answer(41_000, 500),
+        ];
+        for (id, started_ms) in [("checkout@r2", 13_800), ("checkout@r3", 40_000)] {
+            d.rollouts.push(RolloutRecord {
+                id: id.into(),
+                service: "checkout".into(),
+                change: String::new(),
+                started_ms,
+                ended_ms: None,
+                outcome: RolloutState::InProgress,
+                detail: String::new(),
+            });
+        }
+        d.rollbacks.push(RollbackRecord {
+            service: "checkout".into(),
+            alert: "CheckoutHigh5xxRatio".into(),
+            rollout_started_ms: 13_800,
+            alert_fired_ms: 21_800,
+            rolled_back_ms: 23_900,
+        });
+        let s = &rollback_summaries(&d)[0];
+        assert_eq!(s.first_failure_ms, Some(15_000));
+        assert_eq!(s.last_failure_ms, Some(25_000));
+        assert_eq!(s.time_to_detect_ms, Some(6_800));
+        assert_eq!(s.time_to_recover_ms, Some(10_000));
+        assert_eq!(s.failed_answers, 3);
+    }
 }

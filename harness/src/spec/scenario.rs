@@ -260,11 +260,17 @@ fn check_fault(loc: &Locator, phase: usize, f: &FaultSpec, system: &System) -> R
                 )?;
             }
         }
-        FaultSpec::MemoryLimit { limit, .. } => at(
-            "limit",
-            checks::number("memory limit (bytes)", limit.0, 8 << 20, 1 << 40)
-                .map_err(|e| format!("{e}: give a size such as \"128MiB\"")),
-        )?,
+        FaultSpec::MemoryLimit { limit, .. } => {
+            if !(8 << 20..=1 << 40).contains(&limit.0) {
+                at(
+                    "limit",
+                    Err(format!(
+                        "memory limit of {} bytes is out of range: give between \"8MiB\" and \"1TiB\" (a process needs a few MiB to start at all)",
+                        limit.0
+                    )),
+                )?;
+            }
+        }
     }
     Ok(())
 }

@@ -542,6 +542,7 @@ mod tests {
                 grace: Duration::from_secs(1),
                 pre_stop: None,
                 bring_up: false,
+                oom_kills_seen: Default::default(),
             },
             evidence.clone(),
         );
