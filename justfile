@@ -34,13 +34,21 @@ validate *PATHS: build
 list: build
     ./target/release/brownout list
 
-# Run the whole test suite (release builds): format and lint checks, unit, integration and end-to-end tests.
+# The fast tier (CI runs it, about 30 min from a fresh clone): format and lint checks, unit,
+# integration and end-to-end tests, quick benchmarks; the scenario matrix is `just test-matrix`.
 test: deps
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo build --workspace --bins --release
     cargo test --workspace --release
     cargo test --workspace --release --bench bench -- --quick
+
+# The long tier (about 30 min): every scenario proved on the hardened app and with each bug of its
+# [catches] (`brownout prove`), each run's load, edge counts and page checked, the bugs again on the
+# system without the edge rule, the scenarios without what they prove, and every alert rule fired.
+test-matrix: deps
+    cargo build --workspace --bins --release
+    cargo test --release -p harness --test e2e -- --ignored --exact scenario_matrix --nocapture
 
 # Benchmarks, side by side in one run (PARTS: proxy load startup cost; default all): the fault proxy
 # vs HAProxy, the load driver vs bare goose and wrk, stack start-up, the harness's CPU and RSS at
@@ -63,7 +71,7 @@ abort-soak N="200": deps
 stability N="3" PROFILE="release": deps
     cargo build --workspace --bins {{ if PROFILE == "release" { "--release" } else { "" } }}
     rm -rf reports/stability-{{PROFILE}}
-    -BROWNOUT_E2E_REPEAT={{N}} BROWNOUT_E2E_REPORTS={{justfile_directory()}}/reports/stability-{{PROFILE}} cargo test {{ if PROFILE == "release" { "--release" } else { "" } }} -p harness --test e2e
+    -BROWNOUT_E2E_REPEAT={{N}} BROWNOUT_E2E_REPORTS={{justfile_directory()}}/reports/stability-{{PROFILE}} cargo test {{ if PROFILE == "release" { "--release" } else { "" } }} -p harness --test e2e -- --ignored --exact scenario_matrix
     ./target/{{PROFILE}}/brownout summarize reports/stability-{{PROFILE}}
 
 # Run a game day on SYSTEM (the local platform): steady load, faults by hand from the page or
