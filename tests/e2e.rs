@@ -215,9 +215,10 @@ fn assert_load_offered_what_was_declared(scenario: &str, report: &serde_json::Va
             .unwrap()
             .iter()
             .map(|r| {
-                let sent = r.get("during").and_then(|d| d.as_array()).is_none_or(|d| {
-                    d.iter().any(|p| p.as_str() == Some(phase))
-                });
+                let sent = r
+                    .get("during")
+                    .and_then(|d| d.as_array())
+                    .is_none_or(|d| d.iter().any(|p| p.as_str() == Some(phase)));
                 if sent {
                     r.get("weight").and_then(|w| w.as_integer()).unwrap_or(1) as f64
                 } else {
@@ -830,5 +831,76 @@ fn kill_9_mid_fault_leaves_no_process_and_the_next_run_sweeps_the_temp_dir() {
     assert_eq!(out.status.code(), Some(2));
     for d in dirs {
         assert!(!d.exists(), "not swept: {}", d.display());
+    }
+}
+
+/// The README's incident walkthrough runs as written: every command of its block (after `./just
+/// build`, which the suite has done), from the repository, with the scenarios dir and the reports
+/// in a temp dir. `new` writes a valid scenario; it passes on the hardened app and fails, naming
+/// what the README says, with the incident's bug.
+#[test]
+fn the_readme_incident_walkthrough_runs_as_written() {
+    let _g = serial();
+    app_binaries_built();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("## From an incident to a scenario")
+        .nth(1)
+        .expect("README has the walkthrough");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block");
+    let commands: Vec<String> = block
+        .replace("\\\n", " ")
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(commands.len(), 4, "{commands:?}");
+    assert_eq!(commands[0], "./just build");
+    let dir = tempfile::tempdir().unwrap();
+    let mut outcomes = Vec::new();
+    for cmd in &commands[1..] {
+        // The block names ./target/release/brownout: the suite's own build of it.
+        let cmd = cmd.replace("./target/release/brownout", BROWNOUT);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .current_dir(root())
+            .env("BROWNOUT_SCENARIOS", dir.path())
+            .env("BROWNOUT_REPORTS", dir.path().join("reports"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        outcomes.push((out.status.code(), stdout, stderr));
+    }
+    let scenario = dir.path().join("payments-refused.toml");
+    let (code, stdout, stderr) = &outcomes[0];
+    assert_eq!(*code, Some(0), "new: {stdout}{stderr}");
+    assert!(scenario.is_file(), "{stdout}");
+    for (i, (bugs, want_code, want_failed)) in [
+        (vec![], 0, set(&[])),
+        (
+            vec!["dependency-errors-500"],
+            1,
+            set(&["fault-answers-from-app", "pages"]),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (code, stdout, stderr) = &outcomes[i + 1];
+        assert_eq!(*code, Some(want_code), "run {bugs:?}: {stdout}\n{stderr}");
+        let report = stdout
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("report: "))
+            .map(|p| Path::new(p).parent().unwrap().to_path_buf())
+            .unwrap_or_else(|| panic!("no report path: {stdout}\n{stderr}"));
+        let failed = check_run(scenario.to_str().unwrap(), &report, &bugs, stderr);
+        assert_eq!(failed, want_failed, "run {bugs:?}");
     }
 }

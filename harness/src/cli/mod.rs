@@ -1,10 +1,11 @@
 //! The command line: `run` a scenario (on the local platform, a kind cluster or, opt-in, another
 //! cluster), `prove` that scenarios catch their bugs, run a `suite` of scenarios for CI, `clean`
 //! up after dead runs, `validate` scenario files, `list` scenarios, `summarize` many runs, print a
-//! system's Kubernetes `manifests`, run a `gameday`. Each command returns an [`Exit`] (or an error, whose exit code
+//! system's Kubernetes `manifests`, run a `gameday`, write a `new` scenario from an incident. Each command returns an [`Exit`] (or an error, whose exit code
 //! it implies).
 
 mod gameday;
+mod new;
 mod prove;
 mod session;
 mod suite;
@@ -101,6 +102,10 @@ enum Command {
     /// and healed by hand (a live page and control API on 127.0.0.1), until stopped; or act on
     /// the running one: inject, heal, rate, note, status, stop.
     Gameday(gameday::GamedayCmd),
+    /// Write a scenario from an incident: its fault, how long it lasted, what clients sent and
+    /// which alert should have paged, on the system file of your app; the expectations a serious
+    /// team holds for that kind of fault are filled in (and commented), and the file validated.
+    New(new::NewArgs),
     /// List the scenarios with a one-line summary each.
     List {
         #[arg(long, env = "BROWNOUT_SCENARIOS", default_value = "scenarios")]
@@ -201,6 +206,7 @@ impl Cli {
                 scenarios_dir,
             } => validate(paths, &scenarios_dir),
             Command::List { scenarios_dir } => list(&scenarios_dir),
+            Command::New(args) => new::new(args),
             Command::Gameday(cmd) => gameday::run(cmd),
             Command::Summarize { dir } => summarize(&dir),
             Command::Manifests {
