@@ -497,7 +497,7 @@ impl DatabaseHandle for KubePlatform {
 impl KubePlatform {
     /// Scales the database's Deployment to `replicas` and waits until that many pods are ready.
     async fn scale_database(&mut self, replicas: i32, evidence: &Evidence) -> Result<()> {
-        let poll = self.poll;
+        let (poll, ready_within) = (self.poll, self.ready_within);
         let d = self.deployed_mut()?;
         if d.database_url.is_none() {
             return Err(BrownoutError::BadInput(
@@ -513,7 +513,8 @@ impl KubePlatform {
         )
         .await
         .map_err(|e| BrownoutError::Environment(format!("scaling postgres to {replicas}: {e}")))?;
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let within = ready_within;
+        let deadline = Instant::now() + within;
         loop {
             let dep = api.get("postgres").await.map_err(|e| {
                 BrownoutError::Environment(format!("reading the postgres Deployment: {e}"))
@@ -527,7 +528,8 @@ impl KubePlatform {
             }
             if Instant::now() > deadline {
                 return Err(BrownoutError::Environment(format!(
-                    "postgres: {ready}/{total} pods ready 90 s after scaling to {replicas}"
+                    "postgres: {ready}/{total} pods ready {} s after scaling to {replicas}",
+                    within.as_secs()
                 )));
             }
             tokio::time::sleep(poll).await;
@@ -777,6 +779,95 @@ mod tests {
             bin_dir: PathBuf::from("/nonexistent"),
             log_dir: PathBuf::from("/nonexistent"),
             seed: 1,
+        }
+    }
+
+    /// `database-down` on a cluster: the postgres Deployment is scaled to 0 (a merge patch of
+    /// `spec.replicas`) and the harness waits until no pod is left, then back to 1 and waits until
+    /// it is ready; a database that never comes back is an error naming it.
+    #[tokio::test]
+    async fn database_down_scales_postgres_to_zero_and_back_and_waits_for_it() {
+        use std::sync::atomic::AtomicI64;
+        let system =
+            crate::spec::load_system(&root().join("scenarios/systems/checkout.toml")).unwrap();
+        // Desired replicas of postgres as patched; the pods follow after two looks, or never.
+        for comes_back in [true, false] {
+            let desired = Arc::new(AtomicI64::new(1));
+            let looks = Arc::new(AtomicUsize::new(0));
+            let (d2, l2) = (desired.clone(), looks.clone());
+            let mut inner = healthy_cluster(&system, 3);
+            let answer: mock::Answer = Box::new(move |s: &Seen| {
+                let p = s.path_and_query.as_str();
+                if !s.is_watch() && p.contains("/deployments/postgres") {
+                    if s.method == Method::PATCH && s.content_type.contains("merge-patch") {
+                        d2.store(
+                            s.body["spec"]["replicas"].as_i64().unwrap(),
+                            Ordering::SeqCst,
+                        );
+                        l2.store(0, Ordering::SeqCst);
+                    }
+                    let want = d2.load(Ordering::SeqCst);
+                    let seen = l2.fetch_add(1, Ordering::SeqCst);
+                    let pods = if seen >= 2 && (comes_back || want == 0) {
+                        want
+                    } else {
+                        1 - want
+                    };
+                    return Reply::Json(
+                        StatusCode::OK,
+                        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                            "metadata": {"name": "postgres"}, "spec": {"replicas": want},
+                            "status": {"replicas": pods, "readyReplicas": pods}}),
+                    );
+                }
+                inner(s)
+            });
+            let (client, log) = mock::server(answer);
+            let host = host_ports().await;
+            let mut p = KubePlatform::new(Target::Client(client));
+            p.poll = Duration::from_millis(10);
+            p.addresses.ingress = host.clone();
+            p.addresses.prometheus = host.clone();
+            let ev = Evidence::new();
+            p.deploy(&system, &opts("20261203T090000Z-db01"), &ev)
+                .await
+                .unwrap();
+            p.ready_within = Duration::from_millis(500);
+            p.stop_database(&ev).await.unwrap();
+            let result = p.start_database(&ev).await;
+            let patches: Vec<serde_json::Value> = log
+                .calls()
+                .into_iter()
+                .filter(|c| c.content_type.contains("merge-patch"))
+                .map(|c| c.body)
+                .collect();
+            assert_eq!(
+                patches,
+                vec![
+                    json!({"spec": {"replicas": 0}}),
+                    json!({"spec": {"replicas": 1}})
+                ]
+            );
+            if comes_back {
+                result.unwrap();
+                let events =
+                    ev.with(|d| d.events.iter().map(|e| e.what.clone()).collect::<Vec<_>>());
+                assert!(
+                    events.contains(&"postgres scaled to 0".to_string()),
+                    "{events:?}"
+                );
+                assert!(
+                    events.contains(&"postgres scaled to 1".to_string()),
+                    "{events:?}"
+                );
+            } else {
+                let e = result.unwrap_err().to_string();
+                assert!(
+                    e.contains("postgres: 0/0 pods ready 0 s after scaling to 1"),
+                    "{e}"
+                );
+            }
+            p.teardown().await;
         }
     }
 
