@@ -151,7 +151,7 @@ fn soak(signal: nix::sys::signal::Signal) {
     sweep_by_a_later_run();
     let before = Snapshot::take();
     assert!(
-        before.run_dirs.is_empty() && before.mounts.is_empty(),
+        before.run_dirs.is_empty() && before.mounts.is_empty() && before.cgroups.is_empty(),
         "the machine is not clean before the test: {before:?}"
     );
     let mut rng = rand::rng();

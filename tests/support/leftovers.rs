@@ -1,5 +1,6 @@
 //! What a run can leave on the machine, read from /proc: processes of the programs a run starts,
-//! listening TCP ports, mounts and work directories of runs (`$TMPDIR/brownout-run-*`). Tests
+//! listening TCP ports, mounts, work directories of runs (`$TMPDIR/brownout-run-*`) and the
+//! replicas' memory cgroups (`brownout-<pid>` under this process's memory cgroup). Tests
 //! take a [`Snapshot`] before a run and check that after it (or after its abort) nothing was added.
 
 use std::collections::BTreeSet;
@@ -24,6 +25,39 @@ pub struct Snapshot {
     pub listening: BTreeSet<u16>,
     pub mounts: BTreeSet<String>,
     pub run_dirs: BTreeSet<PathBuf>,
+    pub cgroups: BTreeSet<PathBuf>,
+}
+
+/// `brownout-<pid>` directories under this process's memory cgroup (v1 or v2), where runs put
+/// their replicas' cgroups (a harness started by this one shares its cgroup).
+fn run_cgroups() -> BTreeSet<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut dirs = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(controllers), Some(path)) = (controllers, path) else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "memory") {
+            dirs.push(std::path::Path::new("/sys/fs/cgroup/memory").join(path));
+        } else if controllers.is_empty() {
+            dirs.push(std::path::Path::new("/sys/fs/cgroup").join(path));
+            dirs.push(std::path::Path::new("/sys/fs/cgroup/unified").join(path));
+        }
+    }
+    dirs.iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|rd| rd.flatten())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("brownout-"))
+                .is_some_and(|pid| pid.parse::<u32>().is_ok())
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 fn alive(pid: i32) -> bool {
@@ -79,6 +113,7 @@ impl Snapshot {
             listening,
             mounts,
             run_dirs,
+            cgroups: run_cgroups(),
         }
     }
 
@@ -96,6 +131,9 @@ impl Snapshot {
         }
         for d in later.run_dirs.difference(&self.run_dirs) {
             out.push(format!("run dir {}", d.display()));
+        }
+        for c in later.cgroups.difference(&self.cgroups) {
+            out.push(format!("cgroup {}", c.display()));
         }
         out
     }
