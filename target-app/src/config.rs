@@ -25,8 +25,9 @@ pub enum Bug {
     NoUpstreamTimeout,
     /// ENOSPC on the receipt write becomes an unhandled 500.
     Enospc500,
-    /// A dependency that refuses connections (payments, the database) becomes an unhandled 500
-    /// without Retry-After, and the payments breaker counts only timeouts, so it never opens.
+    /// Dependency errors become an unhandled 500 without Retry-After: payments refusing
+    /// connections, and any database error (unreachable, pool exhausted, statement timed out);
+    /// the payments breaker counts only timeouts, so a refusing payments never opens it.
     DependencyErrors500,
     /// Readiness checks the database on one connection opened at its first check and never
     /// reopened: after the database restarts, the replica stays unready for good.

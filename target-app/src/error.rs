@@ -10,8 +10,8 @@ use serde_json::json;
 /// Seconds clients are told to wait before retrying a 503 (set once at boot from the config).
 pub static RETRY_AFTER_SECS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
-/// The `dependency-errors-500` bug (set once at boot): an unreachable dependency is an unhandled
-/// error instead of a 503 a client can retry.
+/// The `dependency-errors-500` bug (set once at boot): a failing database (unreachable, pool
+/// exhausted, statement timed out) is an unhandled error instead of a 503 a client can retry.
 pub static DEPENDENCY_ERRORS_500: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
@@ -66,7 +66,7 @@ impl From<anyhow::Error> for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
+        let mapped = match &e {
             sqlx::Error::PoolTimedOut => {
                 crate::state::note_acquire_timeout();
                 AppError::Unavailable("database pool exhausted".into())
@@ -77,11 +77,14 @@ impl From<sqlx::Error> for AppError {
             {
                 AppError::Unavailable("database statement timed out".into())
             }
-            _ if database_unreachable(&e) && !dependency_errors_500() => {
-                AppError::Unavailable("database unreachable".into())
-            }
-            _ => AppError::Internal(anyhow::Error::new(e).context("database error")),
+            _ if database_unreachable(&e) => AppError::Unavailable("database unreachable".into()),
+            _ => return AppError::Internal(anyhow::Error::new(e).context("database error")),
+        };
+        if dependency_errors_500() {
+            // The bug: every database error is an unhandled 500, whatever a retry could do.
+            return AppError::Internal(anyhow::Error::new(e).context("database error"));
         }
+        mapped
     }
 }
 

@@ -639,3 +639,118 @@ async fn no_drain_bug_drops_the_in_flight_request() {
         "the in-flight request is dropped"
     );
 }
+
+/// A malformed coupon panics in the handler: the hardened service answers 500 with only an error
+/// id (no panic message, no backtrace), logs the panic with that id, counts it, and keeps serving.
+/// Under `panic-unhandled` the connection is dropped without an answer, and the next request is
+/// still served (the process survives; only the connection went).
+#[tokio::test]
+async fn a_panicking_request_is_a_500_with_an_error_id_and_the_process_survives() {
+    let app = App::start(Options::default()).await;
+    let c = client();
+    let bad = c
+        .post(app.url("/api/checkout"))
+        .header("Idempotency-Key", "coupon-1")
+        .json(&serde_json::json!({"item_id": 1, "quantity": 1, "coupon": "SAVE10"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 500);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["error"], "internal error");
+    let id = body["error_id"].as_str().expect("an error id").to_string();
+    let text = body.to_string();
+    assert!(
+        !text.contains("unwrap") && !text.contains("panicked") && !text.contains("api.rs"),
+        "no internals in the body: {text}"
+    );
+    assert!(
+        app.log_text().contains(&id),
+        "the panic is logged with its id"
+    );
+    let good = c
+        .post(app.url("/api/checkout"))
+        .header("Idempotency-Key", "coupon-2")
+        .json(&serde_json::json!({"item_id": 1, "quantity": 1, "coupon": "SAVE-10"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 201, "still serving");
+    let order: serde_json::Value = good.json().await.unwrap();
+    assert_eq!(
+        order["amount_cents"],
+        2490 * 90 / 100,
+        "the coupon's 10% off"
+    );
+    let metrics = c
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"checkout_http_requests_total{route="/api/checkout",status="500"} 1"#),
+        "counted: {metrics}"
+    );
+
+    let buggy = App::start(Options {
+        bugs: "panic-unhandled",
+        ..Options::default()
+    })
+    .await;
+    let dropped = c
+        .post(buggy.url("/api/checkout"))
+        .json(&serde_json::json!({"item_id": 1, "quantity": 1, "coupon": "SAVE10"}))
+        .send()
+        .await;
+    assert!(dropped.is_err(), "no answer at all: {dropped:?}");
+    let after = c.get(buggy.url("/api/catalog")).send().await.unwrap();
+    assert_eq!(after.status(), 200, "the process survived");
+}
+
+/// An export over MAX_EXPORT_ITEMS is refused with 413 before anything is built; one under it is
+/// served with about 1 KiB per item. Under `unbounded-export` the large one is built.
+#[tokio::test]
+async fn an_oversized_export_is_refused_before_allocating() {
+    let mut opts = Options::default();
+    opts.env.push(("MAX_EXPORT_ITEMS", "1000".into()));
+    let app = App::start(opts).await;
+    let c = client();
+    let ok = c
+        .get(app.url("/api/export?items=500"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap().len(), 500 * 1024);
+    let big = c
+        .get(app.url("/api/export?items=1001"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 413);
+    let body: serde_json::Value = big.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 1000 items"),
+        "{body}"
+    );
+
+    let mut opts = Options {
+        bugs: "unbounded-export",
+        ..Options::default()
+    };
+    opts.env.push(("MAX_EXPORT_ITEMS", "1000".into()));
+    let buggy = App::start(opts).await;
+    let built = c
+        .get(buggy.url("/api/export?items=2000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(built.status(), 200);
+    assert_eq!(built.text().await.unwrap().len(), 2000 * 1024);
+}
