@@ -640,6 +640,20 @@ async fn no_drain_bug_drops_the_in_flight_request() {
     );
 }
 
+/// A checkout of item 1 with `coupon`, under Idempotency-Key `key`.
+async fn checkout_with_coupon(
+    app: &App,
+    key: &str,
+    coupon: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client()
+        .post(app.url("/api/checkout"))
+        .header("Idempotency-Key", key)
+        .json(&serde_json::json!({"item_id": 1, "quantity": 1, "coupon": coupon}))
+        .send()
+        .await
+}
+
 /// A malformed coupon panics in the handler: the hardened service answers 500 with only an error
 /// id (no panic message, no backtrace), logs the panic with that id, counts it, and keeps serving.
 /// Under `panic-unhandled` the connection is dropped without an answer, and the next request is
@@ -648,11 +662,7 @@ async fn no_drain_bug_drops_the_in_flight_request() {
 async fn a_panicking_request_is_a_500_with_an_error_id_and_the_process_survives() {
     let app = App::start(Options::default()).await;
     let c = client();
-    let bad = c
-        .post(app.url("/api/checkout"))
-        .header("Idempotency-Key", "coupon-1")
-        .json(&serde_json::json!({"item_id": 1, "quantity": 1, "coupon": "SAVE10"}))
-        .send()
+    let bad = checkout_with_coupon(&app, "coupon-1", "SAVE10")
         .await
         .unwrap();
     assert_eq!(bad.status(), 500);
@@ -668,11 +678,7 @@ async fn a_panicking_request_is_a_500_with_an_error_id_and_the_process_survives(
         app.log_text().contains(&id),
         "the panic is logged with its id"
     );
-    let good = c
-        .post(app.url("/api/checkout"))
-        .header("Idempotency-Key", "coupon-2")
-        .json(&serde_json::json!({"item_id": 1, "quantity": 1, "coupon": "SAVE-10"}))
-        .send()
+    let good = checkout_with_coupon(&app, "coupon-2", "SAVE-10")
         .await
         .unwrap();
     assert_eq!(good.status(), 201, "still serving");
@@ -700,11 +706,7 @@ async fn a_panicking_request_is_a_500_with_an_error_id_and_the_process_survives(
         ..Options::default()
     })
     .await;
-    let dropped = c
-        .post(buggy.url("/api/checkout"))
-        .json(&serde_json::json!({"item_id": 1, "quantity": 1, "coupon": "SAVE10"}))
-        .send()
-        .await;
+    let dropped = checkout_with_coupon(&buggy, "coupon-3", "SAVE10").await;
     assert!(dropped.is_err(), "no answer at all: {dropped:?}");
     let after = c.get(buggy.url("/api/catalog")).send().await.unwrap();
     assert_eq!(after.status(), 200, "the process survived");
