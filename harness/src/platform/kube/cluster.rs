@@ -673,6 +673,17 @@ mod tests {
         addr
     }
 
+    /// A platform on the mock API server `client` that polls every 10 ms, with its ingress and
+    /// Prometheus addresses on a real server on port 0 (returned).
+    async fn fast_platform(client: kube::Client) -> (KubePlatform, String) {
+        let host = host_ports().await;
+        let mut p = KubePlatform::new(Target::Client(client));
+        p.poll = Duration::from_millis(10);
+        p.addresses.ingress = host.clone();
+        p.addresses.prometheus = host.clone();
+        (p, host)
+    }
+
     /// The API server of a healthy cluster: applies succeed, the Deployments become available on
     /// the second look, watches stay open, the namespace is gone after its deletion.
     fn healthy_cluster(system: &System, available_after: usize) -> mock::Answer {
@@ -823,11 +834,7 @@ mod tests {
                 inner(s)
             });
             let (client, log) = mock::server(answer);
-            let host = host_ports().await;
-            let mut p = KubePlatform::new(Target::Client(client));
-            p.poll = Duration::from_millis(10);
-            p.addresses.ingress = host.clone();
-            p.addresses.prometheus = host.clone();
+            let (mut p, _host) = fast_platform(client).await;
             let ev = Evidence::new();
             p.deploy(&system, &opts("20261203T090000Z-db01"), &ev)
                 .await
@@ -876,11 +883,7 @@ mod tests {
         let system =
             crate::spec::load_system(&root().join("scenarios/systems/checkout.toml")).unwrap();
         let (client, log) = mock::server(healthy_cluster(&system, 3));
-        let host = host_ports().await;
-        let mut p = KubePlatform::new(Target::Client(client));
-        p.poll = Duration::from_millis(10);
-        p.addresses.ingress = host.clone();
-        p.addresses.prometheus = host.clone();
+        let (mut p, host) = fast_platform(client).await;
         let ev = Evidence::new();
         let endpoints = p
             .deploy(&system, &opts("20261123T200000Z-ab12"), &ev)
