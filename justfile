@@ -50,6 +50,14 @@ test-matrix: deps
     cargo build --workspace --bins --release
     cargo test --release -p harness --test e2e -- --ignored --exact scenario_matrix --nocapture
 
+# The kind platform for real (needs docker, kind v0.33.0 and kubectl; exit 3 naming how to install
+# a missing one): creates or reuses the `brownout` kind cluster (kind-config/kind.yaml, Kubernetes
+# 1.34), builds the release binaries and, once, the images; smoke rows first (sigterm-grace, then
+# slow-upstream), stopping at the first failing one with a diagnosis in reports/kind/diagnosis/;
+# then the kind matrix. `./just test-kind --smoke-only` stops after the smoke rows.
+test-kind *ARGS:
+    scripts/test-kind.sh {{ARGS}}
+
 # Benchmarks, side by side in one run (PARTS: proxy load startup cost; default all): the fault proxy
 # vs HAProxy, the load driver vs bare goose and wrk, stack start-up, the harness's CPU and RSS at
 # 40/400/2000 req/s. Prints the table, writes reports/bench/. `just bench --quick` only checks they run.

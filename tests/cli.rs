@@ -326,6 +326,51 @@ fn kubernetes_platforms_refuse_clearly_before_anything_runs() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
 }
 
+/// A scenario with a fault the platform cannot do (memory-limit on Kubernetes) is refused before
+/// anything is deployed: kind is never called, exit 3, the message names the platform and the
+/// fault and says "not supported on this platform" (the e2e kind matrix reads such a row as not
+/// supported). `prove` lists each such run as not supported, never as aborted, and exits 3 when
+/// nothing could be proved.
+#[test]
+fn a_fault_the_platform_cannot_do_is_refused_before_anything_is_deployed() {
+    let fake = tempfile::tempdir().unwrap();
+    let calls = fake.path().join("calls");
+    for p in ["docker", "kind"] {
+        let f = fake.path().join(p);
+        let script = format!(
+            "#!/bin/sh\necho \"{p} $*\" >> {}\nexit 1\n",
+            calls.display()
+        );
+        std::fs::write(&f, script).unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let reports = tempfile::tempdir().unwrap();
+    for args in [
+        &["run", "oom-kill", "--platform", "kind"][..],
+        &["prove", "oom-kill", "--platform", "kind"][..],
+    ] {
+        let out = Command::new(BROWNOUT)
+            .args(args)
+            .current_dir(root())
+            .env("PATH", fake.path())
+            .env("BROWNOUT_REPORTS", reports.path())
+            .output()
+            .unwrap();
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {said}");
+        assert!(
+            said.contains("fault memory-limit is not supported on this platform (kubernetes)"),
+            "{args:?}: {said}"
+        );
+        assert!(!said.contains("aborted"), "{args:?}: {said}");
+        assert!(
+            !calls.exists(),
+            "{args:?}: nothing deployed, but: {}",
+            std::fs::read_to_string(&calls).unwrap_or_default()
+        );
+    }
+}
+
 /// The README's scenario table lists, per scenario, exactly the bugs its file's `[catches]`
 /// declares (the files are the one source; `brownout prove` runs them).
 #[test]

@@ -9,6 +9,18 @@ pub enum BrownoutError {
     /// Something the run needs is missing or broken on this machine. The message says the fix.
     #[error("{0}")]
     Environment(String),
+    /// The platform cannot inject one of the scenario's faults: refused before anything is
+    /// deployed (exit 3). `prove` and `suite` report such a run as "not supported on this
+    /// platform", neither passed nor failed; the e2e matrix keys on that phrase.
+    #[error("fault {fault} is not supported on this platform ({platform}): {why}")]
+    NotSupported {
+        /// The platform's name ([`crate::platform::Platform::name`]).
+        platform: String,
+        /// The fault's kind as the scenario file writes it (e.g. `memory-limit`).
+        fault: String,
+        /// Why the platform cannot do it.
+        why: String,
+    },
     /// The run was interrupted (Ctrl-C / SIGTERM) and cleaned up.
     #[error("interrupted")]
     Interrupted,
@@ -40,7 +52,7 @@ impl BrownoutError {
     pub fn exit(&self) -> Exit {
         match self {
             BrownoutError::BadInput(_) => Exit::BadInput,
-            BrownoutError::Environment(_) => Exit::Environment,
+            BrownoutError::Environment(_) | BrownoutError::NotSupported { .. } => Exit::Environment,
             BrownoutError::Interrupted => Exit::Interrupted,
         }
     }

@@ -97,6 +97,10 @@ pub enum ProbeResult {
     /// The probe passed, with no more said: a kubelet reports a passing probe only as the pod's
     /// Ready condition, without the status code.
     Passed,
+    /// Not ready, with no more said: a pod's Ready condition turned False (the kubelet's probe
+    /// failed `failureThreshold` times, or the container stopped). No probe answer comes with it:
+    /// the kubelet's `Unhealthy` event carries that, when it is not rate-limited away.
+    NotReady,
 }
 
 impl ProbeResult {
@@ -118,6 +122,7 @@ impl ProbeResult {
             ProbeResult::TimedOut { after_ms } => format!("timed out after {after_ms} ms"),
             ProbeResult::Failed { error } => error.clone(),
             ProbeResult::Passed => "passed".into(),
+            ProbeResult::NotReady => "Ready condition False (no probe answer reported)".into(),
         }
     }
 }
@@ -146,8 +151,14 @@ pub struct Restarts {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Lifecycle {
+    /// The replica's process or container started; each platform says what it knows of it.
     Started {
-        pid: u32,
+        /// The process id (the local platform starts processes itself).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
+        /// The container and when it started (Kubernetes: the kubelet reports no pid).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        container: Option<ContainerStart>,
     },
     FailedToStart {
         error: String,
@@ -181,6 +192,15 @@ pub enum Lifecycle {
     },
 }
 
+/// A container's start as the kubelet reports it in the pod's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerStart {
+    /// The container's name in the pod.
+    pub name: String,
+    /// Its `state.running.startedAt`, as the API server sent it (RFC 3339).
+    pub started_at: String,
+}
+
 impl Lifecycle {
     pub fn name(&self) -> &'static str {
         match self {
@@ -197,7 +217,11 @@ impl Lifecycle {
 
     pub fn describe(&self) -> String {
         match self {
-            Lifecycle::Started { pid } => format!("pid {pid}"),
+            Lifecycle::Started { pid, container } => match (pid, container) {
+                (Some(pid), _) => format!("pid {pid}"),
+                (None, Some(c)) => format!("container {} started at {}", c.name, c.started_at),
+                (None, None) => "started".into(),
+            },
             Lifecycle::FailedToStart { error } => error.clone(),
             Lifecycle::PreStop { hook, grace_ms } => {
                 format!("{hook} (grace period {} s)", *grace_ms as f64 / 1000.0)
@@ -525,7 +549,12 @@ impl Evidence {
                 .iter()
                 .rev()
                 .find(|p| p.replica == replica && p.probe == probe);
-            if last.is_none_or(|l| l.ok != ok) {
+            // A flip, or the probe's own answer after a bare "not ready" (a pod's Ready condition
+            // can turn False before the kubelet's event with the status code arrives).
+            let detail = !ok
+                && result != ProbeResult::NotReady
+                && last.is_some_and(|l| l.result == ProbeResult::NotReady);
+            if last.is_none_or(|l| l.ok != ok) || detail {
                 d.probes.push(ProbeRecord {
                     t_ms,
                     service: service.into(),

@@ -42,6 +42,10 @@ pub enum RunVerdict {
     Fail,
     /// The run stopped before judging (a fault or setup error, Ctrl-C); nothing was judged.
     Aborted,
+    /// The platform cannot inject one of the scenario's faults: refused before anything was
+    /// deployed, nothing ran. Only `prove` and `suite` rows carry it (`run` exits 3, no report).
+    #[serde(rename = "not supported")]
+    NotSupported,
 }
 
 impl std::fmt::Display for RunVerdict {
@@ -51,6 +55,7 @@ impl std::fmt::Display for RunVerdict {
             RunVerdict::Pass => "pass",
             RunVerdict::Fail => "fail",
             RunVerdict::Aborted => "aborted",
+            RunVerdict::NotSupported => "not supported",
         })
     }
 }
@@ -135,6 +140,8 @@ pub struct Ending<'a> {
     pub restarts: Vec<crate::evidence::Restarts>,
     pub stack_up: Option<Duration>,
     pub ingress: crate::platform::IngressSettings,
+    /// What the report states about the platform ([`Platform::platform_facts`]).
+    pub platform: crate::platform::PlatformFacts,
     pub bugs: &'a [String],
     pub baseline: Option<&'a Baseline>,
     /// How the load was driven, in words (the report's `load.model`).
@@ -149,6 +156,7 @@ pub async fn run<P: Platform>(
     opts: &RunOptions,
     mut cancel: watch::Receiver<bool>,
 ) -> Result<RunOutcome> {
+    refuse_unsupported(scenario, platform)?;
     let start = begin(&scenario.name, scenario.seed, opts)?;
     let evidence = Evidence::new();
     eprintln!(
@@ -184,12 +192,28 @@ pub async fn run<P: Platform>(
             restarts: platform.restarts(),
             stack_up,
             ingress: platform.ingress_settings(),
+            platform: platform.platform_facts(),
             bugs: &opts.bugs,
             baseline: opts.baseline.as_ref(),
             load_model: "open: constant arrival rate, seeded stationary mix".into(),
         },
         data,
     )
+}
+
+/// Refuses a scenario with a fault `platform` cannot do, before anything is deployed or written
+/// (exit 3, the message naming the platform and the fault).
+pub fn refuse_unsupported<P: Platform>(scenario: &Scenario, platform: &P) -> Result<()> {
+    for fault in scenario.phases.iter().filter_map(|p| p.fault.as_ref()) {
+        if let Err(why) = platform.supports(fault) {
+            return Err(BrownoutError::NotSupported {
+                platform: platform.name().into(),
+                fault: fault.kind().into(),
+                why,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Judges what was recorded against the scenario's expectations (nothing, for an aborted run),
@@ -277,6 +301,7 @@ pub fn conclude(
             rates: data.rates.clone(),
         },
         ingress: ending.ingress,
+        platform: ending.platform,
         phases: report::phase_stats(scenario, &data, scenario.load.rate),
         expectations: verdicts,
         silent_outages_allowed: scenario.silent_outages_allowed.clone(),

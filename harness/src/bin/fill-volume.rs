@@ -2,10 +2,13 @@
 //! exec it in a pod (a FROM-scratch image has no shell to do it with). `fill-volume fill DIR`
 //! writes DIR full until ENOSPC, prints one line saying how much it wrote, then keeps the volume
 //! full (topping up every 200 ms, as a runaway writer would) until its standard input closes,
-//! SIGTERM, or `--hold-seconds` pass. `fill-volume free DIR` removes what it wrote. Exit 0 on
-//! success, 1 on an error other than ENOSPC, 2 on bad arguments.
+//! SIGTERM, `--hold-seconds` pass, or `fill-volume free DIR` removes what it wrote; `free` returns
+//! only once a filler still running has seen that and exited, so no late top-up can undo it
+//! (see [`harness::fill`]). Exit 0 on success, 1 on an error other than ENOSPC (or a filler that
+//! does not stop), 2 on bad arguments.
 
 use clap::{Parser, Subcommand};
+use harness::fill::HoldEnd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,8 +39,8 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     match args.command {
         Command::Fill { dir, hold_seconds } => {
-            let written = match harness::fill::fill_until_enospc(&dir) {
-                Ok(n) => n,
+            let (filler, written) = match harness::fill::Filler::start(&dir) {
+                Ok(f) => f,
                 Err(e) => {
                     eprintln!(
                         "fill-volume: writing {} failed before ENOSPC: {e}",
@@ -57,11 +60,12 @@ fn main() -> std::process::ExitCode {
                 eof.store(true, Ordering::SeqCst);
             });
             let until = Instant::now() + Duration::from_secs(hold_seconds);
-            while !done.load(Ordering::SeqCst) && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(200));
-                let _ = harness::fill::fill_until_enospc(&dir);
+            match filler.hold(&done, until, Duration::from_millis(200)) {
+                HoldEnd::Freed => println!("freed by `fill-volume free`; stopped"),
+                HoldEnd::Stopped | HoldEnd::TimedOut => {
+                    println!("holding stopped; the filler stays until `fill-volume free`")
+                }
             }
-            println!("holding stopped; the filler stays until `fill-volume free`");
             std::process::ExitCode::SUCCESS
         }
         Command::Free { dir } => match harness::fill::free(&dir) {

@@ -25,8 +25,52 @@ pub struct Row {
     pub failed: Vec<String>,
     pub verdict: RunVerdict,
     pub aborted: Option<String>,
+    /// Why the platform refused the run (verdict `not supported`): it proves nothing either way
+    /// and is not counted as a wrong row.
+    pub not_supported: Option<String>,
+    /// The run's report directory (empty for a run refused before it began).
     pub report: PathBuf,
     pub ok: bool,
+}
+
+impl Row {
+    /// The row of a run the platform refused (`BrownoutError::NotSupported`'s message).
+    pub fn not_supported(
+        scenario: &str,
+        bugs: Vec<String>,
+        expected: Vec<String>,
+        why: String,
+    ) -> Row {
+        Row {
+            scenario: scenario.into(),
+            bugs,
+            expected,
+            failed: Vec::new(),
+            verdict: RunVerdict::NotSupported,
+            aborted: None,
+            not_supported: Some(why),
+            report: PathBuf::new(),
+            ok: false,
+        }
+    }
+
+    /// A row that came out other than declared (a refused run is not one).
+    pub fn wrong(&self) -> bool {
+        !self.ok && self.verdict != RunVerdict::NotSupported
+    }
+}
+
+/// `prove`'s exit: the first run's error (Ctrl-C, an abort), else 1 if a run came out other than
+/// declared, else 0; when the platform refused every run, its refusal (exit 3): nothing was proved.
+pub fn exit_of(rows: &[Row], first_error: Option<BrownoutError>) -> Result<Exit> {
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if rows.iter().any(|r| r.wrong()) {
+        Ok(Exit::Fail)
+    } else {
+        Ok(Exit::Pass)
+    }
 }
 
 /// Whether a run came out as declared: the same set of failed ids, and no abort.
@@ -56,12 +100,21 @@ pub fn prove(session: &Session, scenarios: &[Scenario]) -> Result<Exit> {
     }
     let mut rows = Vec::new();
     let mut first_error: Option<BrownoutError> = None;
+    let mut refused: Option<BrownoutError> = None;
     'all: for s in scenarios {
         for (bugs, expected) in plan(s) {
             if session.interrupted() {
                 break 'all;
             }
-            let outcome = session.run(s, bugs.clone(), None)?;
+            let outcome = match session.run(s, bugs.clone(), None) {
+                Ok(outcome) => outcome,
+                Err(e @ BrownoutError::NotSupported { .. }) => {
+                    rows.push(Row::not_supported(&s.name, bugs, expected, e.to_string()));
+                    refused.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let failed: Vec<String> = outcome
                 .report
                 .expectations
@@ -78,6 +131,7 @@ pub fn prove(session: &Session, scenarios: &[Scenario]) -> Result<Exit> {
                 failed,
                 verdict,
                 aborted: outcome.report.aborted.clone(),
+                not_supported: None,
                 report: outcome.report_dir.clone(),
             });
             if let Some(e) = outcome.error {
@@ -91,17 +145,28 @@ pub fn prove(session: &Session, scenarios: &[Scenario]) -> Result<Exit> {
     }
     let dir = write(session, &rows)?;
     print!("{}", table(&rows));
-    let wrong = rows.iter().filter(|r| !r.ok).count();
+    let wrong = rows.iter().filter(|r| r.wrong()).count();
+    let unsupported = rows
+        .iter()
+        .filter(|r| r.verdict == RunVerdict::NotSupported)
+        .count();
     println!(
-        "\n{} of {} runs as declared; junit: {}",
-        rows.len() - wrong,
-        rows.len(),
+        "\n{} of {} runs as declared{}; junit: {}",
+        rows.len() - wrong - unsupported,
+        rows.len() - unsupported,
+        if unsupported > 0 {
+            format!(" ({unsupported} not supported on this platform, not run)")
+        } else {
+            String::new()
+        },
         dir.join("junit.xml").display()
     );
-    if let Some(e) = first_error {
-        return Err(e);
+    if unsupported == rows.len() && first_error.is_none() {
+        if let Some(e) = refused {
+            return Err(e);
+        }
     }
-    Ok(if wrong == 0 { Exit::Pass } else { Exit::Fail })
+    exit_of(&rows, first_error)
 }
 
 fn ids(v: &[String]) -> String {
@@ -142,11 +207,18 @@ pub fn table(rows: &[Row]) -> String {
             "{:<w1$} {:<w2$} {:<6} {:<w4$} {}\n",
             r.scenario,
             bug(r),
-            if r.ok { "ok" } else { "WRONG" },
+            if r.ok {
+                "ok"
+            } else if r.wrong() {
+                "WRONG"
+            } else {
+                "n/a"
+            },
             ids(&r.expected),
-            match &r.aborted {
-                Some(why) => format!("aborted: {why}"),
-                None => ids(&r.failed),
+            match (&r.not_supported, &r.aborted) {
+                (Some(why), _) => why.clone(),
+                (None, Some(why)) => format!("aborted: {why}"),
+                (None, None) => ids(&r.failed),
             }
         ));
     }
@@ -170,6 +242,10 @@ fn write(session: &Session, rows: &[Row]) -> Result<PathBuf> {
         }
         let status = if r.ok {
             TestCaseStatus::success()
+        } else if let Some(why) = &r.not_supported {
+            let mut st = TestCaseStatus::skipped();
+            st.set_message(why.clone());
+            st
         } else {
             let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
             st.set_message(format!(
@@ -243,5 +319,45 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    /// A run the platform refused (a fault it cannot do, e.g. memory-limit on Kubernetes) is
+    /// listed as "not supported on this platform": not as aborted, not as a wrong row, a skipped
+    /// test case; `prove` exits on the other rows alone.
+    #[test]
+    fn a_refused_run_is_reported_as_not_supported_and_not_counted_as_wrong() {
+        let why = BrownoutError::NotSupported {
+            platform: "kubernetes".into(),
+            fault: "memory-limit".into(),
+            why: "no in-place decrease".into(),
+        }
+        .to_string();
+        let refused = Row::not_supported("oom-kill", v(&["unbounded-export"]), v(&["x"]), why);
+        let passed = Row {
+            scenario: "sigterm-grace".into(),
+            bugs: vec![],
+            expected: vec![],
+            failed: vec![],
+            verdict: RunVerdict::Pass,
+            aborted: None,
+            not_supported: None,
+            report: PathBuf::from("r"),
+            ok: true,
+        };
+        assert!(!refused.wrong() && !passed.wrong());
+        let rows = vec![passed, refused];
+        assert_eq!(exit_of(&rows, None).unwrap(), Exit::Pass);
+        let t = table(&rows);
+        let line = t.lines().find(|l| l.starts_with("oom-kill")).unwrap();
+        assert!(
+            line.contains("n/a")
+                && line
+                    .contains("fault memory-limit is not supported on this platform (kubernetes)")
+                && !line.contains("aborted")
+                && !line.contains("WRONG"),
+            "{line}"
+        );
+        let json = serde_json::to_value(&rows[1]).unwrap();
+        assert_eq!(json["verdict"], "not supported");
     }
 }

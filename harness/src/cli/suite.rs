@@ -4,7 +4,9 @@
 //! with its stored baseline if there is one. Prints one table, writes one `junit.xml` (a test
 //! suite per scenario, a test case per expectation) and `suite.json` in `reports/suite/<id>/`.
 //! Exit: 130 after Ctrl-C, the abort's code (2, 3) if a run was aborted, else 1 if any
-//! expectation failed, else 0.
+//! expectation failed, else 0. A scenario with a fault the platform cannot do is refused before
+//! it deploys and listed as "not supported on this platform", neither passed nor failed (3 when
+//! every one was refused).
 
 use super::session::{save_baseline, Session};
 use crate::error::{BrownoutError, Exit, Result};
@@ -22,8 +24,28 @@ pub struct SuiteRun {
     pub expectations: usize,
     pub failed: Vec<String>,
     pub aborted: Option<String>,
+    /// Why the platform refused the run (verdict `not supported`): not run, not a failure.
+    pub not_supported: Option<String>,
     pub wall_time_s: f64,
+    /// The run's report directory (empty for a run refused before it began).
     pub report: PathBuf,
+}
+
+impl SuiteRun {
+    /// The row of a run the platform refused (`BrownoutError::NotSupported`'s message).
+    pub fn not_supported(scenario: &str, why: String) -> SuiteRun {
+        SuiteRun {
+            scenario: scenario.into(),
+            verdict: RunVerdict::NotSupported,
+            held: 0,
+            expectations: 0,
+            failed: Vec::new(),
+            aborted: None,
+            not_supported: Some(why),
+            wall_time_s: 0.0,
+            report: PathBuf::new(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -50,11 +72,20 @@ pub fn suite(
     let mut runs = Vec::new();
     let mut suites = Vec::new();
     let mut first_error: Option<BrownoutError> = None;
+    let mut refused: Option<BrownoutError> = None;
     for (s, baseline) in scenarios.iter().zip(baselines) {
         if session.interrupted() {
             break;
         }
-        let outcome = session.run(s, bugs.to_vec(), baseline)?;
+        let outcome = match session.run(s, bugs.to_vec(), baseline) {
+            Ok(outcome) => outcome,
+            Err(e @ BrownoutError::NotSupported { .. }) => {
+                runs.push(SuiteRun::not_supported(&s.name, e.to_string()));
+                refused.get_or_insert(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let r = &outcome.report;
         let failed: Vec<String> = r
             .expectations
@@ -70,6 +101,7 @@ pub fn suite(
             expectations: r.expectations.len(),
             failed,
             aborted: r.aborted.clone(),
+            not_supported: None,
             wall_time_s: r.wall_time_s,
             report: outcome.report_dir.clone(),
         });
@@ -84,14 +116,7 @@ pub fn suite(
             }
         }
     }
-    let verdict =
-        if runs.iter().any(|r| r.verdict == RunVerdict::Aborted) || runs.len() < scenarios.len() {
-            RunVerdict::Aborted
-        } else if runs.iter().any(|r| r.verdict == RunVerdict::Fail) {
-            RunVerdict::Fail
-        } else {
-            RunVerdict::Pass
-        };
+    let verdict = verdict_of(&runs, scenarios.len());
     let report = SuiteReport {
         id: id.clone(),
         bugs: bugs.to_vec(),
@@ -126,8 +151,24 @@ pub fn suite(
     }
     Ok(match report.verdict {
         RunVerdict::Pass => Exit::Pass,
+        RunVerdict::NotSupported => return Err(refused.expect("a refused run")),
         _ => Exit::Fail,
     })
+}
+
+/// The suite's verdict: aborted if a run was (or not every scenario ran), else fail if one
+/// failed, else pass; runs the platform refused count for neither (every run refused: not
+/// supported).
+pub fn verdict_of(runs: &[SuiteRun], scenarios: usize) -> RunVerdict {
+    if runs.iter().any(|r| r.verdict == RunVerdict::Aborted) || runs.len() < scenarios {
+        RunVerdict::Aborted
+    } else if runs.iter().any(|r| r.verdict == RunVerdict::Fail) {
+        RunVerdict::Fail
+    } else if !runs.is_empty() && runs.iter().all(|r| r.verdict == RunVerdict::NotSupported) {
+        RunVerdict::NotSupported
+    } else {
+        RunVerdict::Pass
+    }
 }
 
 pub fn table(r: &SuiteReport) -> String {
@@ -149,12 +190,61 @@ pub fn table(r: &SuiteReport) -> String {
             run.verdict,
             format!("{}/{}", run.held, run.expectations),
             run.wall_time_s,
-            match &run.aborted {
-                Some(why) => format!("aborted: {why}"),
-                None if run.failed.is_empty() => "-".into(),
-                None => run.failed.join(", "),
+            match (&run.not_supported, &run.aborted) {
+                (Some(why), _) => why.clone(),
+                (None, Some(why)) => format!("aborted: {why}"),
+                (None, None) if run.failed.is_empty() => "-".into(),
+                (None, None) => run.failed.join(", "),
             }
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(scenario: &str, verdict: RunVerdict) -> SuiteRun {
+        SuiteRun {
+            scenario: scenario.into(),
+            verdict,
+            held: 0,
+            expectations: 0,
+            failed: Vec::new(),
+            aborted: None,
+            not_supported: None,
+            wall_time_s: 1.0,
+            report: PathBuf::from("r"),
+        }
+    }
+
+    /// A scenario the platform refused counts for neither pass nor fail (never as aborted), and
+    /// its row says "not supported on this platform".
+    #[test]
+    fn a_refused_scenario_is_not_supported_neither_passed_nor_failed() {
+        let refused = SuiteRun::not_supported(
+            "oom-kill",
+            "fault memory-limit is not supported on this platform (kubernetes): why".into(),
+        );
+        let pass = run("sigterm-grace", RunVerdict::Pass);
+        let fail = run("slow-upstream", RunVerdict::Fail);
+        let runs = vec![pass, refused];
+        assert_eq!(verdict_of(&runs, 2), RunVerdict::Pass);
+        let with_fail = vec![fail, SuiteRun::not_supported("oom-kill", "x".into())];
+        assert_eq!(verdict_of(&with_fail, 2), RunVerdict::Fail);
+        let only = vec![SuiteRun::not_supported("oom-kill", "x".into())];
+        assert_eq!(verdict_of(&only, 1), RunVerdict::NotSupported);
+        let t = table(&SuiteReport {
+            id: "i".into(),
+            bugs: vec![],
+            verdict: RunVerdict::Pass,
+            runs,
+        });
+        let line = t.lines().find(|l| l.starts_with("oom-kill")).unwrap();
+        assert!(
+            line.contains("not supported on this platform") && !line.contains("aborted"),
+            "{line}"
+        );
+    }
 }

@@ -362,6 +362,7 @@ pub async fn run<P: Platform>(
             restarts: platform.restarts(),
             stack_up,
             ingress: platform.ingress_settings(),
+            platform: platform.platform_facts(),
             bugs: &opts.bugs,
             baseline: None,
             load_model: "open: arrival rate set by hand (see load.rates), seeded stationary mix"

@@ -225,12 +225,71 @@ pub trait RolloutDriver {
     async fn rollback(&mut self, service: &str, evidence: &Evidence);
 }
 
+/// Which probe field a platform had to round ([`RoundedProbeTime`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeField {
+    Period,
+    Timeout,
+}
+
+/// A probe period or timeout of the system file that the platform could not take as written and
+/// rounded up (Kubernetes takes whole seconds, at least 1): the probe then runs less often or
+/// waits longer than the system file says.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RoundedProbeTime {
+    pub service: String,
+    pub probe: crate::evidence::Probe,
+    pub field: ProbeField,
+    /// What the system file asks for, in milliseconds.
+    pub asked_ms: u64,
+    /// What the platform runs, in milliseconds.
+    pub runs_ms: u64,
+}
+
+/// What a report states about where a run ran, so a verdict on one platform is not read as one on
+/// another.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlatformFacts {
+    /// [`Platform::name`].
+    pub platform: String,
+    /// The API server's version (`/version`, `gitVersion`) as read at deploy; `None` on the local
+    /// platform, or when it could not be read.
+    pub kubernetes_version: Option<String>,
+    /// Probe periods and timeouts that run rounded up (empty: every one as written).
+    pub rounded_probe_times: Vec<RoundedProbeTime>,
+}
+
+impl PlatformFacts {
+    /// Facts of a platform that runs the system file as written (the local platform).
+    pub fn exact(platform: &str) -> PlatformFacts {
+        PlatformFacts {
+            platform: platform.into(),
+            kubernetes_version: None,
+            rounded_probe_times: Vec::new(),
+        }
+    }
+}
+
 #[allow(async_fn_in_trait)]
 pub trait Platform:
     ProxyControl + VolumeFiller + DatabaseHandle + DatabaseControl + MemoryLimiter + RolloutDriver
 {
     /// The platform's name in reports and progress lines ("local", "kind").
     fn name(&self) -> &'static str;
+
+    /// Whether this platform can inject `fault`; `Err` says why not. The runner asks for every
+    /// fault of a scenario before deploying anything and refuses the run (exit 3, "not supported
+    /// on this platform") if one cannot be done.
+    fn supports(&self, _fault: &crate::spec::FaultSpec) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
+    /// What the report states about this platform (its name, the Kubernetes version, the probe
+    /// times it rounded); valid after [`Platform::deploy`] was called, also when it failed.
+    fn platform_facts(&self) -> PlatformFacts {
+        PlatformFacts::exact(self.name())
+    }
 
     /// Starts everything the system needs and returns once every replica is ready.
     async fn deploy(

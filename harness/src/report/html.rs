@@ -219,7 +219,7 @@ pub fn render(report: &Report, data: &EvidenceData) -> String {
     let json = embed_json(&series);
     let verdict = report.verdict.to_string();
     let mut header = format!(
-        "<h1>{} <span id=\"verdict\" class=\"verdict {verdict}\">{}</span></h1>\n<p>{}</p>\n<ul class=\"facts\"><li>run <code>{}</code>, started {}</li><li>system <code>{}</code></li><li>bugs: {}</li><li>load: {} req/s, open model; wall {:.1} s, stack up {}</li>{}</ul>\n",
+        "<h1>{} <span id=\"verdict\" class=\"verdict {verdict}\">{}</span></h1>\n<p>{}</p>\n<ul class=\"facts\"><li>run <code>{}</code>, started {}</li><li>system <code>{}</code></li><li>bugs: {}</li><li>load: {} req/s, open model; wall {:.1} s, stack up {}</li>{}<li id=\"platform\">{}</li></ul>\n",
         esc(&report.scenario),
         verdict.to_uppercase(),
         esc(&report.summary),
@@ -231,6 +231,7 @@ pub fn render(report: &Report, data: &EvidenceData) -> String {
         report.wall_time_s,
         report.stack_up_s.map_or("never".into(), |s| format!("{s:.1} s")),
         report.baseline.as_ref().map_or(String::new(), |b| format!("<li>baseline <code>{}</code></li>", esc(b))),
+        esc(super::platform_text(&report.platform).trim_start_matches("- ").trim_end()),
     );
     if let Some(reason) = &report.aborted {
         header.push_str(&format!(
@@ -379,7 +380,13 @@ mod tests {
         };
         d.probes = vec![probe(100, true), probe(5_000, false), probe(9_000, true)];
         d.lifecycle = vec![
-            life(50, Lifecycle::Started { pid: 1 }),
+            life(
+                50,
+                Lifecycle::Started {
+                    pid: Some(1),
+                    container: None,
+                },
+            ),
             life(
                 3_000,
                 Lifecycle::Exited {
@@ -387,7 +394,13 @@ mod tests {
                     last_log_line: String::new(),
                 },
             ),
-            life(4_000, Lifecycle::Started { pid: 2 }),
+            life(
+                4_000,
+                Lifecycle::Started {
+                    pid: Some(2),
+                    container: None,
+                },
+            ),
             life(
                 12_000,
                 Lifecycle::Stopped {

@@ -48,6 +48,8 @@ pub struct Report {
     pub harness_cpu_s: f64,
     pub load: LoadInfo,
     pub ingress: IngressSettings,
+    /// Where the run ran: the platform, its Kubernetes version, the probe times it rounded up.
+    pub platform: crate::platform::PlatformFacts,
     pub phases: Vec<PhaseStats>,
     pub expectations: Vec<Verdict>,
     /// Why the scenario opted out of the standing no-silent-outage expectation, if it did.
@@ -413,14 +415,50 @@ fn opt(v: Option<u64>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
 
+/// The report's platform line: the platform, its Kubernetes version, the probe times it rounded.
+pub fn platform_text(f: &crate::platform::PlatformFacts) -> String {
+    use crate::platform::ProbeField;
+    let mut s = format!("- platform: {}", f.platform);
+    if let Some(v) = &f.kubernetes_version {
+        s.push_str(&format!(", Kubernetes {v}"));
+    }
+    if !f.rounded_probe_times.is_empty() {
+        let each: Vec<String> = f
+            .rounded_probe_times
+            .iter()
+            .map(|r| {
+                let probe = match r.probe {
+                    crate::evidence::Probe::Readiness => "readiness",
+                    crate::evidence::Probe::Liveness => "liveness",
+                };
+                let field = match r.field {
+                    ProbeField::Period => "period",
+                    ProbeField::Timeout => "timeout",
+                };
+                format!(
+                    "{} {probe} {field} {} ms runs as {} ms",
+                    r.service, r.asked_ms, r.runs_ms
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "; probe times rounded up to whole seconds (the probes run slower than the system file says): {}",
+            each.join(", ")
+        ));
+    }
+    s.push_str("\n\n");
+    s
+}
+
 pub fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "# {} — {}\n\n{}\n\n- system: `{}`\n- run: `{}` (started {})\n- bugs: {}\n- wall time: {:.1} s (stack up in {}), harness CPU {:.1} s\n- load: {}, {} req/s, at most {} in flight, client timeout {:.1} s, warm-up {:.0} s (not judged); harness max RSS {:.0} MB\n- ingress: {}, retries `{}`, connect timeout {}, read timeout {}, fail-open {}, endpoint propagation delay {}\n\n",
+        "# {} — {}\n\n{}\n\n- system: `{}`\n- run: `{}` (started {})\n- bugs: {}\n- wall time: {:.1} s (stack up in {}), harness CPU {:.1} s\n- load: {}, {} req/s, at most {} in flight, client timeout {:.1} s, warm-up {:.0} s (not judged); harness max RSS {:.0} MB\n- ingress: {}, retries `{}`, connect timeout {}, read timeout {}, fail-open {}, endpoint propagation delay {}\n",
         r.scenario, r.verdict.to_string().to_uppercase(), r.summary, r.system, r.run_id, r.started_at,
         if r.bugs.is_empty() { "none (hardened app)".to_string() } else { r.bugs.join(", ") },
         r.wall_time_s, r.stack_up_s.map_or("never".into(), |s| format!("{s:.1} s")), r.harness_cpu_s, r.load.model, r.load.rate, r.load.max_in_flight, r.load.timeout_s, r.load.warmup_s, r.load.harness_max_rss_mb,
         r.ingress.implementation, r.ingress.retries, r.ingress.connect_timeout, r.ingress.read_timeout, r.ingress.fail_open, r.ingress.propagation_delay
     );
+    s.push_str(&platform_text(&r.platform));
     if let Some(reason) = &r.aborted {
         s.push_str(&format!(
             "**Aborted**: {reason}. Nothing was judged; below is what was recorded until then.\n\n"
@@ -532,6 +570,37 @@ pub fn markdown(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The report states the platform, the Kubernetes version and every probe time the
+    /// platform rounded up; the local platform's line is just its name.
+    #[test]
+    fn the_report_states_the_platform_its_version_and_rounded_probe_times() {
+        use crate::platform::{PlatformFacts, ProbeField, RoundedProbeTime};
+        assert_eq!(
+            platform_text(&PlatformFacts::exact("local")),
+            "- platform: local\n\n"
+        );
+        let facts = PlatformFacts {
+            platform: "kubernetes".into(),
+            kubernetes_version: Some("v1.34.0".into()),
+            rounded_probe_times: vec![RoundedProbeTime {
+                service: "checkout".into(),
+                probe: crate::evidence::Probe::Readiness,
+                field: ProbeField::Timeout,
+                asked_ms: 800,
+                runs_ms: 1000,
+            }],
+        };
+        let text = platform_text(&facts);
+        assert!(
+            text.starts_with("- platform: kubernetes, Kubernetes v1.34.0; probe times rounded up")
+                && text.contains("checkout readiness timeout 800 ms runs as 1000 ms"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&facts).unwrap();
+        assert_eq!(json["rounded_probe_times"][0]["probe"], "readiness");
+        assert_eq!(json["rounded_probe_times"][0]["field"], "timeout");
+    }
     use crate::evidence::ResponseRecord;
 
     fn send(t_ms: u64, request: usize) -> ResponseRecord {

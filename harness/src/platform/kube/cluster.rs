@@ -1,20 +1,24 @@
 //! [`KubePlatform`]: the [`Platform`] on a Kubernetes cluster. `deploy` gets a client (for kind:
 //! the `brownout` cluster created or reused, the images built and loaded, its kubeconfig; for
 //! another cluster: the kubeconfig context given), deletes the namespaces of dead runs, creates
-//! this run's namespace, applies the rendered objects, starts the watches that feed the evidence,
-//! and waits, bounded, for every Deployment to be available and the fixed host addresses
-//! (kind's port mappings) to answer. Faults act through the API (rollouts, exec), the fault
-//! proxy's control API and PostgreSQL's NodePort. `teardown` deletes the namespace and waits,
-//! bounded, until it is gone (so its NodePorts are free for the next run).
+//! this run's namespace, applies the rendered objects (the apps' dependencies first, the apps once
+//! those are available), starts the watches that feed the evidence, and waits, bounded, for every
+//! Deployment to be available and the fixed host addresses (kind's port mappings) to answer. The
+//! services and the ingress's mtail are read through the API server's proxy ([`super::relay`]).
+//! Faults act through the API (rollouts, exec), the fault proxy's control API and PostgreSQL's
+//! NodePort. `teardown` deletes the namespace and waits, bounded, until it is gone (so its
+//! NodePorts are free for the next run).
 
 use super::apply::{Cluster, Owner};
 use super::images::{self, Tools};
+use super::ingress;
+use super::relay;
 use super::render::{self, Object, RenderOptions};
 use super::rollout;
 use super::volumes::{self, KubeExec};
 use super::watch::{self, Watches};
 use crate::error::{BrownoutError, Result};
-use crate::evidence::{EdgeCount, Evidence, Layer, Restarts};
+use crate::evidence::{EdgeCount, Evidence, Restarts};
 use crate::fault_proxy::client::Client as ProxyClient;
 use crate::faults::toxic::Toxic;
 use crate::platform::{
@@ -78,6 +82,10 @@ struct Deployed {
     database_url: Option<String>,
     fills: Vec<Filled>,
     ingress: IngressSettings,
+    /// The ingress's upstreams kept current ([`ingress`]), once the objects are applied.
+    router: Option<ingress::Routing>,
+    /// Local base URLs of the services, through the API server's service proxy.
+    relays: Vec<relay::Relay>,
 }
 
 pub struct KubePlatform {
@@ -91,6 +99,12 @@ pub struct KubePlatform {
     /// How often rollouts and readiness are polled.
     pub poll: Duration,
     deployed: Option<Deployed>,
+    /// What the report states about this platform (filled in at deploy; kept after teardown).
+    facts: crate::platform::PlatformFacts,
+    /// Teardown leaves the run's namespace in place for a diagnosis (pods, events, logs):
+    /// `BROWNOUT_KEEP_NAMESPACE=1` (scripts/test-kind.sh's smoke rows). The next run's sweep,
+    /// or `brownout clean`, deletes it: its owner is gone.
+    pub keep_namespace: bool,
 }
 
 impl KubePlatform {
@@ -103,6 +117,8 @@ impl KubePlatform {
             reachable_within: Duration::from_secs(60),
             poll: Duration::from_millis(500),
             deployed: None,
+            facts: crate::platform::PlatformFacts::exact("kubernetes"),
+            keep_namespace: std::env::var_os("BROWNOUT_KEEP_NAMESPACE").is_some(),
         }
     }
 
@@ -124,33 +140,51 @@ impl KubePlatform {
             .ok_or_else(|| BrownoutError::Environment("the system is not deployed".into()))
     }
 
-    async fn client(&mut self, tag: &str) -> Result<kube::Client> {
+    /// The client, and the image tag the objects name: on kind the images' content tag
+    /// ([`images::content_tag`], built and loaded once per job), elsewhere `tag` (the run's).
+    async fn client(&mut self, tag: &str) -> Result<(kube::Client, String)> {
         let target = self
             .target
             .take()
             .ok_or_else(|| BrownoutError::Environment("deploy called twice".into()))?;
-        let config = match target {
-            Target::Client(c) => return Ok(c),
-            Target::Context(context) => super::kube_config(Some(&context), None).await?,
+        let (config, tag) = match target {
+            Target::Client(c) => return Ok((c, tag.to_string())),
+            Target::Context(context) => (
+                super::kube_config(Some(&context), None).await?,
+                tag.to_string(),
+            ),
             Target::Kind { root, base } => {
                 let mut tools = self.tools.take().expect("tools");
-                let tag = tag.to_string();
                 eprintln!(
-                    "brownout: preparing the kind cluster '{}' and its images (tag {tag})…",
+                    "brownout: preparing the kind cluster '{}' and its images…",
                     images::CLUSTER
                 );
-                let (tools, yaml) = tokio::task::spawn_blocking(move || {
-                    let r = images::prepare_kind(tools.as_mut(), &root, base.as_deref(), &tag);
+                let (tools, prepared) = tokio::task::spawn_blocking(move || {
+                    let r = images::prepare_kind(tools.as_mut(), &root, base.as_deref());
                     (tools, r)
                 })
                 .await
                 .map_err(|e| BrownoutError::Environment(format!("kind preparation: {e}")))?;
                 self.tools = Some(tools);
-                super::kube_config(None, Some(&yaml?)).await?
+                let prepared = prepared?;
+                eprintln!(
+                    "brownout: images tagged {} ({})",
+                    prepared.tag,
+                    if prepared.loaded.is_empty() {
+                        "already on the node".to_string()
+                    } else {
+                        format!("built and loaded: {}", prepared.loaded.join(", "))
+                    }
+                );
+                (
+                    super::kube_config(None, Some(&prepared.kubeconfig)).await?,
+                    prepared.tag.to_string(),
+                )
             }
         };
-        kube::Client::try_from(config)
-            .map_err(|e| BrownoutError::Environment(format!("Kubernetes client: {e}")))
+        let client = kube::Client::try_from(config)
+            .map_err(|e| BrownoutError::Environment(format!("Kubernetes client: {e}")))?;
+        Ok((client, tag))
     }
 }
 
@@ -205,6 +239,17 @@ fn available(d: &Deployment) -> bool {
         && s.updated_replicas.unwrap_or(0) == want
 }
 
+/// `name a/n available`.
+fn availability(d: &Deployment) -> String {
+    let s = d.status.clone().unwrap_or_default();
+    format!(
+        "{} {}/{} available",
+        d.metadata.name.clone().unwrap_or_default(),
+        s.available_replicas.unwrap_or(0),
+        d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    )
+}
+
 /// Waits until every Deployment in `namespace` is available; the error names those that are
 /// not and why their pods wait.
 pub async fn wait_available(
@@ -224,15 +269,7 @@ pub async fn wait_available(
                     return Ok(());
                 }
                 not.iter()
-                    .map(|d| {
-                        let s = d.status.clone().unwrap_or_default();
-                        format!(
-                            "{} {}/{} available",
-                            d.metadata.name.clone().unwrap_or_default(),
-                            s.available_replicas.unwrap_or(0),
-                            d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-                        )
-                    })
+                    .map(|d| availability(d))
                     .collect::<Vec<_>>()
                     .join(", ")
             }
@@ -247,6 +284,78 @@ pub async fn wait_available(
                 .unwrap_or_default();
             return Err(BrownoutError::Environment(format!(
                 "not ready within {:.0} s: {last}{}",
+                within.as_secs_f64(),
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!("; pods: {}", why.join("; "))
+                }
+            )));
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The Deployments the apps depend on (the database, the fault proxy they reach it through).
+const DEPENDENCIES: [&str; 2] = ["postgres", "fault-proxy"];
+
+/// The objects in two applies: everything but the Deployments that are not dependencies, then
+/// those (the apps, the ingress, Prometheus), each in the rendered order.
+fn deploy_phases(objects: &[Object]) -> (Vec<Object>, Vec<Object>) {
+    objects.iter().cloned().partition(|o| match o {
+        Object::Deployment(d) => DEPENDENCIES.contains(&d.metadata.name.as_deref().unwrap_or("")),
+        _ => true,
+    })
+}
+
+/// Waits until the Deployments named `names` in `namespace` are available (the others are
+/// not looked at); the error names those that are not and why their pods wait.
+pub async fn wait_named_available(
+    client: &kube::Client,
+    namespace: &str,
+    names: &[String],
+    within: Duration,
+    every: Duration,
+) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let t0 = Instant::now();
+    loop {
+        let last = match api.list(&Default::default()).await {
+            Ok(list) => {
+                let mine: Vec<&Deployment> = list
+                    .items
+                    .iter()
+                    .filter(|d| names.contains(d.metadata.name.as_ref().unwrap_or(&String::new())))
+                    .collect();
+                if mine.len() == names.len() && mine.iter().all(|d| available(d)) {
+                    return Ok(());
+                }
+                names
+                    .iter()
+                    .filter_map(|n| {
+                        match mine.iter().find(|d| d.metadata.name.as_ref() == Some(n)) {
+                            Some(d) if available(d) => None,
+                            Some(d) => Some(availability(d)),
+                            None => Some(format!("{n} not created")),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+            Err(e) => e.to_string(),
+        };
+        if t0.elapsed() >= within {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+            let why = pods
+                .list(&Default::default())
+                .await
+                .map(|l| waiting_reasons(&l.items))
+                .unwrap_or_default();
+            return Err(BrownoutError::Environment(format!(
+                "the apps' dependencies not ready within {:.0} s: {last}{}",
                 within.as_secs_f64(),
                 if why.is_empty() {
                     String::new()
@@ -286,6 +395,14 @@ impl Platform for KubePlatform {
         "kubernetes"
     }
 
+    fn supports(&self, fault: &crate::spec::FaultSpec) -> Result<(), String> {
+        super::refused::supports(fault)
+    }
+
+    fn platform_facts(&self) -> crate::platform::PlatformFacts {
+        self.facts.clone()
+    }
+
     async fn deploy(
         &mut self,
         system: &System,
@@ -293,14 +410,18 @@ impl Platform for KubePlatform {
         evidence: &Evidence,
     ) -> Result<Endpoints> {
         let namespace = namespace_of(&opts.run_id);
-        let tag = namespace.trim_start_matches("brownout-").to_string();
-        let client = self.client(&tag).await?;
+        self.facts.rounded_probe_times = render::rounded_probe_times(system);
+        let run_tag = namespace.trim_start_matches("brownout-").to_string();
+        let (client, tag) = self.client(&run_tag).await?;
         let cluster = Cluster::new(client.clone());
         for gone in cluster.sweep().await? {
             evidence.event(format!("deleted namespace {gone} of a run that is gone"));
         }
         let owner = Owner::this_process(&opts.run_id);
         cluster.create_namespace(&namespace, &owner).await?;
+        // For the report (a version that cannot be read is left out, not an error).
+        self.facts.kubernetes_version =
+            client.apiserver_version().await.ok().map(|v| v.git_version);
         let token = format!("{:032x}", rand::random::<u128>());
         let ropts = RenderOptions {
             image_tag: tag,
@@ -311,13 +432,13 @@ impl Platform for KubePlatform {
         let objects = render::render(system, &ropts)?;
         let spec = &system.file.ingress;
         let ingress = IngressSettings {
-            implementation: "nginx Deployment in front of the Service (EndpointSlices, kube-proxy)"
+            implementation: "nginx Deployment routing to the pods' addresses from the EndpointSlices (upstreams written by exec, nginx reloaded)"
                 .into(),
             retries: format!("proxy_next_upstream {}", spec.retries),
             connect_timeout: spec.connect_timeout.to_string(),
             read_timeout: spec.read_timeout.to_string(),
             fail_open: spec.fail_open,
-            propagation_delay: "Kubernetes' own (EndpointSlice → kube-proxy)".into(),
+            propagation_delay: "Kubernetes' own: EndpointSlice update, the harness's watch, exec into the ingress pod and nginx reload (not the system file's propagation_delay)".into(),
         };
         // From here on teardown has a namespace to delete, whatever fails next.
         let watches = watch::start(client.clone(), &namespace, evidence.clone());
@@ -347,12 +468,39 @@ impl Platform for KubePlatform {
             }),
             fills: Vec::new(),
             ingress,
+            router: None,
+            relays: Vec::new(),
         });
         evidence.event(format!(
             "namespace {namespace}: applying {} objects",
             objects.len()
         ));
-        cluster.apply(&objects).await?;
+        // The apps' dependencies first, available before any app starts: on a cold node the
+        // database's image pull would otherwise outlast the apps' migration retry and count as
+        // a restart at bring-up.
+        let (first, apps) = deploy_phases(&objects);
+        cluster.apply(&first).await?;
+        let dependencies: Vec<String> = first
+            .iter()
+            .filter(|o| matches!(o, Object::Deployment(_)))
+            .map(|o| o.name().to_string())
+            .collect();
+        wait_named_available(
+            &client,
+            &namespace,
+            &dependencies,
+            self.ready_within,
+            self.poll,
+        )
+        .await?;
+        cluster.apply(&apps).await?;
+        self.deployed_mut()?.router = Some(ingress::start(
+            client.clone(),
+            &namespace,
+            &system.file.ingress.service,
+            system.file.ingress.fail_open,
+            evidence.clone(),
+        ));
         wait_available(&client, &namespace, expected, self.ready_within, self.poll).await?;
         let ingress_url = format!("http://{}", self.addresses.ingress);
         let prometheus_url = format!("http://{}", self.addresses.prometheus);
@@ -370,11 +518,20 @@ impl Platform for KubePlatform {
                 )
             })
             .collect();
+        // Services are ClusterIP: the host reaches them through the API server's service proxy.
+        let mut relays = Vec::new();
+        let mut service_urls = Vec::new();
+        for spec in &system.file.services {
+            let name = spec.name.get_ref();
+            let r = relay::start(client.clone(), &namespace, name, render::SERVICE_PORT).await?;
+            service_urls.push((name.clone(), r.url.clone()));
+            relays.push(r);
+        }
+        self.deployed_mut()?.relays = relays;
         Ok(Endpoints {
             ingress_url,
             prometheus_url,
-            // Services are ClusterIP: not reachable from the host (see the README).
-            service_urls: Vec::new(),
+            service_urls,
             proxies,
         })
     }
@@ -394,20 +551,27 @@ impl Platform for KubePlatform {
     }
 
     async fn edge_counts(&self) -> Option<Vec<EdgeCount>> {
-        // mtail in the ingress pod, scraped by the run's Prometheus.
-        let url = format!(
-            "http://{}/api/v1/query?query=sum%20by%20(status%2C%20made_by)%20(ingress_http_requests_total)",
-            self.addresses.prometheus
-        );
-        let body: serde_json::Value = reqwest::Client::new()
-            .get(url)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        edge_counts_from_query(&body)
+        // mtail in the ingress pod, read directly (as the local platform reads its mtail) through
+        // the API server's pod proxy: Prometheus' copy is up to a scrape interval behind.
+        let d = self.deployed.as_ref()?;
+        let pods: Api<Pod> = Api::namespaced(d.client.clone(), &d.namespace);
+        let ingress = volumes::running_pods(&pods, "ingress").await.ok()?;
+        let mut out: Vec<EdgeCount> = Vec::new();
+        for pod in &ingress {
+            let proxy = relay::pod_proxy_path(&d.namespace, pod, render::EDGE_METRICS_PORT);
+            let body = relay::get_text(&d.client, &proxy, "/json").await.ok()?;
+            let counts = crate::platform::local::edge::counts_from_json(body.as_bytes()).ok()?;
+            for c in counts {
+                match out
+                    .iter_mut()
+                    .find(|o| o.status == c.status && o.layer == c.layer)
+                {
+                    Some(o) => o.answers += c.answers,
+                    None => out.push(c),
+                }
+            }
+        }
+        (!ingress.is_empty()).then_some(out)
     }
 
     fn restarts(&self) -> Vec<Restarts> {
@@ -422,7 +586,15 @@ impl Platform for KubePlatform {
             return;
         };
         d.fills.clear();
+        d.router = None;
         drop(d.watches);
+        if self.keep_namespace {
+            eprintln!(
+                "brownout: namespace {} kept (BROWNOUT_KEEP_NAMESPACE); the next run's sweep or `brownout clean` deletes it",
+                d.namespace
+            );
+            return;
+        }
         if let Err(e) = Cluster::new(d.client.clone())
             .delete_namespace(&d.namespace)
             .await
@@ -445,26 +617,6 @@ impl Platform for KubePlatform {
             d.namespace
         );
     }
-}
-
-/// The edge counters from a Prometheus instant query's answer.
-fn edge_counts_from_query(body: &serde_json::Value) -> Option<Vec<EdgeCount>> {
-    let mut out = Vec::new();
-    for r in body["data"]["result"].as_array()? {
-        let status = r["metric"]["status"].as_str()?.parse().ok()?;
-        let layer = match r["metric"]["made_by"].as_str()? {
-            "ingress" => Layer::Ingress,
-            "upstream" => Layer::App,
-            _ => return None,
-        };
-        let answers = r["value"][1].as_str()?.parse::<f64>().ok()? as u64;
-        out.push(EdgeCount {
-            status,
-            layer,
-            answers,
-        });
-    }
-    Some(out)
 }
 
 impl ProxyControl for KubePlatform {
@@ -652,8 +804,9 @@ impl RolloutDriver for KubePlatform {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::evidence::Layer;
     use crate::platform::kube::mock::{self, Reply, Seen};
     use http::{Method, StatusCode};
     use serde_json::json;
@@ -675,7 +828,7 @@ mod tests {
 
     /// A platform on the mock API server `client` that polls every 10 ms, with its ingress and
     /// Prometheus addresses on a real server on port 0 (returned).
-    async fn fast_platform(client: kube::Client) -> (KubePlatform, String) {
+    pub(crate) async fn fast_platform(client: kube::Client) -> (KubePlatform, String) {
         let host = host_ports().await;
         let mut p = KubePlatform::new(Target::Client(client));
         p.poll = Duration::from_millis(10);
@@ -686,7 +839,7 @@ mod tests {
 
     /// The API server of a healthy cluster: applies succeed, the Deployments become available on
     /// the second look, watches stay open, the namespace is gone after its deletion.
-    fn healthy_cluster(system: &System, available_after: usize) -> mock::Answer {
+    pub(crate) fn healthy_cluster(system: &System, available_after: usize) -> mock::Answer {
         let deployments: Vec<serde_json::Value> = render::render(
             system,
             &RenderOptions::new("x", "x"),
@@ -783,7 +936,7 @@ mod tests {
         })
     }
 
-    fn opts(run_id: &str) -> DeployOptions {
+    pub(crate) fn opts(run_id: &str) -> DeployOptions {
         DeployOptions {
             run_id: run_id.into(),
             bugs: vec!["no-acquire-timeout".into()],
@@ -933,7 +1086,27 @@ mod tests {
             .iter()
             .filter(|c| c.method == Method::GET && c.path_and_query.contains("/deployments"))
             .count();
-        assert_eq!(looks, 3, "waited until available");
+        // Three looks until the dependencies are available, one more for the rest.
+        assert_eq!(looks, 4, "waited until available");
+        // The services through the API server's service proxy.
+        let names: Vec<&str> = endpoints
+            .service_urls
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(names, ["payments", "checkout"]);
+        let payments = &endpoints.service_urls[0].1;
+        let _ = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("{payments}/ledger"))
+            .send()
+            .await
+            .unwrap();
+        assert!(log.calls().iter().any(|c| c.method == Method::GET
+            && c.path_and_query
+                == format!("/api/v1/namespaces/{ns}/services/payments:8080/proxy/ledger")));
 
         p.teardown().await;
         let calls = log.calls();
@@ -957,6 +1130,27 @@ mod tests {
         );
     }
 
+    /// With `keep_namespace` (`BROWNOUT_KEEP_NAMESPACE`, set by scripts/test-kind.sh for its
+    /// smoke rows) teardown deletes nothing: the pods, their logs and the namespace's events stay
+    /// for the diagnosis, and the namespace's owner label names a process that is gone, so the
+    /// next run's sweep deletes it.
+    #[tokio::test]
+    async fn a_kept_namespace_is_left_for_the_diagnosis() {
+        let system =
+            crate::spec::load_system(&root().join("scenarios/systems/checkout.toml")).unwrap();
+        let (client, log) = mock::server(healthy_cluster(&system, 1));
+        let (mut p, _) = fast_platform(client).await;
+        p.keep_namespace = true;
+        p.deploy(&system, &opts("20261123T200000Z-ab12"), &Evidence::new())
+            .await
+            .unwrap();
+        p.teardown().await;
+        assert!(
+            !log.calls().iter().any(|c| c.method == Method::DELETE),
+            "nothing deleted"
+        );
+    }
+
     #[tokio::test]
     async fn a_deployment_never_available_is_an_error_naming_it_and_why_its_pods_wait() {
         let system =
@@ -971,7 +1165,7 @@ mod tests {
             .unwrap_err();
         let text = e.to_string();
         assert!(
-            text.contains("not ready within 0 s") && text.contains("checkout 0/"),
+            text.contains("not ready within 0 s") && text.contains("postgres 0/1 available"),
             "{text}"
         );
         assert!(
@@ -1035,26 +1229,213 @@ mod tests {
     }
 
     #[test]
-    fn namespaces_are_dns_labels_and_edge_counts_come_from_prometheus() {
+    fn namespaces_are_dns_labels() {
         assert_eq!(
             namespace_of("20261123T200000Z-AB12"),
             "brownout-20261123t200000z-ab12"
         );
         assert_eq!(namespace_of(&"x".repeat(80)).len(), 63);
         assert_eq!(namespace_of("a_b."), "brownout-a-b");
-        let body = json!({"status": "success", "data": {"resultType": "vector", "result": [
-            {"metric": {"status": "200", "made_by": "upstream"}, "value": [1.0, "140"]},
-            {"metric": {"status": "502", "made_by": "ingress"}, "value": [1.0, "3"]}]}});
-        let counts = edge_counts_from_query(&body).unwrap();
-        assert_eq!(counts.len(), 2);
-        assert_eq!(
-            (counts[0].status, counts[0].layer, counts[0].answers),
-            (200, Layer::App, 140)
+    }
+
+    /// The edge counts are mtail's own, read when asked (as on the local platform), not
+    /// Prometheus' copy, which is up to a scrape interval behind. The harness reaches the
+    /// ingress pod's mtail (port [`render::EDGE_METRICS_PORT`], the `metrics` port of its
+    /// `mtail` container) through the API server's pod proxy,
+    /// `/api/v1/namespaces/{ns}/pods/{pod}:{port}/proxy/{path}`
+    /// (https://kubernetes.io/docs/tasks/access-application-cluster/access-cluster-services/#manually-constructing-apiserver-proxy-urls;
+    /// kubernetes/kubernetes pkg/registry/core/pod/rest/subresources.go, `ProxyREST`), at
+    /// mtail's `/json` (google/mtail internal/exporter, `HandleJSON`; the same server also
+    /// serves `/metrics`), and parses it with the local platform's parser. The pods are the
+    /// running ones labelled `app.kubernetes.io/name=ingress`; their counts add up.
+    #[tokio::test]
+    async fn edge_counts_are_mtails_own_through_the_pod_proxy() {
+        let system =
+            crate::spec::load_system(&root().join("scenarios/systems/checkout.toml")).unwrap();
+        let objects = render::render(&system, &RenderOptions::new("x", "x")).unwrap();
+        let ingress = objects
+            .iter()
+            .find_map(|o| match o {
+                Object::Deployment(d) if d.metadata.name.as_deref() == Some("ingress") => {
+                    d.spec.as_ref()?.template.spec.clone()
+                }
+                _ => None,
+            })
+            .unwrap();
+        let mtail = ingress
+            .containers
+            .iter()
+            .find(|c| c.name == "mtail")
+            .unwrap();
+        assert!(
+            mtail
+                .ports
+                .iter()
+                .flatten()
+                .any(|p| p.container_port == render::EDGE_METRICS_PORT),
+            "mtail listens on EDGE_METRICS_PORT"
         );
+        let mtail_json = |ok: u64| {
+            json!([{"Name": "ingress_http_requests_total", "Kind": 1, "Type": 0,
+                "Keys": ["status", "made_by"],
+                "LabelValues": [
+                    {"Labels": ["200", "upstream"], "Value": {"Value": ok, "Time": 0}},
+                    {"Labels": ["503", "ingress"], "Value": {"Value": 2, "Time": 0}}]}])
+        };
+        let mut inner = healthy_cluster(&system, 1);
+        let answer: mock::Answer = Box::new(move |s: &Seen| {
+            let p = s.path_and_query.as_str();
+            if !s.is_watch() && p.contains("/pods?") && p.contains("ingress") {
+                let pod = |name: &str| {
+                    json!({"apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": name, "labels": {render::NAME_LABEL: "ingress"}},
+                        "status": {"phase": "Running"}})
+                };
+                return mock::list("PodList", "v1", vec![pod("ingress-a"), pod("ingress-b")]);
+            }
+            if p.contains("/proxy/json") {
+                let ok = if p.contains("ingress-a") { 140 } else { 60 };
+                return Reply::Json(StatusCode::OK, mtail_json(ok));
+            }
+            inner(s)
+        });
+        let (client, log) = mock::server(answer);
+        let (mut p, _) = fast_platform(client).await;
+        let ev = Evidence::new();
+        p.deploy(&system, &opts("20261123T200000Z-ed01"), &ev)
+            .await
+            .unwrap();
+        let counts = p.edge_counts().await.expect("edge counts");
+        let counts: Vec<(u16, Layer, u64)> = counts
+            .iter()
+            .map(|c| (c.status, c.layer, c.answers))
+            .collect();
         assert_eq!(
-            (counts[1].status, counts[1].layer, counts[1].answers),
-            (502, Layer::Ingress, 3)
+            counts,
+            vec![(200, Layer::App, 200), (503, Layer::Ingress, 4)]
         );
-        assert!(edge_counts_from_query(&json!({"status": "error"})).is_none());
+        let ns = "brownout-20261123t200000z-ed01";
+        let reads: Vec<String> = log
+            .calls()
+            .into_iter()
+            .filter(|c| c.path_and_query.contains("/proxy/"))
+            .map(|c| c.path_and_query)
+            .collect();
+        assert_eq!(
+            reads,
+            vec![
+                format!("/api/v1/namespaces/{ns}/pods/ingress-a:3903/proxy/json"),
+                format!("/api/v1/namespaces/{ns}/pods/ingress-b:3903/proxy/json"),
+            ]
+        );
+        p.teardown().await;
+    }
+
+    /// On a first run the node pulls PostgreSQL (and the fault proxy's dependencies) while the
+    /// apps start; an app whose boot-time migration gives up before the database answers exits
+    /// and the kubelet restarts it ("restartPolicy: Always … restarts the container", with a
+    /// back-off: https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#restart-policy),
+    /// which the run counts as a restart at bring-up. A Deployment's pods are created as soon as
+    /// it is applied (the ReplicaSet controller does not wait for other objects:
+    /// kubernetes/kubernetes pkg/controller/replicaset/replica_set.go, `manageReplicas`), so
+    /// the order is the harness's: the dependencies are applied first, and the apps only once
+    /// the API server reports the dependencies available (`status.availableReplicas`, set by
+    /// the Deployment controller from ready pods:
+    /// https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#deployment-status).
+    #[tokio::test]
+    async fn the_apps_are_applied_only_once_postgres_is_available() {
+        let system =
+            crate::spec::load_system(&root().join("scenarios/systems/checkout.toml")).unwrap();
+        // The mock's Deployments are available from the third list on.
+        let (client, log) = mock::server(healthy_cluster(&system, 3));
+        let (mut p, _) = fast_platform(client).await;
+        p.deploy(&system, &opts("20261123T200000Z-or01"), &Evidence::new())
+            .await
+            .unwrap();
+        let calls = log.calls();
+        let apply_of = |name: &str| {
+            calls
+                .iter()
+                .position(|c| {
+                    c.method == Method::PATCH
+                        && c.path_and_query.contains(&format!("/deployments/{name}?"))
+                })
+                .unwrap_or_else(|| panic!("{name} applied"))
+        };
+        let lists: Vec<usize> = calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.method == Method::GET && c.path_and_query.contains("/deployments?"))
+            .map(|(i, _)| i)
+            .collect();
+        let postgres_available = lists[2];
+        assert!(apply_of("postgres") < lists[0], "postgres first");
+        assert!(apply_of("fault-proxy") < lists[0], "the fault proxy first");
+        for svc in &system.file.services {
+            let name = svc.name.get_ref();
+            assert!(
+                apply_of(name) > postgres_available,
+                "{name} applied before postgres was available"
+            );
+        }
+        // Every claim and Service exists before the apps start.
+        let claim = calls
+            .iter()
+            .position(|c| c.path_and_query.contains("/persistentvolumeclaims/"))
+            .unwrap();
+        assert!(claim < lists[0]);
+        p.teardown().await;
+    }
+
+    /// The report's platform facts: the API server's version as `GET /version` gives it
+    /// (`gitVersion`; kube's `Client::apiserver_version`, the endpoint `kubectl version` reads:
+    /// kubernetes/kubernetes staging/src/k8s.io/apimachinery/pkg/version/types.go `Info`), and the
+    /// probe times render rounds up to whole seconds (`periodSeconds`/`timeoutSeconds` are
+    /// integers, at least 1: https://kubernetes.io/docs/tasks/configure-pod-container/configure-liveness-readiness-startup-probes/#configure-probes).
+    /// Kept after teardown (the report is written after it).
+    #[tokio::test]
+    async fn the_platform_facts_name_the_kubernetes_version_and_every_rounded_probe_time() {
+        use crate::evidence::Probe;
+        use crate::platform::{ProbeField, RoundedProbeTime};
+        let system =
+            crate::spec::load_system(&root().join("scenarios/systems/checkout.toml")).unwrap();
+        let mut inner = healthy_cluster(&system, 1);
+        let answer: mock::Answer = Box::new(move |s: &Seen| {
+            if s.path_and_query.starts_with("/version") {
+                return Reply::Json(
+                    StatusCode::OK,
+                    json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0",
+                        "gitCommit": "0", "gitTreeState": "clean",
+                        "buildDate": "2025-08-27T00:00:00Z", "goVersion": "go1.24.6",
+                        "compiler": "gc", "platform": "linux/amd64"}),
+                );
+            }
+            inner(s)
+        });
+        let (client, _log) = mock::server(answer);
+        let (mut p, _host) = fast_platform(client).await;
+        p.deploy(&system, &opts("20261207T100000Z-fa01"), &Evidence::new())
+            .await
+            .unwrap();
+        p.teardown().await;
+        let facts = p.platform_facts();
+        assert_eq!(facts.platform, "kubernetes");
+        assert_eq!(facts.kubernetes_version.as_deref(), Some("v1.34.0"));
+        let rounded = |service: &str, probe, asked_ms| RoundedProbeTime {
+            service: service.into(),
+            probe,
+            field: ProbeField::Timeout,
+            asked_ms,
+            runs_ms: 1000,
+        };
+        assert_eq!(
+            facts.rounded_probe_times,
+            [
+                rounded("payments", Probe::Readiness, 500),
+                rounded("checkout", Probe::Readiness, 800),
+                rounded("checkout", Probe::Liveness, 800),
+            ],
+            "periods of 1 s are whole seconds already"
+        );
     }
 }

@@ -8,10 +8,16 @@ use super::render::NAME_LABEL;
 use crate::evidence::{Probe, ProbeResult, Restarts};
 use k8s_openapi::api::core::v1::Pod;
 
+/// What the kubelet's event recorder puts before an aggregated event's message (client-go
+/// tools/record events_cache.go, `EventAggregatorByReasonMessageFunc`).
+pub const COMBINED_PREFIX: &str = "(combined from similar events): ";
+
 /// The probe result in a kubelet `Unhealthy` event's message, e.g. `Readiness probe failed: HTTP
-/// probe failed with statuscode: 503`; `None` if the message is not a probe failure.
+/// probe failed with statuscode: 503`, also when the event recorder aggregated it (the message
+/// then starts with [`COMBINED_PREFIX`]); `None` if the message is not a probe failure.
 /// `timeout_ms` is the probe's timeout (the message does not say it).
 pub fn probe_from_unhealthy(message: &str, timeout_ms: u64) -> Option<(Probe, ProbeResult)> {
+    let message = message.strip_prefix(COMBINED_PREFIX).unwrap_or(message);
     let (kind, rest) = message.split_once(" probe ")?;
     let probe = match kind {
         "Readiness" => Probe::Readiness,
@@ -116,6 +122,39 @@ mod tests {
         // Not ok, whatever the shape: only a 2xx answer is.
         let (_, r) = probe_from_unhealthy(cases[0].0, 800).unwrap();
         assert!(!r.ok() && r.answered());
+    }
+
+    /// client-go's event recorder stores the 10th and later different messages with one reason
+    /// about one object as one aggregated event whose message is
+    /// `(combined from similar events): ` and the latest message (tools/record events_cache.go,
+    /// `EventAggregatorByReasonMessageFunc`, `defaultAggregateMaxEvents` = 10). The kubelet
+    /// records its probe failures through it, so such a message is still a probe result.
+    #[test]
+    fn an_aggregated_kubelet_message_is_still_a_probe_result() {
+        let combined = "(combined from similar events): Readiness probe failed: HTTP probe failed with statuscode: 503";
+        assert_eq!(
+            probe_from_unhealthy(combined, 800),
+            Some((
+                Probe::Readiness,
+                ProbeResult::Answered {
+                    status: 503,
+                    body: String::new()
+                }
+            ))
+        );
+        let combined = "(combined from similar events): Liveness probe failed: Get \"http://10.244.0.7:8080/healthz/live\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)";
+        assert_eq!(
+            probe_from_unhealthy(combined, 2000),
+            Some((Probe::Liveness, ProbeResult::TimedOut { after_ms: 2000 }))
+        );
+        // Only the prefix the recorder writes, and only at the start.
+        assert_eq!(
+            probe_from_unhealthy(
+                "Back-off: (combined from similar events): Readiness probe failed: x",
+                800
+            ),
+            None
+        );
     }
 
     #[test]

@@ -10,9 +10,15 @@
 //! - [`apply`]: the namespace (labelled with the run and its owner), server-side apply, deletion,
 //!   the sweep of dead runs' namespaces;
 //! - [`watch`] and [`facts`]: pods, events and EndpointSlices watched into typed evidence;
+//! - [`ingress`]: the ingress's upstreams (the pods' addresses from the EndpointSlices, by the
+//!   local platform's rules) written into the nginx pod by exec while the run lasts;
 //! - [`rollout`], [`volumes`]: the faults that act through the API (rollouts and their rollback,
 //!   exec of `fill-volume`); proxy toxics go through the fault proxy's control API and
 //!   pool-exhaustion through PostgreSQL's NodePort, both on kind's fixed 127.0.0.1 ports;
+//! - [`relay`]: in-cluster HTTP (the ledger, mtail's counters) through the API server's
+//!   service and pod proxy, so no port mapping beyond kind's fixed ones is needed;
+//! - [`refused`]: the faults this platform refuses before anything is deployed (`memory-limit`),
+//!   and why;
 //! - [`cluster`]: the [`crate::platform::Platform`] itself.
 //!
 //! The kube-rs code is tested against a mock API server (`mock`, as kube's own tests do); no
@@ -23,8 +29,13 @@ pub mod apply;
 pub mod cluster;
 pub mod facts;
 pub mod images;
+pub mod ingress;
 #[cfg(test)]
 mod mock;
+#[cfg(test)]
+mod rbac;
+pub mod refused;
+pub mod relay;
 pub mod render;
 pub mod rollout;
 pub mod volumes;

@@ -5,9 +5,9 @@
 //! |---|---|
 //! | `[[services]]` | a Deployment (replicas, env, probes, `terminationGracePeriodSeconds`, `preStop`, surge 1 / unavailable 0) and a Service on port 8080 |
 //! | `volumes` with a `size` | `emptyDir { medium: Memory, sizeLimit }` (a tmpfs: a real ENOSPC; a disk-backed emptyDir evicts the pod instead), with a memory limit well above it |
-//! | `[database]` | PostgreSQL: a Deployment on an emptyDir and a NodePort Service (the harness holds its locks through a fixed address) |
+//! | `[database]` | PostgreSQL: a Deployment (strategy `Recreate`) on a PersistentVolumeClaim of the cluster's default StorageClass, so its data outlives the pod (database-down), and a NodePort Service (the harness holds its locks through a fixed address) |
 //! | `[[proxies]]` | one `fault-proxy` Deployment holding every proxy on fixed ports, its control API behind a NodePort and a token Secret |
-//! | `[ingress]` | nginx with the same configuration as the local platform ([`crate::platform::nginx_conf`]) in front of the Service, plus mtail for the edge metrics |
+//! | `[ingress]` | nginx with the same configuration as the local platform ([`crate::platform::nginx_conf`]) routing to the Service's pods (upstreams written by [`super::ingress`] into an `emptyDir`), plus mtail for the edge metrics |
 //! | `[prometheus]` | a plain Deployment that discovers the namespace's pods (a namespaced Role) and evaluates the unchanged rule files from a ConfigMap |
 //!
 //! Placeholders become in-cluster values: `{listen_addr}` → `0.0.0.0:8080`, `{replica}` → the pod's
@@ -23,8 +23,10 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretVolumeSource, Service,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretVolumeSource, Service,
     ServiceAccount, ServicePort, ServiceSpec as K8sServiceSpec, SleepAction, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -44,6 +46,11 @@ pub const INGRESS_NODE_PORT: i32 = 30080;
 pub const POSTGRES_NODE_PORT: i32 = 30432;
 pub const PROMETHEUS_NODE_PORT: i32 = 30090;
 pub const PROXY_CONTROL_NODE_PORT: i32 = 30474;
+
+/// The PersistentVolumeClaim holding PostgreSQL's data.
+pub const POSTGRES_CLAIM: &str = "postgres-data";
+/// The port of mtail's HTTP server in the ingress pod (its `/json` and `/metrics`).
+pub const EDGE_METRICS_PORT: i32 = 3903;
 
 /// The label every object of a run carries (the run id), so leftovers of dead runs can be found.
 pub const RUN_LABEL: &str = "brownout.dev/run";
@@ -91,6 +98,7 @@ pub enum Object {
     RoleBinding(RoleBinding),
     Secret(Secret),
     ConfigMap(ConfigMap),
+    PersistentVolumeClaim(PersistentVolumeClaim),
     Deployment(Deployment),
     Service(Service),
 }
@@ -103,6 +111,7 @@ impl Object {
             Object::RoleBinding(_) => "RoleBinding",
             Object::Secret(_) => "Secret",
             Object::ConfigMap(_) => "ConfigMap",
+            Object::PersistentVolumeClaim(_) => "PersistentVolumeClaim",
             Object::Deployment(_) => "Deployment",
             Object::Service(_) => "Service",
         }
@@ -115,6 +124,7 @@ impl Object {
             Object::RoleBinding(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
+            Object::PersistentVolumeClaim(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
         };
@@ -156,6 +166,9 @@ pub fn from_yaml(text: &str) -> Result<Vec<Object>> {
                 "RoleBinding" => Object::RoleBinding(serde_json::from_value(v).map_err(e)?),
                 "Secret" => Object::Secret(serde_json::from_value(v).map_err(e)?),
                 "ConfigMap" => Object::ConfigMap(serde_json::from_value(v).map_err(e)?),
+                "PersistentVolumeClaim" => {
+                    Object::PersistentVolumeClaim(serde_json::from_value(v).map_err(e)?)
+                }
                 "Deployment" => Object::Deployment(serde_json::from_value(v).map_err(e)?),
                 "Service" => Object::Service(serde_json::from_value(v).map_err(e)?),
                 other => return Err(bad(format!("unexpected kind '{other}'"))),
@@ -185,6 +198,41 @@ fn meta(opts: &RenderOptions, name: &str) -> ObjectMeta {
 /// Whole seconds, at least 1 (what probe fields take).
 fn whole_secs(d: crate::spec::Dur) -> i32 {
     (d.ms().div_ceil(1000) as i32).max(1)
+}
+
+/// The probe periods and timeouts of `system`'s services that [`whole_secs`] rounds up (a probe's
+/// `periodSeconds` and `timeoutSeconds` are whole seconds, at least 1:
+/// https://kubernetes.io/docs/tasks/configure-pod-container/configure-liveness-readiness-startup-probes/#configure-probes),
+/// for the report: those probes run slower, or wait longer, than the system file says.
+pub fn rounded_probe_times(system: &System) -> Vec<crate::platform::RoundedProbeTime> {
+    use crate::evidence::Probe as Kind;
+    use crate::platform::{ProbeField, RoundedProbeTime};
+    let mut out = Vec::new();
+    for s in &system.file.services {
+        let probes = [
+            (Kind::Readiness, &s.readiness),
+            (Kind::Liveness, &s.liveness),
+        ];
+        for (kind, p) in probes {
+            let Some(p) = p else { continue };
+            for (field, d) in [
+                (ProbeField::Period, p.period),
+                (ProbeField::Timeout, p.timeout),
+            ] {
+                let runs_ms = whole_secs(d) as u64 * 1000;
+                if runs_ms != d.ms() {
+                    out.push(RoundedProbeTime {
+                        service: s.name.get_ref().clone(),
+                        probe: kind,
+                        field,
+                        asked_ms: d.ms(),
+                        runs_ms,
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 fn probe(p: &ProbeSpec) -> Probe {
@@ -310,6 +358,9 @@ fn container_port(name: &str, port: i32) -> ContainerPort {
         ..Default::default()
     }
 }
+
+/// The ingress ConfigMap's key holding the upstreams file's first form (no endpoints).
+pub const UPSTREAMS_SEED: &str = "upstreams.seed.conf";
 
 /// The pod annotations the Prometheus discovery keeps: scrape this pod, at this path.
 const SCRAPE: &str = "brownout.dev/scrape";
@@ -510,13 +561,44 @@ fn postgres_objects(opts: &RenderOptions, database: &str) -> Vec<Object> {
         containers: vec![container],
         volumes: Some(vec![Volume {
             name: "data".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: POSTGRES_CLAIM.into(),
+                ..Default::default()
+            }),
             ..Default::default()
         }]),
         ..Default::default()
     };
+    // The data stays on the claim when the pod goes (database-down scales to 0 and back; an
+    // emptyDir would be deleted with the pod and the new one would run initdb again).
+    let claim = PersistentVolumeClaim {
+        metadata: meta(opts, POSTGRES_CLAIM),
+        spec: Some(PersistentVolumeClaimSpec {
+            // No storageClassName: the cluster's default (kind: "standard", local-path).
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity("1Gi".into()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut postgres = deployment(opts, "postgres", 1, pod, BTreeMap::new());
+    // The old pod must be gone before the new one starts: both would mount the one
+    // ReadWriteOnce volume, and two servers must never share a data directory.
+    if let Some(spec) = postgres.spec.as_mut() {
+        spec.strategy = Some(DeploymentStrategy {
+            type_: Some("Recreate".into()),
+            rolling_update: None,
+        });
+    }
     vec![
-        Object::Deployment(deployment(opts, "postgres", 1, pod, BTreeMap::new())),
+        Object::PersistentVolumeClaim(claim),
+        Object::Deployment(postgres),
         Object::Service(service(
             opts,
             "postgres",
@@ -605,8 +687,10 @@ fn proxy_objects(system: &System, opts: &RenderOptions) -> Vec<Object> {
     ]
 }
 
-/// nginx (the same configuration as the local platform) in front of the routed Service, with
-/// mtail reading its edge log from a shared emptyDir.
+/// nginx (the same configuration as the local platform) routing to the pods of the routed
+/// Service, with mtail reading its edge log from a shared emptyDir. The upstreams file lives in
+/// another emptyDir, seeded at pod start with the no-endpoints form (nginx starts and answers 503
+/// until the harness writes the pods' addresses into it by exec: [`super::ingress`]).
 fn ingress_objects(system: &System, opts: &RenderOptions) -> Vec<Object> {
     let spec = &system.file.ingress;
     let conf = crate::platform::nginx_conf::render(
@@ -617,19 +701,19 @@ fn ingress_objects(system: &System, opts: &RenderOptions) -> Vec<Object> {
             access_log: "/dev/stdout".into(),
             edge_log: "/var/log/brownout/ingress-edge.log".into(),
             temp_dir: "/tmp".into(),
-            upstreams: "/etc/brownout/upstreams.conf".into(),
+            upstreams: super::ingress::UPSTREAMS_FILE.into(),
             listen: format!("{SERVICE_PORT}"),
         },
         spec,
     );
-    // Endpoint removal is Kubernetes' own: nginx reaches the Service, kube-proxy its ready pods.
-    let upstreams =
-        crate::platform::nginx_conf::upstreams(&[format!("{}:{SERVICE_PORT}", spec.service)]);
+    // Not the Service's ClusterIP (kube-proxy never routes to unready pods, so no fail-open, and
+    // `$upstream_addr` would name no pod): the harness writes the pods' addresses.
+    let seed = crate::platform::nginx_conf::upstreams(&[]);
     let config = ConfigMap {
         metadata: meta(opts, "ingress"),
         data: Some(BTreeMap::from([
             ("nginx.conf".to_string(), conf),
-            ("upstreams.conf".to_string(), upstreams),
+            (UPSTREAMS_SEED.to_string(), seed),
             (
                 "ingress.mtail".to_string(),
                 crate::platform::nginx_conf::EDGE_PROGRAM.to_string(),
@@ -662,6 +746,27 @@ fn ingress_objects(system: &System, opts: &RenderOptions) -> Vec<Object> {
         volume_mounts: Some(vec![
             mount("config", "/etc/brownout"),
             mount("edge-log", "/var/log/brownout"),
+            mount("upstreams", super::ingress::UPSTREAMS_DIR),
+        ]),
+        ..Default::default()
+    };
+    // Runs once per pod (not per container restart): a restarted nginx keeps the last route
+    // written, and the harness writes it again anyway.
+    let seed_upstreams = Container {
+        name: "seed-upstreams".into(),
+        image: Some(image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(
+            [
+                "cp".to_string(),
+                format!("/etc/brownout/{UPSTREAMS_SEED}"),
+                super::ingress::UPSTREAMS_FILE.to_string(),
+            ]
+            .to_vec(),
+        ),
+        volume_mounts: Some(vec![
+            mount("config", "/etc/brownout"),
+            mount("upstreams", super::ingress::UPSTREAMS_DIR),
         ]),
         ..Default::default()
     };
@@ -694,6 +799,7 @@ fn ingress_objects(system: &System, opts: &RenderOptions) -> Vec<Object> {
         ..Default::default()
     };
     let pod = PodSpec {
+        init_containers: Some(vec![seed_upstreams]),
         containers: vec![nginx, mtail],
         volumes: Some(vec![
             Volume {
@@ -706,6 +812,11 @@ fn ingress_objects(system: &System, opts: &RenderOptions) -> Vec<Object> {
             },
             Volume {
                 name: "edge-log".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            },
+            Volume {
+                name: "upstreams".into(),
                 empty_dir: Some(EmptyDirVolumeSource::default()),
                 ..Default::default()
             },
@@ -956,6 +1067,83 @@ mod tests {
         golden(
             "tests/fixtures/plain/systems/plain-pre-stop.toml",
             "plain-pre-stop",
+        );
+    }
+
+    /// database-down scales PostgreSQL's Deployment to 0 and back to 1: the new pod must find
+    /// the old data, or the postgres image runs initdb again (its docker-entrypoint.sh does so
+    /// when `$PGDATA/PG_VERSION` is missing: docker-library/postgres docker-entrypoint.sh,
+    /// `docker_setup_env`) and the app, which migrated only at boot, finds no tables. An emptyDir
+    /// cannot keep it: "When a Pod is removed from a node for any reason, the data in the emptyDir
+    /// is deleted permanently"
+    /// (https://kubernetes.io/docs/concepts/storage/volumes/#emptydir). A PersistentVolumeClaim
+    /// outlives its pods; without `storageClassName` it gets the cluster's default class
+    /// (https://kubernetes.io/docs/concepts/storage/persistent-volumes/#class-1), which on kind
+    /// is `standard`, rancher.io/local-path, `volumeBindingMode: WaitForFirstConsumer`,
+    /// `reclaimPolicy: Delete` (kubernetes-sigs/kind pkg/build/nodeimage/const_storage.go, applied
+    /// at cluster creation by pkg/cluster/internal/create/actions/installstorage/storage.go), so
+    /// it binds when the postgres pod is scheduled and its volume goes with the run's namespace.
+    /// The strategy is `Recreate` ("All existing Pods are killed before new ones are created",
+    /// https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#recreate-deployment):
+    /// a RollingUpdate would start the new pod while the old one still holds the volume.
+    #[test]
+    fn postgres_keeps_its_data_on_a_claim_of_the_default_class_and_is_recreated() {
+        let objects = rendered("scenarios/systems/checkout.toml");
+        let claim = objects
+            .iter()
+            .find_map(|o| match o {
+                Object::PersistentVolumeClaim(c) => Some(c),
+                _ => None,
+            })
+            .expect("a PersistentVolumeClaim");
+        assert_eq!(claim.metadata.name.as_deref(), Some(POSTGRES_CLAIM));
+        assert_eq!(
+            claim.metadata.namespace.as_deref(),
+            Some("brownout-golden"),
+            "in the run's namespace, so it goes with it"
+        );
+        let spec = claim.spec.as_ref().unwrap();
+        assert_eq!(spec.storage_class_name, None, "the cluster's default class");
+        assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_string()]));
+        let at = |kind: &str, name: &str| {
+            objects
+                .iter()
+                .position(|o| o.kind() == kind && o.name() == name)
+                .unwrap()
+        };
+        assert!(
+            at("PersistentVolumeClaim", POSTGRES_CLAIM) < at("Deployment", "postgres"),
+            "the claim is applied before its pod"
+        );
+        let postgres = deployment(&objects, "postgres");
+        let dspec = postgres.spec.as_ref().unwrap();
+        let strategy = dspec.strategy.as_ref().unwrap();
+        assert_eq!(strategy.type_.as_deref(), Some("Recreate"));
+        assert_eq!(strategy.rolling_update, None);
+        let pod = dspec.template.spec.as_ref().unwrap();
+        let data = pod.volumes.as_ref().unwrap();
+        assert_eq!(data.len(), 1);
+        assert_eq!(data[0].empty_dir, None, "not an emptyDir");
+        assert_eq!(
+            data[0]
+                .persistent_volume_claim
+                .as_ref()
+                .map(|c| c.claim_name.as_str()),
+            Some(POSTGRES_CLAIM)
+        );
+        let mounts = container(postgres).volume_mounts.as_ref().unwrap();
+        assert_eq!(mounts[0].name, data[0].name);
+        assert_eq!(mounts[0].mount_path, "/var/lib/postgresql/data");
+        // PGDATA is a directory below the mount (a fresh volume may hold lost+found).
+        assert_eq!(
+            env_of(container(postgres), "PGDATA"),
+            "/var/lib/postgresql/data/pgdata"
+        );
+        // The apps keep the RollingUpdate of the system file.
+        let checkout = deployment(&objects, "checkout").spec.as_ref().unwrap();
+        assert_eq!(
+            checkout.strategy.as_ref().unwrap().type_.as_deref(),
+            Some("RollingUpdate")
         );
     }
 

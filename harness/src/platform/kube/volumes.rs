@@ -1,7 +1,10 @@
 //! The disk-full fault on Kubernetes: the `fill-volume` program shipped in the app images is
 //! exec'd in every running pod of the service (a FROM-scratch image has no shell to do it with),
 //! writes the `emptyDir` tmpfs full until ENOSPC and keeps it full while its stdin stays open;
-//! healing closes that stdin and execs `fill-volume free`. Exec goes through [`PodExec`]: the
+//! healing closes that stdin and execs `fill-volume free`. The two execs race (the stdin's close
+//! travels on another connection than the second exec), so `fill-volume free` removes the file
+//! and then waits until the filler has seen it gone and exited ([`crate::fill`]): a late top-up
+//! cannot undo the heal. Exec goes through [`PodExec`]: the
 //! real one is kube's exec (a websocket to the kubelet), the tests' one a fake; the pods to act
 //! on are listed from the API by the component label (never by a name prefix).
 
@@ -159,7 +162,8 @@ pub async fn fill<E: PodExec>(
     Ok(held)
 }
 
-/// Stops keeping the volumes full and removes the filler in every pod.
+/// Stops keeping the volumes full and removes the filler in every pod; `fill-volume free` says
+/// `freed` only once the filler has exited, so the space is back when it does.
 pub async fn free<E: PodExec>(
     exec: &E,
     held: Vec<E::Held>,

@@ -58,8 +58,9 @@ async fn json(client: &reqwest::Client, addr: &str) -> std::result::Result<Vec<u
     Ok(r.bytes().await.map_err(|e| e.to_string())?.to_vec())
 }
 
-/// The request counters in mtail's `/json` answer.
-fn counts_from_json(body: &[u8]) -> std::result::Result<Vec<EdgeCount>, String> {
+/// The request counters in mtail's `/json` answer (also read on Kubernetes, through the API
+/// server's pod proxy: `platform::kube::cluster`).
+pub(crate) fn counts_from_json(body: &[u8]) -> std::result::Result<Vec<EdgeCount>, String> {
     // Other metrics (the histogram) have values of another shape: pick ours first.
     let metrics: Vec<serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| e.to_string())?;

@@ -228,7 +228,10 @@ async fn supervise(
         evidence.lifecycle(
             &config.service,
             &config.name,
-            Lifecycle::Started { pid: child.pid() },
+            Lifecycle::Started {
+                pid: Some(child.pid()),
+                container: None,
+            },
         );
         let started = Instant::now();
         let outcome = run_probes(
