@@ -7,6 +7,7 @@
 //! implementation (`local/`, whose machinery no core module imports); a Kubernetes one fits behind
 //! the same calls.
 
+pub mod edge_metrics;
 pub mod kube;
 pub mod local;
 pub mod nginx_conf;

@@ -368,6 +368,45 @@ pub async fn wait_named_available(
     }
 }
 
+/// Waits until the ingress at `url` proxies to a replica: its answer carries the upstream it
+/// proxied to ([`crate::load::UPSTREAM_ADDR_HEADER`], set by the ingress, not by the app). An
+/// answer without it is the ingress's own (the seed's no-endpoints 503 before the router has
+/// written the pods' addresses into nginx): Deployments being available says nothing about that,
+/// and a load started then would meet 503s no system made.
+async fn wait_routed(url: &str, within: Duration) -> Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+        .unwrap_or_default();
+    let t0 = Instant::now();
+    loop {
+        let last = match http.get(url).send().await {
+            Ok(r) => {
+                let upstream = r
+                    .headers()
+                    .get(crate::load::UPSTREAM_ADDR_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                if !upstream.is_empty() && upstream != "-" {
+                    return Ok(());
+                }
+                format!("it answered {} itself", r.status().as_u16())
+            }
+            Err(e) => e.to_string(),
+        };
+        if t0.elapsed() >= within {
+            return Err(BrownoutError::Environment(format!(
+                "the ingress at {url} did not route to a replica within {:.0} s ({last}); see the run's 'ingress upstreams' events and the ingress pod's log",
+                within.as_secs_f64()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Waits until `url` answers HTTP at all (any status), bounded.
 async fn wait_answers(url: &str, within: Duration) -> Result<()> {
     let http = reqwest::Client::builder()
@@ -505,6 +544,7 @@ impl Platform for KubePlatform {
         let ingress_url = format!("http://{}", self.addresses.ingress);
         let prometheus_url = format!("http://{}", self.addresses.prometheus);
         wait_answers(&ingress_url, self.reachable_within).await?;
+        wait_routed(&ingress_url, self.reachable_within).await?;
         wait_answers(&format!("{prometheus_url}/-/ready"), self.reachable_within).await?;
         let proxies = system
             .file
@@ -560,7 +600,7 @@ impl Platform for KubePlatform {
         for pod in &ingress {
             let proxy = relay::pod_proxy_path(&d.namespace, pod, render::EDGE_METRICS_PORT);
             let body = relay::get_text(&d.client, &proxy, "/json").await.ok()?;
-            let counts = crate::platform::local::edge::counts_from_json(body.as_bytes()).ok()?;
+            let counts = crate::platform::edge_metrics::counts_from_json(body.as_bytes()).ok()?;
             for c in counts {
                 match out
                     .iter_mut()
@@ -821,7 +861,13 @@ pub(crate) mod tests {
     async fn host_ports() -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let app = axum::Router::new().fallback(|| async { "ok" });
+        // As the ingress answers once it routes: with the upstream it proxied to.
+        let app = axum::Router::new().fallback(|| async {
+            (
+                [(crate::load::UPSTREAM_ADDR_HEADER, "10.244.0.7:8080")],
+                "ok",
+            )
+        });
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         addr
     }
@@ -1385,6 +1431,65 @@ pub(crate) mod tests {
             .unwrap();
         assert!(claim < lists[0]);
         p.teardown().await;
+    }
+
+    /// Deployments available is not the ingress routing: on a real cluster the ingress pod starts
+    /// with the seed's no-endpoints form (it answers 503 itself, with no upstream) and routes only
+    /// once the router has exec'd the pods' addresses into it (`ingress.rs`). nginx's
+    /// `add_header … $upstream_addr always` sends no header when the variable is empty
+    /// (https://nginx.org/en/docs/http/ngx_http_headers_module.html#add_header: "if the value of
+    /// a header field is an empty string then this field will not be added"), so deploy returns
+    /// only after an answer names the upstream it was proxied to, and fails naming the ingress
+    /// when none ever does.
+    #[tokio::test]
+    async fn deploy_returns_only_once_the_ingress_routes_to_a_replica() {
+        let system =
+            crate::spec::load_system(&root().join("scenarios/systems/checkout.toml")).unwrap();
+        for routes_after in [4usize, usize::MAX] {
+            let seen = Arc::new(AtomicUsize::new(0));
+            let counted = seen.clone();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let host = listener.local_addr().unwrap().to_string();
+            let app = axum::Router::new().fallback(move || {
+                let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    if n >= routes_after {
+                        axum::response::IntoResponse::into_response((
+                            [(crate::load::UPSTREAM_ADDR_HEADER, "10.244.0.7:8080")],
+                            "ok",
+                        ))
+                    } else {
+                        axum::response::IntoResponse::into_response((
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "",
+                        ))
+                    }
+                }
+            });
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            let (client, _log) = mock::server(healthy_cluster(&system, 1));
+            let (mut p, _) = fast_platform(client).await;
+            p.addresses.ingress = host.clone();
+            p.reachable_within = Duration::from_millis(1500);
+            let r = p
+                .deploy(&system, &opts("20261123T200000Z-rt01"), &Evidence::new())
+                .await;
+            if routes_after == usize::MAX {
+                let e = r.unwrap_err().to_string();
+                assert!(
+                    e.contains("did not route to a replica") && e.contains("answered 503 itself"),
+                    "{e}"
+                );
+            } else {
+                r.unwrap();
+                assert!(
+                    seen.load(Ordering::SeqCst) >= routes_after,
+                    "deploy returned after {} answers, before the ingress routed",
+                    seen.load(Ordering::SeqCst)
+                );
+            }
+            p.teardown().await;
+        }
     }
 
     /// The report's platform facts: the API server's version as `GET /version` gives it

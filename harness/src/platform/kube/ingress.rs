@@ -1,5 +1,5 @@
 //! The ingress's routes on Kubernetes, by the same rules as the local platform
-//! ([`crate::platform::local::nginx::Nginx::route_to`]): nginx's upstreams are the pods'
+//! (the local ingress's `route_to`): nginx's upstreams are the pods'
 //! addresses (`podIP:port`) from the EndpointSlices of the Service the ingress fronts — the ready
 //! ones; every live one when none is ready and `fail_open`; none (the ingress's own 503, with
 //! `Retry-After` if the system sets one) when none is ready and not `fail_open`.

@@ -6,17 +6,16 @@
 //! reads the same counters (mtail's JSON) at phase boundaries to set them beside what clients saw.
 
 use crate::error::{BrownoutError, Result};
-use crate::evidence::{EdgeCount, Layer};
+use crate::evidence::EdgeCount;
 use crate::platform::local::process::{spawn, ChildSpec, ManagedChild};
 use nix::sys::signal::Signal;
-use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
 
 /// The mtail program (see `ingress.mtail`).
 const PROGRAM: &str = crate::platform::nginx_conf::EDGE_PROGRAM;
 /// The counter the program keeps, by (status, made_by).
-const REQUESTS: &str = "ingress_http_requests_total";
+const REQUESTS: &str = crate::platform::edge_metrics::REQUESTS;
 /// How often mtail reads the log for new lines.
 const POLL: &str = "20ms";
 
@@ -24,28 +23,6 @@ pub struct EdgeExporter {
     pub port: u16,
     child: ManagedChild,
     client: reqwest::Client,
-}
-
-#[derive(Deserialize)]
-struct Metric {
-    #[serde(rename = "Keys", default)]
-    keys: Vec<String>,
-    #[serde(rename = "LabelValues", default)]
-    values: Vec<LabelValue>,
-}
-
-#[derive(Deserialize)]
-struct LabelValue {
-    #[serde(rename = "Labels", default)]
-    labels: Vec<String>,
-    #[serde(rename = "Value")]
-    value: Value,
-}
-
-#[derive(Deserialize)]
-struct Value {
-    #[serde(rename = "Value")]
-    value: f64,
 }
 
 /// mtail's `/json` answer (every metric it keeps).
@@ -56,43 +33,6 @@ async fn json(client: &reqwest::Client, addr: &str) -> std::result::Result<Vec<u
         .await
         .map_err(|e| e.to_string())?;
     Ok(r.bytes().await.map_err(|e| e.to_string())?.to_vec())
-}
-
-/// The request counters in mtail's `/json` answer (also read on Kubernetes, through the API
-/// server's pod proxy: `platform::kube::cluster`).
-pub(crate) fn counts_from_json(body: &[u8]) -> std::result::Result<Vec<EdgeCount>, String> {
-    // Other metrics (the histogram) have values of another shape: pick ours first.
-    let metrics: Vec<serde_json::Value> =
-        serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let Some(m) = metrics.into_iter().find(|m| m["Name"] == REQUESTS) else {
-        return Ok(Vec::new());
-    };
-    let m: Metric = serde_json::from_value(m).map_err(|e| e.to_string())?;
-    let status_at = m.keys.iter().position(|k| k == "status");
-    let made_by_at = m.keys.iter().position(|k| k == "made_by");
-    let (Some(s), Some(b)) = (status_at, made_by_at) else {
-        return Err(format!("{REQUESTS} has keys {:?}", m.keys));
-    };
-    let mut out = Vec::new();
-    for lv in m.values {
-        let status = lv
-            .labels
-            .get(s)
-            .and_then(|v| v.parse::<u16>().ok())
-            .ok_or_else(|| format!("{REQUESTS}: bad status in {:?}", lv.labels))?;
-        let layer = match lv.labels.get(b).map(String::as_str) {
-            Some("ingress") => Layer::Ingress,
-            Some("upstream") => Layer::App,
-            _ => return Err(format!("{REQUESTS}: bad made_by in {:?}", lv.labels)),
-        };
-        out.push(EdgeCount {
-            status,
-            layer,
-            answers: lv.value.value as u64,
-        });
-    }
-    out.sort_by_key(|c| (c.status, c.layer as u8));
-    Ok(out)
 }
 
 impl EdgeExporter {
@@ -176,7 +116,7 @@ impl EdgeExporter {
 
     /// The ingress's answers so far, by status and who made them.
     pub async fn counts(&self) -> std::result::Result<Vec<EdgeCount>, String> {
-        counts_from_json(&self.json().await?)
+        crate::platform::edge_metrics::counts_from_json(&self.json().await?)
     }
 
     pub async fn stop(&mut self) {
@@ -189,44 +129,7 @@ impl EdgeExporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_request_counters_from_mtail_json() {
-        let body = br#"[
-          {"Name":"ingress_http_requests_total","Keys":["status","made_by"],
-           "LabelValues":[{"Labels":["504","ingress"],"Value":{"Value":3,"Time":1}},
-                          {"Labels":["200","upstream"],"Value":{"Value":40,"Time":1}}]},
-          {"Name":"ingress_http_request_duration_seconds","Keys":["made_by"],
-           "LabelValues":[{"Labels":["ingress"],"Value":{"Buckets":[1,2],"Count":3,"Sum":15.0}}]}
-        ]"#;
-        let c = counts_from_json(body).unwrap();
-        assert_eq!(
-            c,
-            vec![
-                EdgeCount {
-                    status: 200,
-                    layer: Layer::App,
-                    answers: 40
-                },
-                EdgeCount {
-                    status: 504,
-                    layer: Layer::Ingress,
-                    answers: 3
-                }
-            ]
-        );
-        // Before the first line the counter has no values.
-        assert!(counts_from_json(
-            br#"[{"Name":"ingress_http_requests_total","Keys":["status","made_by"]}]"#
-        )
-        .unwrap()
-        .is_empty());
-        // A program with other keys is an error, not zero answers.
-        assert!(counts_from_json(
-            br#"[{"Name":"ingress_http_requests_total","Keys":["code"],"LabelValues":[{"Labels":["200"],"Value":{"Value":1}}]}]"#
-        )
-        .is_err());
-    }
+    use crate::evidence::Layer;
 
     /// The real mtail on a real log: lines appended after it starts are counted by status and
     /// maker, and a line of another shape is not.

@@ -5,7 +5,7 @@
 //! Needs no Docker; everything it starts lives under one work dir and stops at teardown.
 
 pub mod cgroup;
-pub(crate) mod edge;
+mod edge;
 mod nginx;
 pub mod postgres;
 pub mod process;
