@@ -151,9 +151,11 @@ for row in "${SMOKE_ROWS[@]}"; do
   say "smoke row: $row (hardened)"
   out=$(mktemp) err=$(mktemp)
   code=0
+  started=$SECONDS
   BROWNOUT_KEEP_NAMESPACE=1 "$B" run "$row" --platform kind --reports-dir "$REPORTS/smoke" \
     >"$out" 2> >(tee "$err" >&2) || code=$?
   cat "$out"
+  say "smoke row $row took $((SECONDS - started)) s (the matrix has about 29 rows like it)"
   if [ "$code" != 0 ]; then
     diagnose "$row" "$out" "$err" "$code"
     say "smoke row $row failed (exit $code): stopping; the diagnosis is in $REPORTS/diagnosis/$row/"

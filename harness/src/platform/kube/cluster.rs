@@ -714,7 +714,15 @@ impl KubePlatform {
             let status = dep.status.unwrap_or_default();
             let ready = status.ready_replicas.unwrap_or(0);
             let total = status.replicas.unwrap_or(0);
-            if ready == replicas && total == replicas {
+            // `status.replicas` leaves out terminating pods: stopped means no postgres pod at
+            // all, or the next start would run beside a server still shutting down on the
+            // same claim.
+            let lingering = if replicas == 0 && total == 0 {
+                postgres_pods(&d.client, &d.namespace).await?
+            } else {
+                0
+            };
+            if ready == replicas && total == replicas && lingering == 0 {
                 evidence.event(format!("postgres scaled to {replicas}"));
                 return Ok(());
             }
@@ -727,6 +735,28 @@ impl KubePlatform {
             tokio::time::sleep(poll).await;
         }
     }
+}
+
+/// PostgreSQL's pods, terminating ones included (by the component label).
+async fn postgres_pods(client: &kube::Client, namespace: &str) -> Result<usize> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("{}=postgres", render::NAME_LABEL);
+    let list = pods
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| BrownoutError::Environment(format!("listing postgres's pods: {e}")))?;
+    // Filtered here too: the selector is the API server's to apply.
+    Ok(list
+        .items
+        .iter()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(render::NAME_LABEL))
+                .is_some_and(|n| n == "postgres")
+        })
+        .count())
 }
 
 impl DatabaseControl for KubePlatform {
@@ -990,6 +1020,66 @@ pub(crate) mod tests {
             log_dir: PathBuf::from("/nonexistent"),
             seed: 1,
         }
+    }
+
+    /// A Deployment's `status.replicas` counts only non-terminated pods ("Total number of
+    /// non-terminated pods targeted by this deployment", k8s.io/api apps/v1 DeploymentStatus;
+    /// the controller's `calculateStatus` in pkg/controller/deployment/sync.go counts ReplicaSet
+    /// replicas, which exclude pods with a deletionTimestamp), so it reads 0 while the old
+    /// PostgreSQL pod is still shutting down on the claim. `stop_database` returns only once no
+    /// postgres pod is listed at all: here one lingers, terminating, for three looks.
+    #[tokio::test]
+    async fn database_down_waits_until_the_terminating_postgres_pod_is_gone() {
+        use std::sync::atomic::AtomicI64;
+        let system =
+            crate::spec::load_system(&root().join("scenarios/systems/checkout.toml")).unwrap();
+        let desired = Arc::new(AtomicI64::new(1));
+        let pod_looks = Arc::new(AtomicUsize::new(0));
+        let (d2, l2) = (desired.clone(), pod_looks.clone());
+        let mut inner = healthy_cluster(&system, 1);
+        let answer: mock::Answer = Box::new(move |s: &Seen| {
+            let p = s.path_and_query.as_str();
+            if !s.is_watch() && p.contains("/deployments/postgres") {
+                if s.method == Method::PATCH {
+                    d2.store(
+                        s.body["spec"]["replicas"].as_i64().unwrap(),
+                        Ordering::SeqCst,
+                    );
+                }
+                let want = d2.load(Ordering::SeqCst);
+                return Reply::Json(
+                    StatusCode::OK,
+                    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                        "metadata": {"name": "postgres"}, "spec": {"replicas": want},
+                        "status": {"replicas": want, "readyReplicas": want}}),
+                );
+            }
+            if !s.is_watch() && p.contains("/pods?") && p.contains("postgres") {
+                let mut pg = super::super::watch::tests::pod("postgres-6f7c-abcde", false, 0);
+                pg["metadata"]["labels"][render::NAME_LABEL] = json!("postgres");
+                pg["metadata"]["deletionTimestamp"] = json!("2026-12-03T09:00:20Z");
+                let items = if l2.fetch_add(1, Ordering::SeqCst) < 3 {
+                    vec![pg]
+                } else {
+                    vec![]
+                };
+                return mock::list("PodList", "v1", items);
+            }
+            inner(s)
+        });
+        let (client, _log) = mock::server(answer);
+        let (mut p, _host) = fast_platform(client).await;
+        let ev = Evidence::new();
+        p.deploy(&system, &opts("20261203T090000Z-db02"), &ev)
+            .await
+            .unwrap();
+        p.stop_database(&ev).await.unwrap();
+        assert!(
+            pod_looks.load(Ordering::SeqCst) >= 4,
+            "stopped while a postgres pod was still terminating ({} looks)",
+            pod_looks.load(Ordering::SeqCst)
+        );
+        p.teardown().await;
     }
 
     /// `database-down` on a cluster: the postgres Deployment is scaled to 0 (a merge patch of

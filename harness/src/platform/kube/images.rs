@@ -205,6 +205,67 @@ pub fn build_commands(base: Option<&str>, tag: &str) -> Vec<Cmd> {
         .collect()
 }
 
+/// The node's platform for `docker image save --platform` (the images are built for the host).
+fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+/// Loads `name` into the kind node: `kind load docker-image`, and if that fails, the workaround
+/// kind documents for Docker's containerd image store (the default from Docker 29), where
+/// `docker save` of an image whose index names content the store does not hold (another
+/// platform, an attestation) makes the node's `ctr images import` fail with "content digest …
+/// not found" (kubernetes-sigs/kind#3795, #4066; the workaround documented by kind PR #4247):
+/// a single-platform `docker image save --platform` and `kind load image-archive`.
+fn load(tools: &mut (impl Tools + ?Sized), root: &Path, name: &str) -> Result<()> {
+    let first = match tools.run(
+        &Cmd::new("kind", &["load", "docker-image", "--name", CLUSTER, name]),
+        root,
+    ) {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    let dir = tempfile::tempdir()
+        .map_err(|e| BrownoutError::Environment(format!("a temp dir for {name}'s archive: {e}")))?;
+    let archive = dir.path().join("image.tar");
+    let archive = archive.to_string_lossy().to_string();
+    let platform = host_platform();
+    let fallback = tools
+        .run(
+            &Cmd::new(
+                "docker",
+                &[
+                    "image",
+                    "save",
+                    "--platform",
+                    &platform,
+                    "-o",
+                    &archive,
+                    name,
+                ],
+            ),
+            root,
+        )
+        .and_then(|_| {
+            tools.run(
+                &Cmd::new(
+                    "kind",
+                    &["load", "image-archive", "--name", CLUSTER, &archive],
+                ),
+                root,
+            )
+        });
+    fallback.map(|_| ()).map_err(|second| {
+        BrownoutError::Environment(format!(
+            "loading {name} into the kind node failed: {first}; and through an archive (docker image save --platform {platform}, kind load image-archive): {second}"
+        ))
+    })
+}
+
 /// `crictl images -o json` in the node: `{"images": [{"repoTags": […]}, …]}`.
 #[derive(Debug, Deserialize)]
 struct NodeImages {
@@ -283,11 +344,7 @@ pub fn prepare_kind(
         tools.run(&build_command(image, base, tag.as_str()), root)?;
     }
     for image in &missing {
-        let name = format!("{}:{tag}", image.name);
-        tools.run(
-            &Cmd::new("kind", &["load", "docker-image", "--name", CLUSTER, &name]),
-            root,
-        )?;
+        load(tools, root, &format!("{}:{tag}", image.name))?;
     }
     let kubeconfig = tools.run(
         &Cmd::new("kind", &["get", "kubeconfig", "--name", CLUSTER]),
@@ -479,6 +536,54 @@ pub(crate) mod tests {
     /// only when the node has the same image ID (same file, `ImageID(node, imageName) !=
     /// imageID` → load) and the `docker build` before it would still run every time. When the
     /// listing fails, everything is built and loaded, as before.
+    /// Docker 29 makes the containerd image store the default, and with it `kind load
+    /// docker-image` can fail with "content digest … not found" (kubernetes-sigs/kind#3795,
+    /// #4066; armadaproject/armada#4693 hit it on CI runners). kind documents the workaround
+    /// (kind PR #4247): a single-platform `docker image save --platform` and `kind load
+    /// image-archive`. A failed load takes that path; when it fails too, the error names both.
+    #[test]
+    fn a_failed_image_load_falls_back_to_a_single_platform_archive() {
+        let root = build_context();
+        let run = |archive_ok: bool| {
+            let mut answers = vec![
+                ("kind get clusters".into(), Some("brownout\n".into())),
+                ("kind load docker-image".into(), None),
+                (
+                    "kind get kubeconfig".into(),
+                    Some("apiVersion: v1\n".into()),
+                ),
+            ];
+            if !archive_ok {
+                answers.push(("kind load image-archive".into(), None));
+            }
+            let mut tools = FakeTools {
+                answers,
+                ..Default::default()
+            };
+            let r = prepare_kind(&mut tools, root.path(), None);
+            (r, tools.seen)
+        };
+        let (r, seen) = run(true);
+        let prepared = r.unwrap();
+        let saves: Vec<&String> = seen
+            .iter()
+            .filter(|c| c.starts_with("docker image save --platform linux/"))
+            .collect();
+        let archives = seen
+            .iter()
+            .filter(|c| c.starts_with("kind load image-archive --name brownout "))
+            .count();
+        assert_eq!(saves.len(), IMAGES.len(), "{seen:?}");
+        assert_eq!(archives, IMAGES.len(), "{seen:?}");
+        assert!(saves[0].contains(&format!("brownout/checkout:{}", prepared.tag)));
+        let (r, _) = run(false);
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains("kind load docker-image") && e.contains("kind load image-archive"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn images_the_node_already_has_are_neither_built_nor_loaded() {
         let root = build_context();

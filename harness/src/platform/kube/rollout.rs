@@ -77,6 +77,12 @@ fn name_of(d: &Deployment) -> String {
 fn progress(d: &Deployment) -> Option<std::result::Result<(), ()>> {
     let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let status = d.status.as_ref()?;
+    // A condition from before the controller saw this generation (a stalled earlier rollout
+    // keeps `ProgressDeadlineExceeded` until the new template is observed) says nothing yet.
+    let observed = status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+    if !observed {
+        return None;
+    }
     let stalled = status.conditions.as_ref().is_some_and(|cs| {
         cs.iter().any(|c| {
             c.type_ == "Progressing"
@@ -87,9 +93,7 @@ fn progress(d: &Deployment) -> Option<std::result::Result<(), ()>> {
     if stalled {
         return Some(Err(()));
     }
-    let observed = status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
-    let done = observed
-        && status.updated_replicas.unwrap_or(0) == want
+    let done = status.updated_replicas.unwrap_or(0) == want
         && status.available_replicas.unwrap_or(0) == want
         && status.replicas.unwrap_or(0) == want;
     done.then_some(Ok(()))
@@ -309,6 +313,25 @@ mod tests {
             "2026-11-23T20:00:00Z"
         );
         assert_eq!(env_names(&v), env_names(&serde_json::to_value(&d).unwrap()));
+    }
+
+    /// The Deployment controller keeps an earlier rollout's `Progressing=False /
+    /// ProgressDeadlineExceeded` until it observes the new generation
+    /// (https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#failed-deployment;
+    /// `status.observedGeneration`, pkg/controller/deployment/progress.go): the first look after
+    /// a new apply can still carry it, and says nothing about the new rollout yet.
+    #[test]
+    fn a_stale_deadline_condition_from_an_older_generation_is_not_a_stall() {
+        let d = checkout();
+        let stale: Deployment =
+            serde_json::from_value(with_status(&d, 3, stalled_status())).unwrap();
+        assert_eq!(progress(&stale), None, "generation 3 not observed yet");
+        let seen: Deployment =
+            serde_json::from_value(with_status(&d, 2, stalled_status())).unwrap();
+        assert_eq!(progress(&seen), Some(Err(())));
+        let done: Deployment =
+            serde_json::from_value(with_status(&d, 2, complete_status())).unwrap();
+        assert_eq!(progress(&done), Some(Ok(())));
     }
 
     fn with_status(d: &Deployment, generation: i64, status: Value) -> Value {

@@ -42,6 +42,9 @@ pub trait PodExec {
     ) -> Result<(String, Self::Held)>;
 }
 
+/// How long a one-shot exec may take before it is given up.
+const EXEC_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Exec through the API server (kube's `ws` feature).
 pub struct KubeExec {
     pub pods: Api<Pod>,
@@ -57,17 +60,35 @@ impl PodExec for KubeExec {
             .exec(pod, argv.to_vec(), &params)
             .await
             .map_err(|e| BrownoutError::Environment(format!("exec in {pod}: {e}")))?;
-        let mut output = String::new();
-        if let Some(mut out) = p.stdout() {
-            let _ = out.read_to_string(&mut output).await;
-        }
-        if let Some(mut err) = p.stderr() {
-            let _ = err.read_to_string(&mut output).await;
-        }
-        let status = match p.take_status() {
-            Some(s) => s.await,
-            None => None,
+        // Both streams at once (kube's pipes are small: a program that fills stderr while we
+        // wait on stdout would block forever), and bounded: one stuck exec must not stop the
+        // caller (the ingress router) for the rest of the run.
+        let (stdout, stderr, status) = (p.stdout(), p.stderr(), p.take_status());
+        let read = async move {
+            let (mut out, mut err) = (String::new(), String::new());
+            let o = async {
+                if let Some(mut s) = stdout {
+                    let _ = s.read_to_string(&mut out).await;
+                }
+            };
+            let e = async {
+                if let Some(mut s) = stderr {
+                    let _ = s.read_to_string(&mut err).await;
+                }
+            };
+            tokio::join!(o, e);
+            let status = match status {
+                Some(s) => s.await,
+                None => None,
+            };
+            (out + &err, status)
         };
+        let (output, status) = tokio::time::timeout(EXEC_WITHIN, read).await.map_err(|_| {
+            BrownoutError::Environment(format!(
+                "exec in {pod}: {argv:?} did not end within {} s",
+                EXEC_WITHIN.as_secs()
+            ))
+        })?;
         let success = status.is_some_and(|s| s.status.as_deref() == Some("Success"));
         Ok(ExecOutput { success, output })
     }

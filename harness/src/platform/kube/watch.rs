@@ -521,7 +521,11 @@ pub fn start(client: kube::Client, namespace: &str, evidence: Evidence) -> Watch
                 }
                 match ev {
                     watcher::Event::Apply(p) | watcher::Event::InitApply(p) => t.on_pod(&p),
-                    watcher::Event::Delete(p) => t.on_pod_deleted(&p),
+                    // The deleted object carries the pod's last status (its containers' end).
+                    watcher::Event::Delete(p) => {
+                        t.on_pod(&p);
+                        t.on_pod_deleted(&p)
+                    }
                     _ => {}
                 }
             },
