@@ -250,29 +250,25 @@ fn availability(d: &Deployment) -> String {
     )
 }
 
-/// Waits until every Deployment in `namespace` is available; the error names those that are
-/// not and why their pods wait.
-pub async fn wait_available(
+/// Lists `namespace`'s Deployments every `every` until `pending` says nothing is (`None`), or
+/// `within` has passed: then the error starts with `what`, says what was still pending and why
+/// the pods wait.
+async fn wait_deployments(
     client: &kube::Client,
     namespace: &str,
-    expected: usize,
+    what: &str,
     within: Duration,
     every: Duration,
+    pending: impl Fn(&[Deployment]) -> Option<String>,
 ) -> Result<()> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let t0 = Instant::now();
     loop {
         let last = match api.list(&Default::default()).await {
-            Ok(list) => {
-                let not: Vec<&Deployment> = list.items.iter().filter(|d| !available(d)).collect();
-                if list.items.len() >= expected && not.is_empty() {
-                    return Ok(());
-                }
-                not.iter()
-                    .map(|d| availability(d))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
+            Ok(list) => match pending(&list.items) {
+                None => return Ok(()),
+                Some(last) => last,
+            },
             Err(e) => e.to_string(),
         };
         if t0.elapsed() >= within {
@@ -283,7 +279,7 @@ pub async fn wait_available(
                 .map(|l| waiting_reasons(&l.items))
                 .unwrap_or_default();
             return Err(BrownoutError::Environment(format!(
-                "not ready within {:.0} s: {last}{}",
+                "{what} not ready within {:.0} s: {last}{}",
                 within.as_secs_f64(),
                 if why.is_empty() {
                     String::new()
@@ -294,6 +290,37 @@ pub async fn wait_available(
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Waits until every Deployment in `namespace` is available; the error names those that are
+/// not and why their pods wait.
+pub async fn wait_available(
+    client: &kube::Client,
+    namespace: &str,
+    expected: usize,
+    within: Duration,
+    every: Duration,
+) -> Result<()> {
+    wait_deployments(
+        client,
+        namespace,
+        "the Deployments",
+        within,
+        every,
+        |items| {
+            let not: Vec<&Deployment> = items.iter().filter(|d| !available(d)).collect();
+            if items.len() >= expected && not.is_empty() {
+                return None;
+            }
+            Some(
+                not.iter()
+                    .map(|d| availability(d))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        },
+    )
+    .await
 }
 
 /// The Deployments the apps depend on (the database, the fault proxy they reach it through).
@@ -320,52 +347,30 @@ pub async fn wait_named_available(
     if names.is_empty() {
         return Ok(());
     }
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let t0 = Instant::now();
-    loop {
-        let last = match api.list(&Default::default()).await {
-            Ok(list) => {
-                let mine: Vec<&Deployment> = list
-                    .items
-                    .iter()
-                    .filter(|d| names.contains(d.metadata.name.as_ref().unwrap_or(&String::new())))
-                    .collect();
-                if mine.len() == names.len() && mine.iter().all(|d| available(d)) {
-                    return Ok(());
-                }
-                names
-                    .iter()
-                    .filter_map(|n| {
-                        match mine.iter().find(|d| d.metadata.name.as_ref() == Some(n)) {
-                            Some(d) if available(d) => None,
-                            Some(d) => Some(availability(d)),
-                            None => Some(format!("{n} not created")),
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-            Err(e) => e.to_string(),
-        };
-        if t0.elapsed() >= within {
-            let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-            let why = pods
-                .list(&Default::default())
-                .await
-                .map(|l| waiting_reasons(&l.items))
-                .unwrap_or_default();
-            return Err(BrownoutError::Environment(format!(
-                "the apps' dependencies not ready within {:.0} s: {last}{}",
-                within.as_secs_f64(),
-                if why.is_empty() {
-                    String::new()
-                } else {
-                    format!("; pods: {}", why.join("; "))
-                }
-            )));
+    let what = "the apps' dependencies";
+    wait_deployments(client, namespace, what, within, every, |items| {
+        let mine: Vec<&Deployment> = items
+            .iter()
+            .filter(|d| names.contains(d.metadata.name.as_ref().unwrap_or(&String::new())))
+            .collect();
+        if mine.len() == names.len() && mine.iter().all(|d| available(d)) {
+            return None;
         }
-        tokio::time::sleep(every).await;
-    }
+        Some(
+            names
+                .iter()
+                .filter_map(
+                    |n| match mine.iter().find(|d| d.metadata.name.as_ref() == Some(n)) {
+                        Some(d) if available(d) => None,
+                        Some(d) => Some(availability(d)),
+                        None => Some(format!("{n} not created")),
+                    },
+                )
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    })
+    .await
 }
 
 /// Waits until the ingress at `url` proxies to a replica: its answer carries the upstream it
