@@ -1027,6 +1027,17 @@ pub(crate) mod tests {
         }
     }
 
+    /// The postgres Deployment as the API server returns it: `want` replicas asked for, `pods`
+    /// of them running and ready.
+    fn postgres_deployment(want: i64, pods: i64) -> Reply {
+        Reply::Json(
+            StatusCode::OK,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "postgres"}, "spec": {"replicas": want},
+                "status": {"replicas": pods, "readyReplicas": pods}}),
+        )
+    }
+
     /// A Deployment's `status.replicas` counts only non-terminated pods ("Total number of
     /// non-terminated pods targeted by this deployment", k8s.io/api apps/v1 DeploymentStatus;
     /// the controller's `calculateStatus` in pkg/controller/deployment/sync.go counts ReplicaSet
@@ -1052,12 +1063,7 @@ pub(crate) mod tests {
                     );
                 }
                 let want = d2.load(Ordering::SeqCst);
-                return Reply::Json(
-                    StatusCode::OK,
-                    json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                        "metadata": {"name": "postgres"}, "spec": {"replicas": want},
-                        "status": {"replicas": want, "readyReplicas": want}}),
-                );
+                return postgres_deployment(want, want);
             }
             if !s.is_watch() && p.contains("/pods?") && p.contains("postgres") {
                 let mut pg = super::super::watch::tests::pod("postgres-6f7c-abcde", false, 0);
@@ -1118,12 +1124,7 @@ pub(crate) mod tests {
                     } else {
                         1 - want
                     };
-                    return Reply::Json(
-                        StatusCode::OK,
-                        json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                            "metadata": {"name": "postgres"}, "spec": {"replicas": want},
-                            "status": {"replicas": pods, "readyReplicas": pods}}),
-                    );
+                    return postgres_deployment(want, pods);
                 }
                 inner(s)
             });
