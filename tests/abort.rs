@@ -11,24 +11,21 @@
 #[path = "support/leftovers.rs"]
 mod leftovers;
 
+mod support;
 use leftovers::Snapshot;
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{root, BROWNOUT};
 
-const BROWNOUT: &str = env!("CARGO_BIN_EXE_brownout");
 const SCENARIO: &str = "tests/fixtures/abort/short-pool.toml";
 /// Longer than a whole run of the scenario (≈ 16 s), so some aborts land in teardown or after.
 const LATEST: Duration = Duration::from_millis(17_000);
 
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn runs() -> usize {
     std::env::var("BROWNOUT_ABORT_RUNS")

@@ -4,14 +4,10 @@
 //! must produce: `# error: FILE:LINE:COL: TEXT`. `brownout validate` must exit 2 with exactly that
 //! one error, never panic, and never accept the file.
 
+mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const BROWNOUT: &str = env!("CARGO_BIN_EXE_brownout");
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use support::{root, BROWNOUT};
 
 fn cases() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("tests/bad-inputs"))

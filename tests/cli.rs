@@ -2,22 +2,10 @@
 //! error each, exit 2; `tests/fixtures/broken/`), the standing expectation, `--system`, listing, bad arguments, missing system programs (exit 3), and the alert
 //! rule files passing `promtool check rules`.
 
+mod support;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-
-const BROWNOUT: &str = env!("CARGO_BIN_EXE_brownout");
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn brownout(args: &[&str]) -> Output {
-    Command::new(BROWNOUT)
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run brownout")
-}
+use support::{brownout, root, BROWNOUT};
 
 fn text(o: &Output) -> String {
     format!(

@@ -5,6 +5,7 @@
 //! `BROWNOUT_FUZZ_SECS` (default 60 s; `just fuzz` runs 600 s) and prints how many inputs it
 //! tried. A failing input is shrunk by proptest and printed; add it to `tests/bad-inputs/`.
 
+mod support;
 use harness::error::BrownoutError;
 use harness::spec::source::read_capped;
 use proptest::prelude::*;
@@ -12,10 +13,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use support::root;
 
 fn toml_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -14,10 +14,10 @@ mod chromium;
 #[path = "support/leftovers.rs"]
 mod leftovers;
 
+mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BROWNOUT: &str = env!("CARGO_BIN_EXE_brownout");
+use support::{root, BROWNOUT};
 
 /// The tests that run a stack take turns: each checks that nothing was left after it, which
 /// another's running stack would spoil.
@@ -25,10 +25,6 @@ static STACK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn stack_turn() -> std::sync::MutexGuard<'static, ()> {
     STACK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn cli(reports: &std::path::Path, args: &[&str]) -> std::process::Output {

@@ -11,10 +11,12 @@
 #[path = "support/docker_api.rs"]
 mod docker_api;
 
+mod support;
 use harness::platform::kube::images::{self, Tools};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use support::root;
 use testcontainers::core::{ExecCommand, Mount};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
@@ -22,10 +24,6 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 /// The base the images are built on here (made by `scripts/base-image.sh`).
 const BASE: &str = "brownout/base:bookworm";
 const TAG: &str = "test";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// Once per test binary: Docker reachable through the version shim, the images built.
 fn images() {

@@ -5,15 +5,12 @@
 //! lacks Kubernetes discovery: that block is checked by shape). A broken object is shown failing
 //! the same check.
 
-use std::path::{Path, PathBuf};
+mod support;
+use std::path::PathBuf;
 use std::process::Command;
+use support::{root, BROWNOUT};
 
-const BROWNOUT: &str = env!("CARGO_BIN_EXE_brownout");
 const KUBERNETES: &str = "1.34.0";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn validator() -> PathBuf {
     let venv = root().join(".tools/venv/bin/kubernetes-validate");

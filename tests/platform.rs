@@ -5,7 +5,7 @@
 //! fronts. Needs the workspace's binaries built (`cargo build --workspace --bins`; `just test` does).
 
 use harness::evidence::Evidence;
-use harness::faults::toxic::{Toxic, ToxicKind};
+use harness::fault_proxy::Toxic;
 use harness::platform::{
     DatabaseHandle, DeployOptions, Platform, ProxyControl, RevisionChange, RolloutDriver,
     RolloutOutcome,
@@ -116,7 +116,7 @@ async fn a_fault_proxy_follows_its_upstream_service_across_a_rollout() {
 
     // Toxics and down/up go through the program's control API.
     platform
-        .add_toxic("to-plain", Toxic::always(ToxicKind::Refuse))
+        .add_toxic("to-plain", Toxic::Refuse { fraction: 1.0 })
         .await
         .unwrap();
     assert_eq!(status(&c, &through_proxy).await, None, "refused");
@@ -128,7 +128,7 @@ async fn a_fault_proxy_follows_its_upstream_service_across_a_rollout() {
     platform.set_down("to-plain", false).await.unwrap();
     assert_eq!(status(&c, &through_proxy).await, Some(200));
     let err = platform
-        .add_toxic("nope", Toxic::always(ToxicKind::Refuse))
+        .add_toxic("nope", Toxic::Refuse { fraction: 1.0 })
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no proxy 'nope'"), "{err}");

@@ -149,7 +149,7 @@ fn start(a: Start) -> Result<Exit, BrownoutError> {
         }
     }
     let expectations = match &a.expect {
-        Some(p) => spec::gameday::expectations_for_gameday(p, &load_path, &system)?,
+        Some(p) => spec::gameday::expectations_for_gameday(p, &load_from)?,
         None => vec![spec::ExpectSpec::default_no_silent_outage()],
     };
     let listen_given = a.listen.is_some();
@@ -183,7 +183,7 @@ fn start(a: Start) -> Result<Exit, BrownoutError> {
     )?;
     match outcome.error {
         Some(e) => Err(e),
-        None if outcome.report.verdict == crate::runner::RunVerdict::Pass => Ok(Exit::Pass),
+        None if outcome.report.verdict == crate::report::RunVerdict::Pass => Ok(Exit::Pass),
         None => Ok(Exit::Fail),
     }
 }

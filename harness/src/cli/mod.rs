@@ -235,7 +235,7 @@ impl Cli {
                 }
                 match outcome.error {
                     Some(e) => Err(e),
-                    None if outcome.report.verdict == crate::runner::RunVerdict::Pass => {
+                    None if outcome.report.verdict == crate::report::RunVerdict::Pass => {
                         Ok(Exit::Pass)
                     }
                     None => Ok(Exit::Fail),

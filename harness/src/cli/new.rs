@@ -7,7 +7,7 @@
 //! before it is written: what `new` writes always loads, and runs as written.
 
 use crate::error::{BrownoutError, Exit, Result};
-use crate::spec::{self, FaultSpec, ToxicSpec};
+use crate::spec::{self, FaultSpec};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -106,46 +106,6 @@ fn lit(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-/// What the fault phase is held to, by kind: (statuses allowed besides 2xx, statuses that must
-/// carry Retry-After, why).
-fn fault_statuses(f: &FaultSpec) -> (Vec<u16>, Vec<u16>, &'static str) {
-    match f {
-        FaultSpec::Rollout { .. } | FaultSpec::RollingRestart { .. } => (
-            vec![],
-            vec![],
-            "a rollout must not cost clients an answer: old replicas serve until new ones are ready",
-        ),
-        FaultSpec::Proxy {
-            toxic: ToxicSpec::Latency { .. } | ToxicSpec::Timeout { .. },
-            ..
-        } => (
-            vec![503, 504],
-            vec![503, 504],
-            "a slow dependency: the app answers 503/504 with Retry-After within its own timeout, before the ingress gives up",
-        ),
-        FaultSpec::DiskFull { .. } => (
-            vec![503, 507],
-            vec![503, 507],
-            "a full disk: 507 (or 503) with Retry-After from the app, never an unhandled 500",
-        ),
-        FaultSpec::MemoryLimit { .. } => (
-            vec![413, 503],
-            vec![503],
-            "requests that would outgrow the memory limit are refused before allocating; no replica is killed",
-        ),
-        FaultSpec::Requests { .. } => (
-            vec![400, 404, 409, 413, 422, 500],
-            vec![],
-            "bad requests get a 4xx, or a 500 from the app with an error id; never a dropped connection (502)",
-        ),
-        _ => (
-            vec![503],
-            vec![503],
-            "a dependency down or saturated: a fast 503 with Retry-After from the app, never a 502/504 from the ingress",
-        ),
-    }
-}
-
 /// The scenario file's text.
 fn render(
     args: &NewArgs,
@@ -189,6 +149,12 @@ fn render(
         if let Some(b) = &r.body {
             let _ = writeln!(w, "body = {}", lit(b));
         }
+        if fault.fault().adds_requests().contains(name) {
+            let _ = writeln!(
+                w,
+                "# Sent only during the fault: this request is the fault.\nduring = [\"fault\"]"
+            );
+        }
         if r.method != "GET" && r.method != "HEAD" {
             let _ = writeln!(
                 w,
@@ -218,24 +184,22 @@ fn render(
         let _ = writeln!(w, "# {why}\n[[expect]]\n{body}\n");
     };
     expect(w, "Before the fault: nothing but success.", "id = \"baseline-no-5xx\"\nkind = \"status-codes\"\nduring = \"baseline\"\nallowed = [200, 201, 202, 204]");
-    let (extra, retry, why) = fault_statuses(fault);
+    // What the kind predicts clients see while it lasts (its module says, with why).
+    let predicted = fault.fault().predicts();
+    let (retry, why) = (&predicted.retry_after, predicted.why);
     let mut allowed = vec![200, 201, 202, 204];
-    allowed.extend(&extra);
+    allowed.extend(&predicted.allowed);
     let list = |v: &[u16]| v.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
     let mut body = format!(
         "id = \"fault-answers-from-app\"\nkind = \"status-codes\"\nduring = \"fault\"\nallowed = [{}]\nfrom_app = true",
         list(&allowed)
     );
     if !retry.is_empty() {
-        let _ = write!(body, "\nretry_after = [{}]", list(&retry));
+        let _ = write!(body, "\nretry_after = [{}]", list(retry));
     }
     expect(w, &format!("During the fault: {why}."), &body);
     expect(w, "Failing fast, not hanging: the slowest answers stay well under the ingress's read timeout.", "id = \"fault-p99-bounded\"\nkind = \"latency\"\nduring = \"fault\"\npercentile = 99\nbelow = \"2s\"");
-    if matches!(
-        fault,
-        FaultSpec::DatabaseDown {} | FaultSpec::PoolExhaustion { .. }
-    ) && svc.is_some_and(|s| s.readiness.is_some())
-    {
+    if predicted.readiness_drops && svc.is_some_and(|s| s.readiness.is_some()) {
         expect(w, &format!("Readiness says what is wrong: every {service} replica leaves the endpoints, and comes back."), &format!("id = \"readiness-drops\"\nkind = \"readiness\"\nservice = {}\nduring = \"fault\"\ndrops_within = \"5s\"\nrecovers_within = \"10s\"", lit(&service)));
     }
     expect(
@@ -297,7 +261,7 @@ fn relative_to(dir: &Path, target: &Path) -> String {
 }
 
 pub fn new(args: NewArgs) -> Result<Exit> {
-    crate::spec::checks::name("scenario name", &args.name)
+    crate::checks::name("scenario name", &args.name)
         .map_err(|e| bad(format!("{e} (the name is the file's name too)")))?;
     let system = spec::load_system(&args.system)?;
     #[derive(serde::Deserialize)]
@@ -367,6 +331,72 @@ mod tests {
         assert_eq!(request_name("/api/checkout", &taken), "checkout-2");
         assert_eq!(request_name("/api/orders/{id}?x=1", &[]), "orders");
         assert_eq!(request_name("/", &[]), "root");
+    }
+
+    /// Every fault kind is in the game-day catalogue of a system that has its target (with
+    /// presets the game day accepts), and `brownout new` with the kind's example writes a scenario
+    /// that loads, with that fault. Only `requests` is not offered to a game day (its module says
+    /// why).
+    #[test]
+    fn every_fault_kind_is_in_the_catalogue_and_in_new() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let system_path = root.join("scenarios/systems/checkout.toml");
+        let system = spec::load_system(&system_path).unwrap();
+        let catalog = crate::gameday::catalog::catalog(&system);
+        let checks = crate::spec::gameday::FaultChecks::new(&system);
+        let out = tempfile::tempdir().unwrap();
+        for kind in crate::faults::KINDS {
+            if kind.name != "requests" {
+                assert!(
+                    catalog.kinds.iter().any(|k| k.kind == kind.name),
+                    "{} is not in the game-day catalogue",
+                    kind.name
+                );
+                let presets: Vec<_> = catalog
+                    .presets
+                    .iter()
+                    .filter(|p| p.fault["kind"] == kind.name)
+                    .collect();
+                // A rollout needs a revision to roll out: no preset can know one.
+                assert!(
+                    kind.name == "rollout" || !presets.is_empty(),
+                    "{} has no preset",
+                    kind.name
+                );
+                for p in presets {
+                    let f = crate::spec::gameday::fault_for_gameday(&checks, &p.fault)
+                        .unwrap_or_else(|e| panic!("preset {}: {e}", p.name));
+                    assert_eq!(f.kind(), kind.name);
+                }
+            }
+            let fault = (kind.example)(&spec::system_facts(&system))
+                .unwrap_or_else(|| panic!("{}: no example for checkout", kind.name));
+            let name = format!("new-{}", kind.name);
+            new(NewArgs {
+                name: name.clone(),
+                system: system_path.clone(),
+                fault,
+                requests: vec![
+                    "GET /api/catalog".into(),
+                    format!(
+                        "POST /api/{} {{}}",
+                        crate::faults::requests::EXAMPLE_REQUEST
+                    ),
+                ],
+                fault_for: "20s".into(),
+                baseline_for: "10s".into(),
+                recovery_for: "20s".into(),
+                summary: None,
+                rate: 40,
+                alerts: vec![],
+                out: out.path().to_path_buf(),
+                force: false,
+            })
+            .unwrap_or_else(|e| panic!("new with {}: {e}", kind.name));
+            let s = spec::load_scenario(&out.path().join(format!("{name}.toml"))).unwrap();
+            let f = s.phases.iter().find_map(|p| p.fault.as_ref()).unwrap();
+            assert_eq!(f.kind(), kind.name);
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use super::session::Session;
 use crate::error::{BrownoutError, Exit, Result};
 use crate::report::junit;
-use crate::runner::RunVerdict;
+use crate::report::RunVerdict;
 use crate::spec::Scenario;
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 use serde::Serialize;

@@ -6,7 +6,8 @@
 use crate::error::{BrownoutError, Exit, Result};
 use crate::judge::regression::{self, Baseline};
 use crate::platform;
-use crate::runner::{self, RunOptions, RunOutcome, RunVerdict};
+use crate::report::RunVerdict;
+use crate::runner::{self, RunOptions, RunOutcome};
 use crate::spec::Scenario;
 use std::path::{Path, PathBuf};
 use tokio::sync::watch;

@@ -11,7 +11,7 @@
 use super::session::{save_baseline, Session};
 use crate::error::{BrownoutError, Exit, Result};
 use crate::report::junit;
-use crate::runner::RunVerdict;
+use crate::report::RunVerdict;
 use crate::spec::Scenario;
 use serde::Serialize;
 use std::path::PathBuf;

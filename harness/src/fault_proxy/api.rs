@@ -10,8 +10,7 @@
 //! | `POST /proxies/{name}/down`, `POST /proxies/{name}/up` | takes the listener away and closes the open connections / brings the listener back |
 //! | `PUT /proxies/{name}/upstream` | `{"addrs": ["host:port", ...]}`: where new connections go, in turn (none: they are reset) |
 
-use super::FaultProxy;
-use crate::spec::ToxicSpec;
+use super::{FaultProxy, Toxic};
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -30,7 +29,7 @@ pub struct ProxyView {
     pub listen: String,
     pub upstreams: Vec<String>,
     pub down: bool,
-    pub toxics: Vec<ToxicSpec>,
+    pub toxics: Vec<Toxic>,
     pub connections: u64,
     pub reset: u64,
     pub refused: u64,
@@ -91,7 +90,7 @@ async fn list(State(c): Shared) -> Json<Vec<ProxyView>> {
                 listen: p.addr(),
                 upstreams: p.upstreams(),
                 down: p.is_down(),
-                toxics: p.toxics().iter().map(ToxicSpec::from).collect(),
+                toxics: p.toxics(),
                 connections: p.stats().connections.load(Ordering::Relaxed),
                 reset: p.stats().reset.load(Ordering::Relaxed),
                 refused: p.stats().refused.load(Ordering::Relaxed),
@@ -100,21 +99,15 @@ async fn list(State(c): Shared) -> Json<Vec<ProxyView>> {
     )
 }
 
-async fn add_toxic(
-    State(c): Shared,
-    Path(name): Path<String>,
-    Json(spec): Json<ToxicSpec>,
-) -> Answer {
+async fn add_toxic(State(c): Shared, Path(name): Path<String>, Json(toxic): Json<Toxic>) -> Answer {
     let proxy = c.proxy(&name)?;
-    if !(0.0..=1.0).contains(&spec.fraction()) {
-        let msg = format!("fraction {} must be between 0 and 1", spec.fraction());
-        return Err(ApiError(StatusCode::BAD_REQUEST, msg));
-    }
-    let toxic = spec.to_toxic().ok_or_else(|| {
+    toxic
+        .check_fraction()
+        .map_err(|msg| ApiError(StatusCode::BAD_REQUEST, msg))?;
+    proxy.add(toxic).map_err(|super::DownIsNotAToxic| {
         let msg = "down is not a toxic: POST /proxies/{name}/down".to_string();
         ApiError(StatusCode::BAD_REQUEST, msg)
     })?;
-    proxy.add(toxic);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -264,9 +257,9 @@ mod tests {
         assert_eq!(r.status(), 204);
         assert_eq!(
             api.list().await[0].toxics,
-            vec![ToxicSpec::Latency {
-                latency: crate::spec::Dur(Duration::from_millis(300)),
-                jitter: crate::spec::Dur::default(),
+            vec![Toxic::Latency {
+                latency: crate::units::Dur(Duration::from_millis(300)),
+                jitter: crate::units::Dur::default(),
                 fraction: 1.0
             }]
         );

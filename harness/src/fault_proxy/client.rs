@@ -4,8 +4,8 @@
 //! quotes the API's message.
 
 use super::api::{ProxyView, UpstreamBody};
+use super::Toxic;
 use crate::error::{BrownoutError, Result};
-use crate::spec::ToxicSpec;
 use std::time::Duration;
 
 /// How long one control call may take (the API answers at once; a hung one is a broken proxy).
@@ -64,7 +64,7 @@ impl Client {
         })
     }
 
-    pub async fn add_toxic(&self, proxy: &str, toxic: &ToxicSpec) -> Result<()> {
+    pub async fn add_toxic(&self, proxy: &str, toxic: &Toxic) -> Result<()> {
         let url = self.url(&format!("/proxies/{proxy}/toxics"));
         let what = format!("add a toxic to {proxy}");
         self.call(self.http.post(url).json(toxic), &what).await?;
@@ -122,7 +122,7 @@ mod tests {
     async fn calls_change_the_proxy_and_refusals_quote_the_api() {
         let (addr, proxy) = serve("t0ken").await;
         let c = Client::new(&addr, "t0ken");
-        let spec: ToxicSpec = serde_json::from_str(r#"{"kind": "reset"}"#).unwrap();
+        let spec: Toxic = serde_json::from_str(r#"{"kind": "reset"}"#).unwrap();
         c.add_toxic("db", &spec).await.unwrap();
         assert_eq!(proxy.toxics().len(), 1);
         assert_eq!(c.list().await.unwrap()[0].toxics, vec![spec]);

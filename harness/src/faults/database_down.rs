@@ -4,9 +4,53 @@
 //! (the local platform stops and restarts its PostgreSQL; a cluster scales its database to 0 and
 //! back). Dropped un-healed, the platform's teardown stops the database anyway.
 
+use super::kind::{Entry, Fault, Kind, Prediction, Preset, Problem, SystemFacts};
 use crate::error::Result;
 use crate::evidence::Evidence;
 use crate::platform::DatabaseControl;
+use serde::Deserialize;
+
+/// `{ kind = "database-down" }`: the system's database server stops (fast shutdown: sessions
+/// ended, connections refused) for the phase, and starts again (same address, same data) at heal.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {}
+
+impl Fault for Spec {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+    fn check(&self, system: &SystemFacts) -> std::result::Result<(), Problem> {
+        if !system.has_database {
+            return Err(Problem::at(
+                "kind",
+                "fault database-down needs a [database] in the system file",
+            ));
+        }
+        Ok(())
+    }
+    fn predicts(&self) -> Prediction {
+        Prediction::dependency_down(true)
+    }
+}
+
+pub const KIND: Kind = Kind {
+    name: "database-down",
+    catalogue: |system| {
+        system.has_database.then(|| Entry {
+            parameters: "none: the database server stops (connections refused), and starts again at heal with the same data".into(),
+            presets: vec![Preset {
+                name: "db-down".into(),
+                fault: serde_json::json!({"kind": "database-down"}),
+            }],
+        })
+    },
+    example: |system| {
+        system
+            .has_database
+            .then(|| "kind = \"database-down\"".into())
+    },
+};
 
 /// The database is stopped until healed.
 #[derive(Debug)]

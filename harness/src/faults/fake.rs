@@ -3,7 +3,7 @@
 
 use crate::error::{BrownoutError, Result};
 use crate::evidence::Evidence;
-use crate::faults::toxic::Toxic;
+use crate::fault_proxy::Toxic;
 use crate::platform::{
     DatabaseControl, MemoryLimiter, ProxyControl, RevisionChange, RolloutDriver, RolloutOutcome,
     VolumeFiller,

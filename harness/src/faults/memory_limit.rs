@@ -4,9 +4,79 @@
 //! the limit is lifted. Acts only through [`MemoryLimiter`] (the local platform puts each replica
 //! in a memory cgroup of its own).
 
+use super::kind::{
+    self, Check, Entry, Fault, Kind, Prediction, Preset, Problem, RequestFacts, SystemFacts,
+};
 use crate::error::Result;
 use crate::evidence::Evidence;
 use crate::platform::MemoryLimiter;
+use crate::units::Size;
+use serde::Deserialize;
+
+/// `{ kind = "memory-limit", service, limit }`: every replica of `service` gets a memory limit of
+/// `limit` (no swap), as a container's memory limit: one that goes over is killed by the kernel
+/// (OOM kill). Healed: lifted.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub service: String,
+    pub limit: Size,
+}
+
+impl Fault for Spec {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+    fn check(&self, _: &SystemFacts) -> std::result::Result<(), Problem> {
+        let limit = self.limit.0;
+        if !(8 << 20..=1 << 40).contains(&limit) {
+            return Err(Problem::at(
+                "limit",
+                format!("memory limit of {limit} bytes is out of range: give between \"8MiB\" and \"1TiB\" (a process needs a few MiB to start at all)"),
+            ));
+        }
+        Ok(())
+    }
+    fn check_targets(&self, system: &SystemFacts, _: &[RequestFacts], _: &str) -> Check {
+        kind::check_service(KIND.name, &self.service, system)
+    }
+    fn predicts(&self) -> Prediction {
+        Prediction {
+            allowed: vec![413, 503],
+            retry_after: vec![503],
+            why: "requests that would outgrow the memory limit are refused before allocating; no replica is killed",
+            readiness_drops: false,
+        }
+    }
+    fn service(&self) -> Option<&str> {
+        Some(&self.service)
+    }
+}
+
+pub const KIND: Kind = Kind {
+    name: "memory-limit",
+    catalogue: |system| {
+        (!system.services.is_empty()).then(|| Entry {
+            parameters: "service, limit (e.g. \"64MiB\", at least \"8MiB\"): every replica's memory limit (no swap; over it, the kernel kills the replica)".into(),
+            presets: system
+                .services
+                .iter()
+                .map(|s| Preset {
+                    name: format!("oom-{}", s.name),
+                    fault: serde_json::json!({"kind": "memory-limit", "service": s.name, "limit": "64MiB"}),
+                })
+                .collect(),
+        })
+    },
+    example: |system| {
+        system.services.first().map(|s| {
+            format!(
+                "kind = \"memory-limit\", service = \"{}\", limit = \"64MiB\"",
+                s.name
+            )
+        })
+    },
+};
 
 #[derive(Debug)]
 pub struct Limited {

@@ -3,9 +3,67 @@
 //! still work). Healed by ROLLBACK; dropped un-healed, the connection closes and PostgreSQL rolls
 //! the locks back. Covered end to end by the `pool-exhaustion` scenario (it needs a real database).
 
+use super::kind::{self, Entry, Fault, Kind, Prediction, Preset, Problem, SystemFacts};
 use crate::error::{BrownoutError, Result};
 use crate::platform::DatabaseHandle;
+use serde::Deserialize;
 use sqlx::Connection;
+
+/// `{ kind = "pool-exhaustion", tables = [...] }`: the harness holds DB-side what the app needs:
+/// an EXCLUSIVE lock on `tables` (blocks writes, not reads), so every checkout holds its pooled
+/// connection until the statement timeout.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    #[serde(default = "orders")]
+    pub tables: Vec<String>,
+}
+
+fn orders() -> Vec<String> {
+    vec!["orders".into()]
+}
+
+impl Fault for Spec {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+    fn check(&self, system: &SystemFacts) -> std::result::Result<(), Problem> {
+        if !system.has_database {
+            return Err(Problem::at(
+                "kind",
+                format!("the system '{}' has no [database] to exhaust", system.name),
+            ));
+        }
+        if self.tables.is_empty() {
+            return Err(Problem::at("tables", "tables lists no table to lock"));
+        }
+        for t in &self.tables {
+            kind::at("tables", crate::checks::name("table", t))?;
+        }
+        Ok(())
+    }
+    fn predicts(&self) -> Prediction {
+        Prediction::dependency_down(true)
+    }
+}
+
+pub const KIND: Kind = Kind {
+    name: "pool-exhaustion",
+    catalogue: |system| {
+        system.has_database.then(|| Entry {
+            parameters: "tables (default [\"orders\"]): tables to hold an EXCLUSIVE lock on".into(),
+            presets: vec![Preset {
+                name: "db-lock".into(),
+                fault: serde_json::json!({"kind": "pool-exhaustion"}),
+            }],
+        })
+    },
+    example: |system| {
+        system
+            .has_database
+            .then(|| "kind = \"pool-exhaustion\"".into())
+    },
+};
 
 /// The connection holding the locks.
 pub struct Held(Option<sqlx::PgConnection>);

@@ -6,11 +6,136 @@
 //! alert fires (after the rollout began) it is rolled back at once, complete or not. Acts only
 //! through [`RolloutDriver`].
 
+use super::kind::{
+    self, Check, Entry, Fault, Kind, Prediction, Problem, RequestFacts, SystemFacts,
+};
+use crate::checks::{self, secs, HOUR};
 use crate::error::Result;
 use crate::evidence::Evidence;
 use crate::platform::{RevisionChange, RolloutDriver, RolloutOutcome};
+use crate::units::Dur;
+use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::task::JoinHandle;
+
+/// `{ kind = "rollout", service, ... }`: a rolling update of `service` to a revision with changed
+/// env (e.g. a required variable removed). At heal, a rollout that did not complete is rolled back.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub service: String,
+    #[serde(default)]
+    pub remove_env: Vec<String>,
+    #[serde(default)]
+    pub set_env: BTreeMap<String, String>,
+    #[serde(default = "progress_deadline")]
+    pub progress_deadline: Dur,
+    /// Roll back as soon as this alert fires while the phase lasts, as a deploy pipeline's
+    /// analysis step does (Argo Rollouts, Flagger); the report shows the time to detect and
+    /// the time to recover. Without it, a rollout that completed stays.
+    pub rollback_on_alert: Option<String>,
+}
+
+/// How long a rollout (or restart) may go without progress: 30 s unless the fault says.
+pub(super) fn progress_deadline() -> Dur {
+    Dur::secs(30)
+}
+
+/// The check of `progress_deadline`, shared with `rolling-restart`.
+pub(super) fn check_progress_deadline(d: Dur) -> std::result::Result<(), Problem> {
+    kind::at(
+        "progress_deadline",
+        checks::duration("progress_deadline", d.get(), secs(1), HOUR),
+    )
+}
+
+/// What a rollout or restart predicts: no answer lost.
+pub(super) fn predicts() -> Prediction {
+    Prediction {
+        allowed: vec![],
+        retry_after: vec![],
+        why:
+            "a rollout must not cost clients an answer: old replicas serve until new ones are ready",
+        readiness_drops: false,
+    }
+}
+
+impl Fault for Spec {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+    fn check(&self, system: &SystemFacts) -> std::result::Result<(), Problem> {
+        if let Some(alert) = &self.rollback_on_alert {
+            if !system.alerts.iter().any(|a| a == alert) {
+                let mut names: Vec<&str> = system.alerts.iter().map(String::as_str).collect();
+                names.sort();
+                names.dedup();
+                return Err(Problem::at(
+                    "rollback_on_alert",
+                    format!(
+                        "rollback_on_alert names alert '{}', which is in no rule file of the system '{}' (alerts: {})",
+                        alert.escape_debug(),
+                        system.name,
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        check_progress_deadline(self.progress_deadline)?;
+        for k in &self.remove_env {
+            kind::at("remove_env", checks::env_name(k))?;
+        }
+        let service = system.service(&self.service);
+        for (k, v) in &self.set_env {
+            kind::at("set_env", checks::env_name(k))?;
+            if let Some(s) = service {
+                kind::at(
+                    "set_env",
+                    checks::template(&format!("set_env {k}"), v, &s.placeholders),
+                )?;
+            }
+        }
+        Ok(())
+    }
+    fn check_targets(&self, system: &SystemFacts, _: &[RequestFacts], _: &str) -> Check {
+        kind::check_service(KIND.name, &self.service, system)
+    }
+    fn predicts(&self) -> Prediction {
+        predicts()
+    }
+    fn service(&self) -> Option<&str> {
+        Some(&self.service)
+    }
+}
+
+impl Spec {
+    /// The revision it rolls out.
+    pub fn change(&self) -> RevisionChange {
+        RevisionChange {
+            remove_env: self.remove_env.clone(),
+            set_env: self.set_env.clone(),
+        }
+    }
+}
+
+pub const KIND: Kind = Kind {
+    name: "rollout",
+    catalogue: |system| {
+        (!system.services.is_empty()).then(|| Entry {
+            parameters: "service, remove_env [..], set_env {..}, progress_deadline".into(),
+            presets: vec![],
+        })
+    },
+    example: |system| {
+        system.services.first().map(|s| {
+            format!(
+                "kind = \"rollout\", service = \"{}\", set_env = {{ BROWNOUT_EXAMPLE = \"1\" }}",
+                s.name
+            )
+        })
+    },
+};
 
 pub struct InProgress {
     pub service: String,

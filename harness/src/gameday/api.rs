@@ -15,8 +15,9 @@
 //! | `POST /api/notes` | `{"text": "…"}` |
 //! | `POST /api/stop` | heals everything, stops, tears down, writes the report |
 
+use super::catalog::Catalog;
 use super::live::View;
-use super::{Catalog, Command, Reply};
+use super::{Command, Reply};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -36,7 +37,8 @@ pub struct ApiState {
     pub token: String,
     pub commands: mpsc::Sender<(Command, oneshot::Sender<Reply>)>,
     pub view: watch::Receiver<View>,
-    pub system: std::path::PathBuf,
+    /// What a fault sent to the API is checked against (the system, loaded once).
+    pub fault_checks: crate::spec::gameday::FaultChecks,
     pub catalog: Catalog,
 }
 
@@ -146,7 +148,7 @@ async fn inject(
             return ApiError(StatusCode::BAD_REQUEST, e).into_response();
         }
     }
-    let spec = match crate::spec::gameday::fault_for_gameday(&s.system, &body.fault) {
+    let spec = match crate::spec::gameday::fault_for_gameday(&s.fault_checks, &body.fault) {
         Ok(f) => f,
         Err(e) => return ApiError(StatusCode::BAD_REQUEST, e).into_response(),
     };
@@ -292,8 +294,13 @@ mod tests {
             token: token.clone(),
             commands: tx,
             view: vrx,
-            system: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../scenarios/systems/checkout.toml"),
+            fault_checks: crate::spec::gameday::FaultChecks::new(
+                &crate::spec::load_system(
+                    &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../scenarios/systems/checkout.toml"),
+                )
+                .unwrap(),
+            ),
             catalog: catalog(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

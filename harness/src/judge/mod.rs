@@ -1,8 +1,8 @@
-//! Judges a scenario's expectations from the recorded evidence, after the run. One module per
-//! expectation kind, each a function of the typed evidence (never of an event's wording) with its
-//! own passing and failing tests on hand-built evidence (`testkit`). Each verdict has the
-//! expectation's id, pass/fail, the evidence in words (`fault: 503 without Retry-After: 0 of 812`)
-//! and its margins to every time bound.
+//! Judges a run's expectations (its [`Plan`]'s, over the windows it opened) from the recorded
+//! evidence, after the run. One module per expectation kind, each a function of the typed
+//! evidence (never of an event's wording) with its own passing and failing tests on hand-built
+//! evidence (`testkit`). Each verdict has the expectation's id, pass/fail, the evidence in words
+//! (`fault: 503 without Retry-After: 0 of 812`) and its margins to every time bound.
 
 mod alert;
 mod data_integrity;
@@ -20,7 +20,8 @@ pub(crate) mod testkit;
 
 use crate::evidence::{EvidenceData, Layer, PhaseWindow, ResponseRecord};
 use crate::integrity::Integrity;
-use crate::spec::{ExpectSpec, Scenario};
+use crate::plan::{Plan, Window};
+use crate::spec::ExpectSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -104,9 +105,11 @@ impl Verdict {
     }
 }
 
-/// What judging needs beyond the evidence.
+/// What judging needs beyond the evidence: the plan (its expectations and load requests) and the
+/// windows the run opened.
 pub struct JudgeInput<'a> {
-    pub scenario: &'a Scenario,
+    pub plan: &'a Plan,
+    pub windows: &'a [Window],
     pub data: &'a EvidenceData,
     pub restarts: &'a [crate::evidence::Restarts],
     pub integrity: Option<&'a Integrity>,
@@ -130,11 +133,11 @@ impl Judged {
     }
 }
 
-/// The evidence as the expectation kinds see it: records, the phase windows by the scenario's
-/// phase names, and load requests by name.
+/// The evidence as the expectation kinds see it: records, the phase windows by the run's window
+/// names, and load requests by name.
 pub struct Ctx<'a> {
     pub data: &'a EvidenceData,
-    /// The scenario's phase names, in order (a response's `phase` indexes them).
+    /// The run's window names, in order (a response's `phase` indexes them).
     pub phases: Vec<&'a str>,
     /// The load's request names, in order (a response's `request` indexes them).
     pub requests: Vec<&'a str>,
@@ -218,30 +221,14 @@ pub fn percentile(latencies_ms: &[u64], percentile: f64) -> Option<u64> {
 pub fn judge(input: &JudgeInput) -> Vec<Verdict> {
     let ctx = Ctx {
         data: input.data,
-        phases: input
-            .scenario
-            .phases
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect(),
-        requests: input
-            .scenario
-            .load
-            .requests
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect(),
+        phases: input.windows.iter().map(|w| w.name.as_str()).collect(),
+        requests: input.plan.request_names(),
         restarts: input.restarts,
         integrity: input.integrity,
     };
-    let baseline_phases = input
-        .scenario
-        .phases
-        .iter()
-        .position(|p| p.fault.is_some())
-        .unwrap_or(input.scenario.phases.len());
+    let baseline_phases = crate::plan::before_first_fault(input.windows);
     input
-        .scenario
+        .plan
         .expectations
         .iter()
         .map(|e| judge_one(&ctx, e, baseline_phases))
@@ -421,8 +408,17 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
         let scenario = crate::spec::load_scenario(&root.join("pool-exhaustion.toml")).unwrap();
         let data = EvidenceData::default();
+        let windows: Vec<Window> = scenario
+            .phases
+            .iter()
+            .map(|p| Window {
+                name: p.name.clone(),
+                fault: p.fault.clone(),
+            })
+            .collect();
         let verdicts = judge(&JudgeInput {
-            scenario: &scenario,
+            plan: &Plan::of_scenario(&scenario),
+            windows: &windows,
             data: &data,
             restarts: &[],
             integrity: None,

@@ -25,8 +25,6 @@ use tokio::time::Instant;
 
 /// A retry waits the answer's Retry-After, but never longer than this.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
-/// A send that starts more than this after its schedule counts as late.
-pub const LATE_AFTER: Duration = Duration::from_millis(100);
 
 /// Response header with the address of the upstream the ingress proxied the request to (the
 /// last one if it tried several). Every platform's ingress sets it; the app does not need to.

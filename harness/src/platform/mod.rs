@@ -24,7 +24,7 @@ pub fn sweep_leftovers() {
     local::cgroup::sweep_dead_runs();
 }
 
-use crate::faults::toxic::Toxic;
+use crate::fault_proxy::Toxic;
 use std::time::Duration;
 
 use crate::error::Result;

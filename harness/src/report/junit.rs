@@ -3,7 +3,7 @@
 //! errored test case with the reason.
 
 use super::Report;
-use crate::runner::RunVerdict;
+use super::RunVerdict;
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 use std::time::Duration;
 

@@ -1,20 +1,14 @@
 //! The checks of a scenario file that go beyond its TOML shape: safe names, HTTP methods, request
 //! paths on the system under test only, JSON bodies, every number and duration in range, alerts
-//! that a rule file defines, and faults the system can take. Each error at file:line:col.
+//! that a rule file defines, and faults the system can take (their checks are in [`super::fault`]). Each error at file:line:col.
 
-use super::checks;
+use super::checks::{self, secs, Check, HOUR};
+use super::fault::check_fault;
 use super::locate::{Locator, Seg};
-use super::{ExpectSpec, FaultSpec, ScenarioFile, System, ToxicSpec};
+use super::{ExpectSpec, ScenarioFile, System};
 use crate::error::Result;
 use crate::key_path;
 use std::time::Duration;
-
-const fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-const HOUR: Duration = secs(3600);
-
-type Check = std::result::Result<(), String>;
 
 pub(super) fn check(loc: &Locator, file: &ScenarioFile, system: &System) -> Result<()> {
     let at = |keys: &[Seg], r: Check| r.map_err(|msg| loc.at(keys, msg));
@@ -140,142 +134,12 @@ fn prefix(e: crate::error::BrownoutError, what: &str) -> crate::error::BrownoutE
     crate::error::BrownoutError::BadInput(format!("{}{what}{}", &text[..cut], &text[cut..]))
 }
 
-fn check_fault(loc: &Locator, phase: usize, f: &FaultSpec, system: &System) -> Result<()> {
-    let at = |field: &str, c: Check| {
-        c.map_err(|msg| {
-            loc.at(
-                key_path!["phases", phase, "fault", field],
-                format!("fault {}: {msg}", f.kind()),
-            )
-        })
-    };
-    match f {
-        FaultSpec::PoolExhaustion { tables } => {
-            if system.file.database.is_none() {
-                at(
-                    "kind",
-                    Err(format!(
-                        "the system '{}' has no [database] to exhaust",
-                        system.name
-                    )),
-                )?;
-            }
-            if tables.is_empty() {
-                at("tables", Err("tables lists no table to lock".into()))?;
-            }
-            for t in tables {
-                at("tables", checks::name("table", t))?;
-            }
-        }
-        FaultSpec::Rollout {
-            remove_env,
-            set_env,
-            progress_deadline,
-            service,
-            rollback_on_alert,
-        } => {
-            if let Some(alert) = rollback_on_alert {
-                if !system.alerts.iter().any(|a| a.name == *alert) {
-                    let mut names: Vec<&str> =
-                        system.alerts.iter().map(|a| a.name.as_str()).collect();
-                    names.sort();
-                    names.dedup();
-                    at(
-                        "rollback_on_alert",
-                        Err(format!(
-                            "rollback_on_alert names alert '{}', which is in no rule file of the system '{}' (alerts: {})",
-                            alert.escape_debug(),
-                            system.name,
-                            names.join(", ")
-                        )),
-                    )?;
-                }
-            }
-            at(
-                "progress_deadline",
-                checks::duration("progress_deadline", progress_deadline.get(), secs(1), HOUR),
-            )?;
-            for k in remove_env {
-                at("remove_env", checks::env_name(k))?;
-            }
-            let index = system
-                .file
-                .services
-                .iter()
-                .position(|s| s.name.get_ref() == service);
-            for (k, v) in set_env {
-                at("set_env", checks::env_name(k))?;
-                if let Some(i) = index {
-                    let known = super::system::known_placeholders(&system.file, i);
-                    at(
-                        "set_env",
-                        checks::template(&format!("set_env {k}"), v, &known),
-                    )?;
-                }
-            }
-        }
-        FaultSpec::RollingRestart {
-            progress_deadline, ..
-        } => at(
-            "progress_deadline",
-            checks::duration("progress_deadline", progress_deadline.get(), secs(1), HOUR),
-        )?,
-        FaultSpec::Proxy { toxic, .. } => {
-            let f = toxic.fraction();
-            if !(0.0..=1.0).contains(&f) {
-                at(
-                    "toxic",
-                    Err(format!("fraction {f} must be between 0 and 1")),
-                )?;
-            }
-            let max = secs(600);
-            let d =
-                |what: &str, v: super::Dur| checks::duration(what, v.get(), Duration::ZERO, max);
-            match toxic {
-                ToxicSpec::Latency {
-                    latency, jitter, ..
-                } => {
-                    at("toxic", d("latency", *latency))?;
-                    at("toxic", d("jitter", *jitter))?;
-                }
-                ToxicSpec::Timeout {
-                    close_after: Some(c),
-                    ..
-                } => at("toxic", d("close_after", *c))?,
-                ToxicSpec::Reset { after, .. } => at("toxic", d("after", *after))?,
-                ToxicSpec::Bandwidth { bytes_per_sec, .. } => at(
-                    "toxic",
-                    checks::number("bytes_per_sec", *bytes_per_sec, 1, 10_000_000_000),
-                )?,
-                _ => {}
-            }
-        }
-        FaultSpec::DiskFull { .. } => {}
-        FaultSpec::Requests { .. } => {}
-        FaultSpec::DatabaseDown {} => {
-            if system.file.database.is_none() {
-                at(
-                    "kind",
-                    Err("fault database-down needs a [database] in the system file".into()),
-                )?;
-            }
-        }
-        FaultSpec::MemoryLimit { limit, .. } => {
-            if !(8 << 20..=1 << 40).contains(&limit.0) {
-                at(
-                    "limit",
-                    Err(format!(
-                        "memory limit of {} bytes is out of range: give between \"8MiB\" and \"1TiB\" (a process needs a few MiB to start at all)",
-                        limit.0
-                    )),
-                )?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_expectation(loc: &Locator, i: usize, e: &ExpectSpec, system: &System) -> Result<()> {
+pub(super) fn check_expectation(
+    loc: &Locator,
+    i: usize,
+    e: &ExpectSpec,
+    system: &System,
+) -> Result<()> {
     let id = e.id();
     let at = |field: &str, c: Check| {
         c.map_err(|msg| {

@@ -32,7 +32,7 @@ pub const MEMORY_LIMIT: &str = "a running container's memory limit cannot be low
 /// Whether the Kubernetes platform can inject `fault`; `Err` says why not.
 pub fn supports(fault: &FaultSpec) -> Result<(), String> {
     match fault {
-        FaultSpec::MemoryLimit { .. } => Err(MEMORY_LIMIT.into()),
+        FaultSpec::MemoryLimit(_) => Err(MEMORY_LIMIT.into()),
         _ => Ok(()),
     }
 }

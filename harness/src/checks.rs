@@ -6,6 +6,17 @@
 
 use std::time::Duration;
 
+/// What a check returns: nothing, or what is wrong (for the caller to locate).
+pub type Check = Result<(), String>;
+
+/// `s` seconds, in a `const`.
+pub const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// The longest wait most checks allow.
+pub const HOUR: Duration = secs(3600);
+
 /// The longest name (a DNS label's length: names become Kubernetes object names too).
 pub const MAX_NAME: usize = 63;
 
@@ -189,33 +200,9 @@ pub fn retries(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A duration within `[min, max]`.
-pub fn duration(what: &str, d: Duration, min: Duration, max: Duration) -> Result<(), String> {
-    if d < min || d > max {
-        Err(format!(
-            "{what} {} is out of range: between {} and {}",
-            humantime::format_duration(d),
-            humantime::format_duration(min),
-            humantime::format_duration(max)
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-/// A number within `[min, max]`.
-pub fn number<T: PartialOrd + std::fmt::Display>(
-    what: &str,
-    n: T,
-    min: T,
-    max: T,
-) -> Result<(), String> {
-    if n < min || n > max {
-        Err(format!("{what} {n} is out of range: {min} to {max}"))
-    } else {
-        Ok(())
-    }
-}
+/// A duration within `[min, max]`; a number within `[min, max]` (with the units, which the
+/// fault proxy's toxics check against too).
+pub use crate::units::{check_duration as duration, check_number as number};
 
 /// An HTTP status code (100 to 599).
 pub fn status(what: &str, s: u16) -> Result<(), String> {

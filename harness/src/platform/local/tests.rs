@@ -1,0 +1,214 @@
+//! The local platform's own tests: its fault controls before anything is deployed, and what a
+//! deploy that fails half way leaves behind (real PostgreSQL, mtail and `fault-proxy` processes,
+//! found by the paths on their command lines).
+
+use super::stack::{Stack, StackDirs};
+use super::*;
+use crate::fault_proxy::Toxic;
+use crate::platform::{
+    DatabaseControl, DatabaseHandle, MemoryLimiter, ProxyControl, RevisionChange, RolloutDriver,
+    VolumeFiller,
+};
+use std::path::{Path, PathBuf};
+
+/// A system file in `dir`: one service running `{bin_dir}/<program>`, a fault proxy in front of
+/// it, and a database if `database`.
+fn system(dir: &Path, program: &str, database: bool) -> System {
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/alerts/edge.rules.yml")
+        .canonicalize()
+        .unwrap();
+    let database = if database {
+        "[database]\nname = \"shop\"\n"
+    } else {
+        ""
+    };
+    let text = format!(
+        r#"
+name = "tiny"
+{database}
+[[services]]
+name = "plain"
+command = ["{{bin_dir}}/{program}"]
+replicas = 1
+grace_period = "3s"
+env = {{ LISTEN_ADDR = "{{listen_addr}}" }}
+
+[[proxies]]
+name = "to-plain"
+upstream = "plain"
+
+[ingress]
+service = "plain"
+
+[prometheus]
+rule_files = ["{}"]
+"#,
+        rules.display()
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).unwrap();
+    crate::spec::load_system(&path).unwrap()
+}
+
+fn options(bin_dir: &Path, log_dir: &Path) -> DeployOptions {
+    DeployOptions {
+        run_id: "local-test".into(),
+        bugs: Vec::new(),
+        bin_dir: bin_dir.to_path_buf(),
+        log_dir: log_dir.to_path_buf(),
+        seed: 1,
+    }
+}
+
+/// The running processes whose command line names a path under `dir`.
+fn processes_under(dir: &Path) -> Vec<String> {
+    let dir = dir.display().to_string();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let state = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // A zombie (state Z) has exited; only its parent has not collected it yet.
+        let zombie = state
+            .rsplit_once(") ")
+            .is_some_and(|(_, s)| s.starts_with('Z'));
+        if cmdline.contains(&dir) && !zombie {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+/// The workspace's binaries (`fault-proxy`), built beside this test binary's `deps/`.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    assert!(
+        dir.join("fault-proxy").is_file(),
+        "fault-proxy is not built in {}: run `cargo build --release --workspace --bins` first (just test does)",
+        dir.display()
+    );
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn before_deploy_every_control_is_an_error_or_a_no_op_not_a_panic() {
+    let mut p = LocalPlatform::new();
+    let evidence = Evidence::new();
+    let err = |r: Result<()>| r.unwrap_err().to_string();
+    let toxic = Toxic::Refuse { fraction: 1.0 };
+    assert!(err(p.add_toxic("to-plain", toxic).await).contains("no fault proxy is running"));
+    assert!(err(p.clear_toxics("to-plain").await).contains("no fault proxy is running"));
+    assert!(err(p.set_down("to-plain", true).await).contains("no fault proxy is running"));
+    assert!(err(p.stop_database(&evidence).await).contains("needs a [database]"));
+    assert!(err(p.start_database(&evidence).await).contains("needs a [database]"));
+    let limit = p.limit_memory("plain", Some(1 << 20), &evidence).await;
+    assert!(err(limit).contains("nothing is deployed"));
+    let fill = p.fill_volume("plain", "data", &evidence).await;
+    assert!(err(fill).contains("not deployed"));
+    let change = RevisionChange {
+        remove_env: Vec::new(),
+        set_env: BTreeMap::new(),
+    };
+    let rollout = p
+        .start_rollout("plain", &change, Duration::from_secs(1), &evidence)
+        .await;
+    assert!(rollout
+        .unwrap_err()
+        .to_string()
+        .contains("rollout before deploy"));
+    p.rollback("plain", &evidence).await;
+    p.free_volume("plain", "data", &evidence).await;
+    assert!(p.connect_database().await.unwrap().is_none());
+    assert!(p.edge_counts().await.is_none());
+    assert!(p.restarts().is_empty());
+    assert_eq!(p.ingress_settings().retries, "n/a");
+    p.teardown().await;
+    p.teardown().await;
+}
+
+/// PostgreSQL and mtail start, the fault-proxy program cannot (it is not built where the options
+/// say): the error is the proxies', and neither of the two that started is left running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_that_fails_to_start_stops_the_parts_that_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let system = system(root, "plain-app", true);
+    let empty_bin = root.join("bin");
+    let sub = |name: &str| {
+        let p = root.join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let (pg, proxies, mtail) = (sub("postgres"), sub("fault-proxy"), sub("mtail"));
+    let edge_log = root.join("ingress-edge.log");
+    std::fs::write(&edge_log, "").unwrap();
+    let dirs = StackDirs {
+        postgres: &pg,
+        proxies: &proxies,
+        mtail: &mtail,
+        edge_log: &edge_log,
+    };
+    let evidence = Evidence::new();
+    let err = Stack::start(&system, &options(&empty_bin, root), dirs, &evidence)
+        .await
+        .err()
+        .expect("no fault-proxy program, no stack")
+        .to_string();
+    assert!(err.contains("the fault-proxy program is not at"), "{err}");
+    // Both did start (the evidence says so), and were stopped before the error came back.
+    let events = evidence.with(|d| d.events.iter().map(|e| e.what.clone()).collect::<Vec<_>>());
+    assert!(
+        events.iter().any(|e| e.starts_with("postgres ready")),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("edge exporter (mtail)")),
+        "{events:?}"
+    );
+    assert_eq!(processes_under(root), Vec::<String>::new());
+}
+
+/// The stack comes up, the service cannot (its program does not exist): deploy fails with the
+/// service's error, what had started is the deployed state (the fault proxies answer), and
+/// teardown stops all of it and removes the work dir.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_that_fails_half_way_is_torn_down_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = system(dir.path(), "no-such-app", false);
+    let evidence = Evidence::new();
+    let mut p = LocalPlatform::new();
+    let err = p
+        .deploy(&system, &options(&bin_dir(), dir.path()), &evidence)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no-such-app does not exist"), "{err}");
+    let workdir = p.deployed.as_ref().unwrap().workdir.path().to_path_buf();
+    assert!(
+        !processes_under(&workdir).is_empty(),
+        "the fault-proxy program runs"
+    );
+    assert_eq!(p.deployed.as_ref().unwrap().services.len(), 1);
+    let err = p.add_toxic("nope", Toxic::Refuse { fraction: 1.0 }).await;
+    assert!(err.unwrap_err().to_string().contains("no proxy 'nope'"));
+    p.add_toxic("to-plain", Toxic::Refuse { fraction: 1.0 })
+        .await
+        .unwrap();
+    p.teardown().await;
+    assert!(p.deployed.is_none());
+    assert_eq!(processes_under(&workdir), Vec::<String>::new());
+    assert!(!workdir.exists(), "{} is left", workdir.display());
+    let after = p
+        .add_toxic("to-plain", Toxic::Refuse { fraction: 1.0 })
+        .await;
+    assert!(after
+        .unwrap_err()
+        .to_string()
+        .contains("no fault proxy is running"));
+}

@@ -1,0 +1,132 @@
+//! Units as written in scenario, system and game-day files and on the fault proxy's wire: durations
+//! ("30s", "500ms", "1m30s") and sizes ("16MiB"), parsed when the text is read so code after it
+//! holds a [`Duration`] or a byte count, never the text. Imports nothing from the crate.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+/// A duration as written in a file ("30s", "500ms", "1m30s"), parsed when the file is read: code
+/// after validation holds a [`Duration`], never the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub const fn secs(s: u64) -> Dur {
+        Dur(Duration::from_secs(s))
+    }
+    pub fn get(self) -> Duration {
+        self.0
+    }
+    pub fn ms(self) -> u64 {
+        self.0.as_millis() as u64
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Written back as the file would say it ("300ms", "6s").
+impl serde::Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl std::fmt::Display for Dur {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// A size as written in a file ("16MiB"), parsed when the file is read (in bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_size(&text)
+            .map(Size)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses "30s", "500ms", "1m30s".
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("'{s}' is not a duration ({e}); write it like \"30s\", \"500ms\" or \"1m30s\"")
+    })
+}
+
+/// The largest sized volume: a tmpfs lives in memory.
+pub const MAX_VOLUME_BYTES: u64 = 1 << 30;
+
+/// Parses "16MiB", "512KiB", "1GiB" or a plain byte count.
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = [
+        ("GiB", 1u64 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ]
+    .iter()
+    .find_map(|(suffix, m)| t.strip_suffix(suffix).map(|n| (n, *m)))
+    .unwrap_or((t, 1));
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| (64 * 1024..=MAX_VOLUME_BYTES).contains(n))
+        .ok_or_else(|| {
+            format!("'{s}' is not a size from 64KiB to 1GiB (a sized volume is a tmpfs, held in memory); write it like \"16MiB\"")
+        })
+}
+
+/// A duration within `[min, max]`.
+pub fn check_duration(what: &str, d: Duration, min: Duration, max: Duration) -> Result<(), String> {
+    if d < min || d > max {
+        Err(format!(
+            "{what} {} is out of range: between {} and {}",
+            humantime::format_duration(d),
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A number within `[min, max]`.
+pub fn check_number<T: PartialOrd + std::fmt::Display>(
+    what: &str,
+    n: T,
+    min: T,
+    max: T,
+) -> Result<(), String> {
+    if n < min || n > max {
+        Err(format!("{what} {n} is out of range: {min} to {max}"))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_bad_ones_explain_the_format() {
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("soon").unwrap_err().contains("\"30s\""));
+    }
+}
