@@ -43,6 +43,7 @@ pub mod spec;
 pub mod plan;
 pub mod runner;
 
+pub mod control;
 pub mod platform;
 
 pub mod alerts;

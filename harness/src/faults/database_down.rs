@@ -5,9 +5,9 @@
 //! back). Dropped un-healed, the platform's teardown stops the database anyway.
 
 use super::kind::{Entry, Fault, Kind, Prediction, Preset, Problem, SystemFacts};
+use crate::control::DatabaseControl;
 use crate::error::Result;
 use crate::evidence::Evidence;
-use crate::platform::DatabaseControl;
 use serde::Deserialize;
 
 /// `{ kind = "database-down" }`: the system's database server stops (fast shutdown: sessions

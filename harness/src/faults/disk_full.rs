@@ -5,9 +5,9 @@
 use super::kind::{
     Check, Entry, Fault, Kind, Prediction, Preset, Problem, RequestFacts, SystemFacts,
 };
+use crate::control::VolumeFiller;
 use crate::error::Result;
 use crate::evidence::Evidence;
-use crate::platform::VolumeFiller;
 use serde::Deserialize;
 
 /// `{ kind = "disk-full", service, volume }`: fills the volume `volume` of every replica of

@@ -1,13 +1,13 @@
 //! A fake platform for the fault tests: it records every control call, and its rollouts
 //! complete after a set time (use with paused tokio time).
 
-use crate::error::{BrownoutError, Result};
-use crate::evidence::Evidence;
-use crate::fault_proxy::Toxic;
-use crate::platform::{
+use crate::control::{
     DatabaseControl, MemoryLimiter, ProxyControl, RevisionChange, RolloutDriver, RolloutOutcome,
     VolumeFiller,
 };
+use crate::error::{BrownoutError, Result};
+use crate::evidence::Evidence;
+use crate::fault_proxy::Toxic;
 use std::time::Duration;
 
 #[derive(Debug, PartialEq)]

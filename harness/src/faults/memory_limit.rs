@@ -7,9 +7,9 @@
 use super::kind::{
     self, Check, Entry, Fault, Kind, Prediction, Preset, Problem, RequestFacts, SystemFacts,
 };
+use crate::control::MemoryLimiter;
 use crate::error::Result;
 use crate::evidence::Evidence;
-use crate::platform::MemoryLimiter;
 use crate::units::Size;
 use serde::Deserialize;
 

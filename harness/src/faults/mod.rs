@@ -4,7 +4,7 @@
 //! `disk_full`, `database_down`, `memory_limit`, `requests`. Each owns its file shape (a `Spec`,
 //! one variant of [`FaultSpec`]), every check of it against the system, its game-day catalogue
 //! entry and presets, what `brownout new` predicts for it, and inject/heal/describe through the
-//! small control traits of [`crate::platform`], so it runs on any platform. [`KINDS`] lists
+//! small control traits of [`crate::control`], so it runs on any platform. [`KINDS`] lists
 //! them all: the catalogue and `brownout new` are generated from it.
 //!
 //! An [`ActiveFault`]'s `heal` undoes what `inject` did; dropping one un-healed releases what it
@@ -29,9 +29,9 @@ pub mod rollout;
 #[cfg(test)]
 mod tests;
 
+use crate::control::Controls;
 use crate::error::Result;
 use crate::evidence::Evidence;
-use crate::platform::Platform;
 use kind::Fault;
 use serde::Deserialize;
 
@@ -106,7 +106,7 @@ pub enum ActiveFault {
     Requests(Vec<String>),
 }
 
-pub async fn inject<P: Platform>(
+pub async fn inject<P: Controls>(
     spec: &FaultSpec,
     platform: &mut P,
     evidence: &Evidence,
@@ -163,13 +163,13 @@ impl ActiveFault {
 
     /// Called about every second while the fault's phase lasts: a rollout with
     /// `rollback_on_alert` rolls back once its alert fires.
-    pub async fn watch<P: Platform>(&mut self, platform: &mut P, evidence: &Evidence) {
+    pub async fn watch<P: Controls>(&mut self, platform: &mut P, evidence: &Evidence) {
         if let ActiveFault::Rollout(r) = self {
             rollout::watch(platform, r, evidence).await;
         }
     }
 
-    pub async fn heal<P: Platform>(self, platform: &mut P, evidence: &Evidence) -> Result<()> {
+    pub async fn heal<P: Controls>(self, platform: &mut P, evidence: &Evidence) -> Result<()> {
         match self {
             ActiveFault::PoolExhaustion(held) => pool_exhaustion::heal(held).await?,
             ActiveFault::Rollout(r) => rollout::heal(platform, r, evidence).await,

@@ -4,8 +4,8 @@
 //! the locks back. Covered end to end by the `pool-exhaustion` scenario (it needs a real database).
 
 use super::kind::{self, Entry, Fault, Kind, Prediction, Preset, Problem, SystemFacts};
+use crate::control::DatabaseHandle;
 use crate::error::{BrownoutError, Result};
-use crate::platform::DatabaseHandle;
 use serde::Deserialize;
 use sqlx::Connection;
 

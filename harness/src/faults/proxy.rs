@@ -5,9 +5,9 @@
 use super::kind::{
     self, Check, Entry, Fault, Kind, Prediction, Preset, Problem, RequestFacts, SystemFacts,
 };
+use crate::control::ProxyControl;
 use crate::error::Result;
 use crate::fault_proxy::Toxic;
-use crate::platform::ProxyControl;
 use serde::Deserialize;
 
 /// `{ kind = "proxy", proxy, toxic = {...} }`: a toxic on one of the system's fault proxies

@@ -10,9 +10,9 @@ use super::kind::{
     self, Check, Entry, Fault, Kind, Prediction, Problem, RequestFacts, SystemFacts,
 };
 use crate::checks::{self, secs, HOUR};
+use crate::control::{RevisionChange, RolloutDriver, RolloutOutcome};
 use crate::error::Result;
 use crate::evidence::Evidence;
-use crate::platform::{RevisionChange, RolloutDriver, RolloutOutcome};
 use crate::units::Dur;
 use serde::Deserialize;
 use std::collections::BTreeMap;
