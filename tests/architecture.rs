@@ -1,5 +1,6 @@
-//! The crate's shape, checked: (a) no import cycle between the modules of `harness/src`, and
-//! (b) no file in `harness/src` over 700 lines.
+//! The crate's shape, checked: (a) no import cycle between the modules of `harness/src`,
+//! (b) no file in `harness/src` over 700 lines, and (c) each top-level module (a "room" of
+//! `ARCHITECTURE.md`) imports only the rooms that document's table says it may.
 //!
 //! (a) The module tree is read as the compiler reads it: from `lib.rs`, following `mod` items
 //! (`#[path]` included) and parsing every file with `syn`, a real Rust parser, so comments and
@@ -18,6 +19,10 @@
 //!
 //! (b) Every `.rs` file under `harness/src` (test files included), by its line count, except
 //! [`ALLOWED_OVER_700`] (empty: no generated or pure-data file is that large).
+//!
+//! (c) The table under `## The rooms` in `ARCHITECTURE.md` (a row per room: its name, what it
+//! is, and the rooms it may import, each in backticks) against the top-level graph of (a): every
+//! top-level module has a row, every row is a module, and every edge is listed in its row.
 //!
 //! The checker is tested on small planted module sets below (it must be able to fail).
 
@@ -462,6 +467,87 @@ fn no_file_in_harness_src_is_over_700_lines() {
     );
 }
 
+/// The rooms table of `ARCHITECTURE.md` (its `## The rooms` section): each room and the rooms it
+/// may import.
+fn rooms(markdown: &str) -> Result<BTreeMap<String, BTreeSet<String>>, String> {
+    let section = markdown
+        .split("\n## ")
+        .find(|s| s.starts_with("The rooms"))
+        .ok_or("no `## The rooms` section")?;
+    let ticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let mut out = BTreeMap::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.trim().trim_matches('|').split('|').collect();
+        let [room, _, imports] = cells[..] else {
+            return Err(format!("a row of the rooms table is not 3 cells: {line}"));
+        };
+        let room = ticked(room).into_iter().next().ok_or(line)?;
+        if out
+            .insert(room.clone(), ticked(imports).into_iter().collect())
+            .is_some()
+        {
+            return Err(format!("room `{room}` has two rows"));
+        }
+    }
+    Ok(out)
+}
+
+/// The top-level edges the rooms table does not allow: `a → b (why)`; and the rooms that are not
+/// top-level modules, or the reverse.
+fn undeclared(
+    krate: &Crate,
+    g: &Graphs,
+    allowed: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<String> {
+    let top: BTreeSet<&String> = krate
+        .modules
+        .iter()
+        .filter(|m| m.len() == 1)
+        .map(|m| &m[0])
+        .collect();
+    let mut out: Vec<String> = top
+        .iter()
+        .filter(|m| !allowed.contains_key(**m))
+        .map(|m| format!("module `{m}` has no row in the rooms table"))
+        .chain(
+            allowed
+                .keys()
+                .filter(|r| !top.contains(r))
+                .map(|r| format!("room `{r}` is not a top-level module")),
+        )
+        .collect();
+    for (a, bs) in g.get(&Vec::new()).into_iter().flatten() {
+        for (b, why) in bs {
+            if !allowed.get(a).is_some_and(|ok| ok.contains(b)) {
+                out.push(format!("{a} → {b} ({why})"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_room_imports_only_what_architecture_md_allows() {
+    let src = src_dir();
+    let krate = load(&Disk, &src.join("lib.rs")).unwrap();
+    let doc = src.join("../../ARCHITECTURE.md");
+    let allowed = rooms(&std::fs::read_to_string(&doc).unwrap()).unwrap();
+    assert!(allowed.len() > 20, "the rooms table was read: {allowed:?}");
+    let wrong = undeclared(&krate, &graphs(&krate, &src), &allowed);
+    assert!(
+        wrong.is_empty(),
+        "imports between rooms that ARCHITECTURE.md's table does not allow (list an import there \
+         only if it makes no cycle):\n  {}",
+        wrong.join("\n  ")
+    );
+}
+
 // The checker on planted examples.
 
 fn planted(files: &[(&str, &str)]) -> Vec<String> {
@@ -541,4 +627,34 @@ fn a_file_over_the_limit_is_named_unless_allowed() {
     let over = oversize(&files, &[("generated.rs", "generated")]);
     assert_eq!(over, ["spec/mod.rs: 701 lines"]);
     assert_eq!(oversize(&files, &[]).len(), 2);
+}
+
+#[test]
+fn an_import_the_rooms_table_does_not_list_is_named() {
+    let table = "# x\n\n## The rooms and what each may import\n\n\
+                 | room | what | may import |\n|---|---|---|\n\
+                 | `units` | durations | nothing |\n\
+                 | `spec` | files | `units` |\n\
+                 | `ghost` | gone | nothing |\n\n## Next\n| `units` | again | `spec` |\n";
+    let allowed = rooms(table).unwrap();
+    assert_eq!(allowed.len(), 3, "{allowed:?}");
+    let src: BTreeMap<PathBuf, String> = [(
+        PathBuf::from("lib.rs"),
+        "pub mod units { pub struct Dur; }
+         pub mod spec { use crate::units::Dur; use crate::load::Rate; }
+         pub mod load { pub struct Rate; fn f() { crate::spec::x(); } }"
+            .to_string(),
+    )]
+    .into();
+    let krate = load(&src, Path::new("lib.rs")).unwrap();
+    let wrong = undeclared(&krate, &graphs(&krate, Path::new("")), &allowed);
+    assert_eq!(
+        wrong,
+        [
+            "module `load` has no row in the rooms table",
+            "room `ghost` is not a top-level module",
+            "load → spec (lib.rs: crate::spec::x)",
+            "spec → load (lib.rs: crate::load::Rate)",
+        ],
+    );
 }

@@ -1,7 +1,7 @@
 //! The blast radius on disk: every path the harness writes to or mounts is built with
 //! [`inside`], which joins names from files (scenario, volume, service names) onto a base
 //! directory and refuses any result that, once normalised, is not under that base. Names are
-//! already restricted at validation ([`crate::spec::checks::name`]); this is the second lock.
+//! already restricted at validation ([`crate::checks::name`]); this is the second lock.
 
 use crate::error::{BrownoutError, Result};
 use std::path::{Component, Path, PathBuf};

@@ -1,6 +1,6 @@
 //! The small control traits faults act through — fault proxies ([`ProxyControl`]), sized volumes
-//! ([`VolumeFiller`]), the database ([`DatabaseHandle`], [`DatabaseControl`]), memory limits
-//! ([`MemoryLimiter`]), rollouts ([`RolloutDriver`]) — and [`Controls`], all of them at once. Every
+//! ([`VolumeFiller`]), the database ([`DatabaseHandle`], [`DatabaseControl`]), memory and CPU
+//! limits ([`MemoryLimiter`], [`CpuLimiter`]), rollouts ([`RolloutDriver`]) — and [`Controls`], all of them at once. Every
 //! platform implements them (`platform::Platform` requires [`Controls`]); `faults` sees only these,
 //! so it never imports the platform, which imports the system file's types, which import the fault
 //! kinds. Imports nothing of spec, faults or platform.
@@ -12,7 +12,13 @@ use std::time::Duration;
 
 /// Everything a fault can ask of a platform.
 pub trait Controls:
-    ProxyControl + VolumeFiller + DatabaseHandle + DatabaseControl + MemoryLimiter + RolloutDriver
+    ProxyControl
+    + VolumeFiller
+    + DatabaseHandle
+    + DatabaseControl
+    + MemoryLimiter
+    + CpuLimiter
+    + RolloutDriver
 {
 }
 
@@ -22,6 +28,7 @@ impl<T> Controls for T where
         + DatabaseHandle
         + DatabaseControl
         + MemoryLimiter
+        + CpuLimiter
         + RolloutDriver
 {
 }
@@ -144,6 +151,21 @@ pub trait MemoryLimiter {
         &mut self,
         service: &str,
         bytes: Option<u64>,
+        evidence: &Evidence,
+    ) -> Result<()>;
+}
+
+/// CPU limits of a service's replicas (a container's CPU limit), enforced by the kernel's
+/// scheduler: a replica that uses its quota within a period is throttled until the next one, never
+/// killed.
+#[allow(async_fn_in_trait)]
+pub trait CpuLimiter {
+    /// Limits every replica of `service`, running or started later, to `millicpus` thousandths of
+    /// a CPU (a quota of `millicpus` × 100 µs per 100 ms period); `None` lifts the limit.
+    async fn limit_cpu(
+        &mut self,
+        service: &str,
+        millicpus: Option<u32>,
         evidence: &Evidence,
     ) -> Result<()>;
 }

@@ -40,7 +40,7 @@ struct AlertState {
 /// One alerting rule over many runs.
 #[derive(Debug, Default, PartialEq)]
 pub struct RuleCoverage {
-    /// Runs ("scenario [bugs]") in which it fired.
+    /// Runs ("scenario \[bugs\]") in which it fired.
     pub fired_in: Vec<String>,
     /// Runs in which it fired during a baseline phase.
     pub fired_in_baseline: Vec<String>,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// How a run is named in summaries: "scenario [bugs]", and " on <system>" when it ran against
+/// How a run is named in summaries: "scenario \[bugs\]", and " on <system>" when it ran against
 /// another system file than its own (`--system`).
 pub fn run_label(scenario: &str, bugs: &[String], system_override: Option<&str>) -> String {
     let mut s = format!("{scenario} [{}]", bugs.join(","));
@@ -84,7 +84,7 @@ pub fn report_paths(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Summaries keyed by "scenario [bugs]"; files that are not reports are named in the error list.
+/// Summaries keyed by "scenario \[bugs\]"; files that are not reports are named in the error list.
 pub fn summarize(dir: &Path) -> (BTreeMap<String, RunSummary>, Vec<String>) {
     let files = report_paths(dir);
     let mut out: BTreeMap<String, RunSummary> = BTreeMap::new();
@@ -129,7 +129,7 @@ impl ExpectationSummary {
     }
 }
 
-/// Every "scenario [bugs]: expectation" whose verdict changed between runs.
+/// Every "scenario \[bugs\]: expectation" whose verdict changed between runs.
 pub fn flaky(summaries: &BTreeMap<String, RunSummary>) -> Vec<String> {
     summaries
         .iter()

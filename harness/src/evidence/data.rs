@@ -430,7 +430,8 @@ pub struct EvidenceData {
     pub notes: Vec<NoteRecord>,
     /// Every rate the load was set to, from when (a scenario's: one, at the start).
     pub rates: Vec<RateRecord>,
-    /// How long each component of the stack took to start (see [`Evidence::component_up`]).
+    /// How long each component of the stack took to start (see
+    /// [`crate::evidence::Evidence::component_up`]).
     pub startup: Vec<StartupRecord>,
 }
 

@@ -2,8 +2,8 @@
 //! complete after a set time (use with paused tokio time).
 
 use crate::control::{
-    DatabaseControl, MemoryLimiter, ProxyControl, RevisionChange, RolloutDriver, RolloutOutcome,
-    VolumeFiller,
+    CpuLimiter, DatabaseControl, MemoryLimiter, ProxyControl, RevisionChange, RolloutDriver,
+    RolloutOutcome, VolumeFiller,
 };
 use crate::error::{BrownoutError, Result};
 use crate::evidence::Evidence;
@@ -22,6 +22,7 @@ pub enum Call {
     StopDatabase,
     StartDatabase,
     LimitMemory(String, Option<u64>),
+    LimitCpu(String, Option<u32>),
 }
 
 #[derive(Default)]
@@ -91,6 +92,18 @@ impl MemoryLimiter for FakePlatform {
         _: &Evidence,
     ) -> Result<()> {
         self.calls.push(Call::LimitMemory(service.into(), bytes));
+        Ok(())
+    }
+}
+
+impl CpuLimiter for FakePlatform {
+    async fn limit_cpu(
+        &mut self,
+        service: &str,
+        millicpus: Option<u32>,
+        _: &Evidence,
+    ) -> Result<()> {
+        self.calls.push(Call::LimitCpu(service.into(), millicpus));
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! Real faults, injected at the start of a phase and healed at its end, one module per kind (as
 //! Toxiproxy keeps one type per toxic, and k6 one config per executor): `pool_exhaustion`,
 //! `rollout`, `rolling_restart` (on the rollout machinery), `proxy` (toxics on a fault proxy),
-//! `disk_full`, `database_down`, `memory_limit`, `requests`. Each owns its file shape (a `Spec`,
+//! `disk_full`, `database_down`, `memory_limit`, `cpu_limit`, `requests`. Each owns its file shape (a `Spec`,
 //! one variant of [`FaultSpec`]), every check of it against the system, its game-day catalogue
 //! entry and presets, what `brownout new` predicts for it, and inject/heal/describe through the
 //! small control traits of [`crate::control`], so it runs on any platform. [`KINDS`] lists
@@ -12,8 +12,10 @@
 //!
 //! Adding a kind: a module here with its `Spec` (implementing [`kind::Fault`]), its `KIND` (in
 //! [`KINDS`]) and inject/heal; a [`FaultSpec`] and an [`ActiveFault`] variant; the platform
-//! trait it acts through, implemented by each platform (or refused in its `supports`).
+//! trait it acts through, implemented by each platform (or refused in its `supports`). The whole
+//! walk-through, with the tests that fail if a step is missed, is in `ARCHITECTURE.md`.
 
+pub mod cpu_limit;
 pub mod database_down;
 pub mod disk_full;
 #[cfg(test)]
@@ -47,6 +49,7 @@ pub const KINDS: &[&Kind] = &[
     &disk_full::KIND,
     &database_down::KIND,
     &memory_limit::KIND,
+    &cpu_limit::KIND,
     &requests::KIND,
 ];
 
@@ -67,6 +70,7 @@ pub enum FaultSpec {
     DiskFull(disk_full::Spec),
     DatabaseDown(database_down::Spec),
     MemoryLimit(memory_limit::Spec),
+    CpuLimit(cpu_limit::Spec),
     Requests(requests::Spec),
 }
 
@@ -81,6 +85,7 @@ impl FaultSpec {
             FaultSpec::DiskFull(s) => s,
             FaultSpec::DatabaseDown(s) => s,
             FaultSpec::MemoryLimit(s) => s,
+            FaultSpec::CpuLimit(s) => s,
             FaultSpec::Requests(s) => s,
         }
     }
@@ -102,6 +107,7 @@ pub enum ActiveFault {
     DiskFull(disk_full::Filled),
     DatabaseDown(database_down::Stopped),
     MemoryLimit(memory_limit::Limited),
+    CpuLimit(cpu_limit::Limited),
     /// The load's own requests are the fault (`requests`): nothing to inject or heal.
     Requests(Vec<String>),
 }
@@ -145,6 +151,9 @@ pub async fn inject<P: Controls>(
         FaultSpec::MemoryLimit(s) => ActiveFault::MemoryLimit(
             memory_limit::inject(platform, &s.service, s.limit.0, evidence).await?,
         ),
+        FaultSpec::CpuLimit(s) => ActiveFault::CpuLimit(
+            cpu_limit::inject(platform, &s.service, s.millicpus(), evidence).await?,
+        ),
     })
 }
 
@@ -157,6 +166,7 @@ impl ActiveFault {
             ActiveFault::DiskFull(f) => disk_full::describe(f),
             ActiveFault::DatabaseDown(_) => database_down::describe(),
             ActiveFault::MemoryLimit(l) => memory_limit::describe(l),
+            ActiveFault::CpuLimit(l) => cpu_limit::describe(l),
             ActiveFault::Requests(r) => requests::describe(r),
         }
     }
@@ -177,6 +187,7 @@ impl ActiveFault {
             ActiveFault::DiskFull(f) => disk_full::heal(platform, f, evidence).await,
             ActiveFault::DatabaseDown(s) => database_down::heal(platform, s, evidence).await?,
             ActiveFault::MemoryLimit(l) => memory_limit::heal(platform, l, evidence).await?,
+            ActiveFault::CpuLimit(l) => cpu_limit::heal(platform, l, evidence).await?,
             ActiveFault::Requests(_) => {}
         }
         Ok(())

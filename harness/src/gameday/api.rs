@@ -144,7 +144,7 @@ async fn inject(
         }
     };
     if let Some(name) = &body.name {
-        if let Err(e) = crate::spec::checks::name("fault name", name) {
+        if let Err(e) = crate::checks::name("fault name", name) {
             return ApiError(StatusCode::BAD_REQUEST, e).into_response();
         }
     }

@@ -58,7 +58,8 @@ mod tests {
                 "rollout",
                 "disk-full",
                 "database-down",
-                "memory-limit"
+                "memory-limit",
+                "cpu-limit"
             ]
         );
         // Every preset is a fault the system accepts.

@@ -1,11 +1,12 @@
 //! Where the system under test runs: the boundary between the core (spec, runner, faults, load,
 //! evidence, judge, report) and a platform. A platform implements [`Platform`] and the small
 //! control traits faults act through ([`ProxyControl`], [`VolumeFiller`], [`DatabaseHandle`],
-//! [`DatabaseControl`], [`MemoryLimiter`], [`RolloutDriver`]); the
+//! [`DatabaseControl`], [`MemoryLimiter`], [`CpuLimiter`], [`RolloutDriver`]: defined in
+//! [`crate::control`], so that `faults` never imports this module, and re-exported here); the
 //! core only sees these, [`Endpoints`] and the [`Evidence`](crate::evidence::Evidence) the platform
-//! records (probe timelines, restarts, ingress changes). The local (embedded) platform is the first
-//! implementation (`local/`, whose machinery no core module imports); a Kubernetes one fits behind
-//! the same calls.
+//! records (probe timelines, restarts, ingress changes). Two implementations: `local/` (processes
+//! on 127.0.0.1, whose machinery no core module imports) and `kube/` (a kind cluster, or opt-in
+//! another one). `ARCHITECTURE.md` walks through adding a platform.
 
 pub mod edge_metrics;
 pub mod kube;
@@ -22,11 +23,12 @@ pub fn embedded() -> local::LocalPlatform {
 pub fn sweep_leftovers() {
     local::workdir::sweep_dead_runs();
     local::cgroup::sweep_dead_runs();
+    local::cpu_cgroup::sweep_dead_runs();
 }
 
 pub use crate::control::{
-    connect_postgres, Controls, DatabaseControl, DatabaseHandle, MemoryLimiter, ProxyControl,
-    RevisionChange, RolloutDriver, RolloutOutcome, VolumeFiller,
+    connect_postgres, Controls, CpuLimiter, DatabaseControl, DatabaseHandle, MemoryLimiter,
+    ProxyControl, RevisionChange, RolloutDriver, RolloutOutcome, VolumeFiller,
 };
 
 use crate::error::Result;

@@ -217,7 +217,7 @@ impl<'a> Run<'a> {
         eprintln!("brownout: tearing down");
         platform.teardown().await;
         driver.torn_down();
-        let data = self.evidence.with(std::mem::take);
+        let data = self.evidence.clone().finish();
         let teardown = Teardown {
             restarts: platform.restarts(),
             ingress: platform.ingress_settings(),

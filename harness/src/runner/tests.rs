@@ -4,8 +4,8 @@
 use super::*;
 use crate::fault_proxy::Toxic;
 use crate::platform::{
-    DatabaseControl, DatabaseHandle, IngressSettings, MemoryLimiter, ProxyControl, RevisionChange,
-    RolloutDriver, RolloutOutcome, VolumeFiller,
+    CpuLimiter, DatabaseControl, DatabaseHandle, IngressSettings, MemoryLimiter, ProxyControl,
+    RevisionChange, RolloutDriver, RolloutOutcome, VolumeFiller,
 };
 use crate::spec::Phase;
 
@@ -50,6 +50,12 @@ impl DatabaseControl for Stage {
 
 impl MemoryLimiter for Stage {
     async fn limit_memory(&mut self, _: &str, _: Option<u64>, _: &Evidence) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl CpuLimiter for Stage {
+    async fn limit_cpu(&mut self, _: &str, _: Option<u32>, _: &Evidence) -> Result<()> {
         Ok(())
     }
 }

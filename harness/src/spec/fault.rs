@@ -5,9 +5,9 @@
 //! that came as JSON). A proxy fault's `toxic` is the fault proxy's own wire type,
 //! [`crate::fault_proxy::Toxic`].
 
-use super::checks::Check;
 use super::locate::Locator;
 use super::{RequestSpec, System};
+use crate::checks::Check;
 use crate::error::Result;
 use crate::faults::kind::{Problem, RequestFacts, ServiceFacts, SystemFacts};
 use crate::key_path;

@@ -6,7 +6,8 @@
 
 use super::loading::{check_expectations, parse_toml, with_standing, Spans};
 use super::locate::Locator;
-use super::{checks, fault, scenario, ExpectSpec, FaultSpec, Scenario};
+use super::{fault, scenario, ExpectSpec, FaultSpec, Scenario};
+use crate::checks;
 use crate::error::Result;
 use crate::faults::kind::SystemFacts;
 use std::path::Path;

@@ -5,13 +5,12 @@
 //!
 //! The rooms: the shapes as written ([`ScenarioFile`] in `scenario_file`, [`ExpectSpec`] in
 //! `expect`, [`SystemFile`] in `system_file`, the `[regression]` tolerances in `tolerance`, a
-//! fault's in `fault`, durations and sizes in [`crate::units`]); the checks ([`checks`] for single
+//! fault's in `fault`, durations and sizes in [`crate::units`]); the checks ([`crate::checks`] for single
 //! values, `scenario` and `system` for a file's fields, located by [`locate`]); loading
 //! (`loading`: a scenario file to a validated [`Scenario`]; `system`: a system file to a
 //! [`System`]); the validated form (`model`); and [`gameday`], which checks a game day's
 //! expectations and faults against a system loaded once.
 
-pub use crate::checks;
 mod expect;
 mod fault;
 pub mod gameday;

@@ -1,11 +1,12 @@
 //! The checks of a scenario file that go beyond its TOML shape: safe names, HTTP methods, request
 //! paths on the system under test only, JSON bodies, every number and duration in range, alerts
-//! that a rule file defines, and faults the system can take (their checks are in [`super::fault`]). Each error at file:line:col.
+//! that a rule file defines, and faults the system can take (each kind's checks are its own, in
+//! [`crate::faults`]; [`super::fault`] places their errors). Each error at file:line:col.
 
-use super::checks::{self, secs, Check, HOUR};
 use super::fault::check_fault;
 use super::locate::{Locator, Seg};
 use super::{ExpectSpec, ScenarioFile, System};
+use crate::checks::{self, secs, Check, HOUR};
 use crate::error::Result;
 use crate::key_path;
 use std::time::Duration;

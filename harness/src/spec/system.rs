@@ -2,9 +2,9 @@
 //! `{placeholder}` checked before any of it reaches a process, a config file or a mount, each
 //! error at file:line:col.
 
-use super::checks;
 use super::locate::Locator;
 use super::{parse_toml, read, PreStopSpec, ProbeSpec, System, SystemFile};
+use crate::checks;
 use crate::error::Result;
 use crate::key_path;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,9 @@
 //!   or `kind` (exit 3, naming the install command), a cluster that is not kind without
 //!   `--allow-cluster` naming it (exit 2);
 //! - [`images`]: the `brownout` kind cluster created or reused, the images built and loaded;
-//! - [`render`]: the system file as the run's namespaced objects (golden files, validated offline);
+//! - [`render`]: the system file as the run's namespaced objects, a file per component of the
+//!   system (`apps`, `postgres`, `proxies`, `nginx`, `prometheus`; golden files, validated
+//!   offline);
 //! - [`apply`]: the namespace (labelled with the run and its owner), server-side apply, deletion,
 //!   the sweep of dead runs' namespaces;
 //! - [`watch`] and [`facts`]: pods, events and EndpointSlices watched into typed evidence;
@@ -17,11 +19,14 @@
 //!   pool-exhaustion through PostgreSQL's NodePort, both on kind's fixed 127.0.0.1 ports;
 //! - [`relay`]: in-cluster HTTP (the ledger, mtail's counters) through the API server's
 //!   service and pod proxy, so no port mapping beyond kind's fixed ones is needed;
-//! - [`refused`]: the faults this platform refuses before anything is deployed (`memory-limit`),
-//!   and why;
-//! - [`cluster`]: the [`crate::platform::Platform`] itself.
+//! - [`refused`]: the faults this platform refuses before anything is deployed (`memory-limit`,
+//!   `cpu-limit`), and why;
+//! - [`cluster`]: the [`crate::platform::Platform`] itself: deploy and teardown (`mod.rs`), the
+//!   bounded waits of a deploy (`waits`), and the fault controls of [`crate::control`]
+//!   (`control`).
 //!
-//! The kube-rs code is tested against a mock API server (`mock`, as kube's own tests do); no
+//! The kube-rs code is tested against a mock API server (`mock`, as kube's own tests do; the
+//! larger test modules are sibling `*_tests.rs` files, or `tests.rs` in a directory); no
 //! cluster runs where these tests run. The workflow `.github/workflows/kind.yml` runs the
 //! scenarios on a real kind cluster.
 

@@ -1,7 +1,7 @@
 //! The faults the Kubernetes platform refuses, and why: the runner asks
 //! [`crate::platform::Platform::supports`] for every fault of a scenario before anything is
 //! deployed, so such a run ends at once with exit 3 and "not supported on this platform", never
-//! as an aborted run.
+//! as an aborted run. Refused: `memory-limit` ([`MEMORY_LIMIT`]) and `cpu-limit` ([`CPU_LIMIT`]).
 
 use crate::spec::FaultSpec;
 
@@ -29,10 +29,30 @@ use crate::spec::FaultSpec;
 /// `memory.max` written directly, which the kernel enforces at once).
 pub const MEMORY_LIMIT: &str = "a running container's memory limit cannot be lowered reliably on Kubernetes (a template change is a rollout, a different fault; an in-place resize (pods/resize) that lowers it is skipped while the container uses more than the new limit, so the limit may never apply); run it on the local platform";
 
+/// Why `cpu-limit` is refused on Kubernetes (the text the refusal carries).
+///
+/// Unlike a memory limit, a lower CPU limit is applied in place without a restart by an in-place
+/// pod resize (the `pods/resize` subresource, KEP-1287, beta and on by default since Kubernetes
+/// 1.33; kubernetes.io "Resize CPU and Memory Resources assigned to Containers",
+/// https://kubernetes.io/docs/tasks/configure-pod-container/resize-container-resources/). It
+/// still cannot do this fault right here:
+///
+/// - The pods this platform deploys declare no resources (QoS class BestEffort), and a resize
+///   cannot change a Pod's QoS class, so it cannot give them a CPU limit at all; and a limit,
+///   once set, cannot be removed by a resize, so the fault could not be healed to what it was.
+/// - A resize acts on the pods that exist: a replica created while the fault lasts (a rollout, a
+///   rescheduled pod) gets the template's resources, unlimited. Changing the template instead is
+///   a rollout, a different fault.
+///
+/// So it is refused rather than half-done; it runs on the local platform (cgroup `cpu.max`, or
+/// `cpu.cfs_quota_us` on cgroup v1, written directly, which the scheduler enforces at once).
+pub const CPU_LIMIT: &str = "a CPU limit cannot be set and lifted again on this platform's pods (they declare no resources, and an in-place resize (pods/resize) can neither change a pod's QoS class nor remove a limit once set; a template change is a rollout, a different fault); run it on the local platform";
+
 /// Whether the Kubernetes platform can inject `fault`; `Err` says why not.
 pub fn supports(fault: &FaultSpec) -> Result<(), String> {
     match fault {
         FaultSpec::MemoryLimit(_) => Err(MEMORY_LIMIT.into()),
+        FaultSpec::CpuLimit(_) => Err(CPU_LIMIT.into()),
         _ => Ok(()),
     }
 }
@@ -96,6 +116,20 @@ mod tests {
             0,
             "no report of a run that never began"
         );
+    }
+
+    /// `cpu-limit` is refused too, with its reason (the in-place resize it would need cannot
+    /// give a BestEffort pod a limit nor lift one; see [`CPU_LIMIT`]'s doc, which cites
+    /// kubernetes.io "Resize CPU and Memory Resources assigned to Containers").
+    #[test]
+    fn cpu_limit_is_refused_with_its_reason() {
+        let f: FaultSpec = toml::from_str::<toml::Table>(
+            "fault = { kind = \"cpu-limit\", service = \"checkout\", cpus = 0.2 }",
+        )
+        .and_then(|t| t["fault"].clone().try_into())
+        .unwrap();
+        assert_eq!(supports(&f), Err(CPU_LIMIT.to_string()));
+        assert!(CPU_LIMIT.contains("pods/resize"));
     }
 
     /// Every other fault of the shipped scenarios is one the platform does.

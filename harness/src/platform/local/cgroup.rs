@@ -24,7 +24,7 @@ pub struct Cgroups {
     version: Version,
 }
 
-const PREFIX: &str = "brownout-";
+pub(super) const PREFIX: &str = "brownout-";
 
 /// The harness's own memory cgroup directory and its hierarchy's version.
 fn own_memory_cgroup() -> Result<(PathBuf, Version), String> {
@@ -159,7 +159,7 @@ fn oom_kill_count(text: &str) -> u64 {
 /// Removes a cgroup directory and its children (a cgroup directory can only be removed with
 /// rmdir, once it has no process and no child). A few tries: a killed process leaves its cgroup a
 /// moment after it is reaped.
-fn remove_tree(dir: &Path) {
+pub(super) fn remove_tree(dir: &Path) {
     for _ in 0..20 {
         if let Ok(entries) = std::fs::read_dir(dir) {
             for e in entries.flatten() {

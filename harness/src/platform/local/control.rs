@@ -1,6 +1,6 @@
-//! The fault controls the local platform offers ([`crate::platform`]'s traits): toxics through
-//! the fault-proxy program's control API, the database stopped and started again, memory limits
-//! through the replicas' cgroups, and rollouts of a service's replica set (and their rollback).
+//! The fault controls the local platform offers ([`crate::control`]'s traits): toxics through
+//! the fault-proxy program's control API, the database stopped and started again, memory and CPU
+//! limits through the replicas' cgroups, and rollouts of a service's replica set (and their rollback).
 //! Volumes are filled in [`super::volumes`]. Each acts on the deployed system and says so
 //! (an error, not a panic) when nothing is deployed.
 
@@ -12,7 +12,8 @@ use crate::evidence::Evidence;
 use crate::fault_proxy::client::Client as ProxyClient;
 use crate::fault_proxy::Toxic;
 use crate::platform::{
-    DatabaseControl, DatabaseHandle, MemoryLimiter, ProxyControl, RevisionChange, RolloutDriver,
+    CpuLimiter, DatabaseControl, DatabaseHandle, MemoryLimiter, ProxyControl, RevisionChange,
+    RolloutDriver,
 };
 use std::time::Duration;
 
@@ -142,6 +143,59 @@ impl MemoryLimiter for LocalPlatform {
                 replicas.join(", ")
             ),
             None => format!("memory limit of {service} lifted"),
+        });
+        Ok(())
+    }
+}
+
+impl CpuLimiter for LocalPlatform {
+    async fn limit_cpu(
+        &mut self,
+        service: &str,
+        millicpus: Option<u32>,
+        evidence: &Evidence,
+    ) -> Result<()> {
+        let deployed = self.deployed("nothing is deployed")?;
+        let ctx = deployed.ctx.clone();
+        let cgroups = ctx.cpu_cgroups.as_ref().map_err(|why| {
+            BrownoutError::Environment(format!("fault cpu-limit: {why}; run brownout as root"))
+        })?;
+        let svc = deployed.service(service)?;
+        {
+            let mut limits = ctx.cpu_limits.lock().expect("limits lock");
+            match millicpus {
+                Some(m) => limits.insert(service.to_string(), m),
+                None => limits.remove(service),
+            };
+        }
+        let replicas: Vec<String> = svc
+            .lock()
+            .expect("service lock")
+            .replicas
+            .iter()
+            .map(|r| r.handle.name.clone())
+            .collect();
+        for name in &replicas {
+            let dir = cgroups.replica(name).map_err(BrownoutError::Environment)?;
+            cgroups
+                .set_limit(&dir, millicpus)
+                .map_err(BrownoutError::Environment)?;
+            if millicpus.is_none() {
+                let throttled = super::cpu_cgroup::throttled_in(&dir);
+                if throttled > 0 {
+                    evidence.event(format!(
+                        "{name}: throttled in {throttled} periods of 100 ms under its CPU limit"
+                    ));
+                }
+            }
+        }
+        evidence.event(match millicpus {
+            Some(m) => format!(
+                "CPU limit of {service} set to {} CPUs per replica ({})",
+                m as f64 / 1000.0,
+                replicas.join(", ")
+            ),
+            None => format!("CPU limit of {service} lifted"),
         });
         Ok(())
     }

@@ -7,12 +7,13 @@
 //! Its rooms, in the order deploy starts them: [`stack`] (PostgreSQL, the fault-proxy program,
 //! mtail), [`services`] (replicas, their configuration, what the ingress routes to), [`volumes`],
 //! [`controller`] (keeps the ingress, the service addresses and the scrape targets current), then
-//! nginx and Prometheus; [`control`] holds the fault controls. What deploy started is one value,
+//! nginx and Prometheus; `control` holds the fault controls. What deploy started is one value,
 //! [`Deployed`].
 
 pub mod cgroup;
 mod control;
 mod controller;
+pub mod cpu_cgroup;
 mod edge;
 mod nginx;
 pub mod postgres;
@@ -60,7 +61,7 @@ pub struct LocalPlatform {
 struct Deployed {
     /// Dropped last: kills anything still running inside it, unmounts the volumes, removes it.
     workdir: WorkDir,
-    /// What starting a replica needs (template values, cgroups, memory limits).
+    /// What starting a replica needs (template values, cgroups, memory and CPU limits).
     ctx: Arc<SpawnContext>,
     stack: Stack,
     /// In start order; a service is here from before its first replica starts.
@@ -163,6 +164,8 @@ impl Platform for LocalPlatform {
             evidence: evidence.clone(),
             cgroups: cgroup::Cgroups::create(),
             memory_limits: Mutex::new(BTreeMap::new()),
+            cpu_cgroups: cpu_cgroup::CpuCgroups::create(),
+            cpu_limits: Mutex::new(BTreeMap::new()),
         });
 
         // PostgreSQL, the fault-proxy program and the edge exporter (mtail) depend on nothing:
@@ -425,6 +428,9 @@ impl Platform for LocalPlatform {
         // Proxies after their clients: open connections have closed with the replicas.
         stack.stop_under_services().await;
         if let Ok(cgroups) = &ctx.cgroups {
+            tokio::task::block_in_place(|| cgroups.remove());
+        }
+        if let Ok(cgroups) = &ctx.cpu_cgroups {
             tokio::task::block_in_place(|| cgroups.remove());
         }
         // Dropping the work dir kills anything still running inside it, unmounts the volumes and

@@ -27,6 +27,9 @@ pub struct ChildSpec {
     pub run_as: Option<(u32, u32)>,
     /// Start in this cgroup (its directory): a replica's memory limit.
     pub cgroup: Option<PathBuf>,
+    /// And in this one: a replica's CPU limit (cgroup v1: another hierarchy; v2: the same
+    /// directory as `cgroup`, joined once).
+    pub cpu_cgroup: Option<PathBuf>,
 }
 
 impl ChildSpec {
@@ -41,6 +44,7 @@ impl ChildSpec {
             death_signal: Signal::SIGKILL,
             run_as: None,
             cgroup: None,
+            cpu_cgroup: None,
         }
     }
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
@@ -89,21 +93,27 @@ pub fn spawn(name: &str, spec: &ChildSpec) -> Result<ManagedChild> {
     }
     let death_signal = spec.death_signal as libc::c_ulong;
     let parent = std::process::id() as libc::pid_t;
-    let cgroup_procs = match &spec.cgroup {
-        Some(dir) => Some(
-            std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes())
-                .map_err(|_| {
-                    BrownoutError::Environment(format!("bad cgroup path {}", dir.display()))
-                })?,
-        ),
-        None => None,
-    };
+    // Its memory cgroup, then its CPU cgroup if that is another directory (cgroup v1).
+    let mut dirs: Vec<&PathBuf> = spec.cgroup.iter().collect();
+    dirs.extend(
+        spec.cpu_cgroup
+            .iter()
+            .filter(|d| spec.cgroup.as_ref() != Some(*d)),
+    );
+    let cgroup_procs = dirs
+        .into_iter()
+        .map(|dir| {
+            std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes()).map_err(
+                |_| BrownoutError::Environment(format!("bad cgroup path {}", dir.display())),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
     // SAFETY: only async-signal-safe calls (open, write, close, prctl, getppid, kill) between fork
     // and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if let Some(procs) = &cgroup_procs {
-                // Into its cgroup before exec: its memory is limited from its first allocation.
+            for procs in &cgroup_procs {
+                // Into its cgroups before exec: its memory is limited from its first allocation.
                 let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
                 if fd < 0 {
                     return Err(std::io::Error::last_os_error());

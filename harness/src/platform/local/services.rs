@@ -7,7 +7,7 @@
 use super::process::ChildSpec;
 use super::rollout::Fleet;
 use super::supervisor::{self, ParsedProbe, Probes, ReplicaConfig, ReplicaHandle};
-use super::{cgroup, tools, volumes};
+use super::{cgroup, cpu_cgroup, tools, volumes};
 use crate::error::{BrownoutError, Result};
 use crate::evidence::Evidence;
 use crate::platform::DeployOptions;
@@ -32,6 +32,11 @@ pub(super) struct SpawnContext {
     pub(super) cgroups: std::result::Result<cgroup::Cgroups, String>,
     /// Memory limits set by a `memory-limit` fault, by service: replicas started later get them too.
     pub(super) memory_limits: Mutex<BTreeMap<String, u64>>,
+    /// The replicas' CPU cgroups (`None`: not root or no cpu controller; the reason).
+    pub(super) cpu_cgroups: std::result::Result<cpu_cgroup::CpuCgroups, String>,
+    /// CPU limits (millicpus) set by a `cpu-limit` fault, by service: replicas started later get
+    /// them too.
+    pub(super) cpu_limits: Mutex<BTreeMap<String, u32>>,
 }
 
 pub(super) struct Replica {
@@ -127,6 +132,21 @@ pub(super) fn replica_config(
                 .map_err(BrownoutError::Environment)?;
         }
         spec.cgroup = Some(dir);
+    }
+    if let Ok(cgroups) = &ctx.cpu_cgroups {
+        let dir = cgroups.replica(name).map_err(BrownoutError::Environment)?;
+        let limit = ctx
+            .cpu_limits
+            .lock()
+            .expect("limits lock")
+            .get(svc.name.get_ref())
+            .copied();
+        if limit.is_some() {
+            cgroups
+                .set_limit(&dir, limit)
+                .map_err(BrownoutError::Environment)?;
+        }
+        spec.cpu_cgroup = Some(dir);
     }
     Ok(ReplicaConfig {
         service: svc.name.get_ref().clone(),

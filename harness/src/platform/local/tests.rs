@@ -6,8 +6,8 @@ use super::stack::{Stack, StackDirs};
 use super::*;
 use crate::fault_proxy::Toxic;
 use crate::platform::{
-    DatabaseControl, DatabaseHandle, MemoryLimiter, ProxyControl, RevisionChange, RolloutDriver,
-    VolumeFiller,
+    CpuLimiter, DatabaseControl, DatabaseHandle, MemoryLimiter, ProxyControl, RevisionChange,
+    RolloutDriver, VolumeFiller,
 };
 use std::path::{Path, PathBuf};
 
@@ -211,4 +211,79 @@ async fn a_deploy_that_fails_half_way_is_torn_down_whole() {
         .unwrap_err()
         .to_string()
         .contains("no fault proxy is running"));
+}
+
+/// The quota of each running replica of `service` as the kernel holds it (µs per 100 ms; `None`:
+/// none), and whether its process is in that cgroup (a replica being terminated may have exited).
+fn cpu_quotas(p: &LocalPlatform, service: &str) -> Vec<(String, Option<u64>, bool)> {
+    let deployed = p.deployed.as_ref().unwrap();
+    let cgroups = deployed.ctx.cpu_cgroups.as_ref().unwrap();
+    let svc = deployed.service(service).unwrap();
+    let names: Vec<String> = svc
+        .lock()
+        .unwrap()
+        .replicas
+        .iter()
+        .map(|r| r.handle.name.clone())
+        .collect();
+    names
+        .into_iter()
+        .map(|n| {
+            let dir = cgroups.replica(&n).unwrap();
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+            let quota = cgroups.quota(&dir).unwrap();
+            (n, quota, !procs.trim().is_empty())
+        })
+        .collect()
+}
+
+/// `cpu-limit` on the local platform, for real: a deployed replica's CPU cgroup gets the quota
+/// (0.1 CPU: 10 ms per 100 ms period), a replica started while it lasts (a rolling restart's)
+/// gets it too, and healing lifts it (`max`). Needs root and a cpu controller.
+#[tokio::test(flavor = "multi_thread")]
+async fn cpu_limit_quotas_every_replica_running_or_started_later_until_lifted() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: CPU limits need root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let system = system(dir.path(), "plain-app", false);
+    let evidence = Evidence::new();
+    let mut p = LocalPlatform::new();
+    p.deploy(&system, &options(&bin_dir(), dir.path()), &evidence)
+        .await
+        .unwrap();
+    let first = cpu_quotas(&p, "plain");
+    assert!(
+        !first.is_empty() && first.iter().all(|(_, q, runs)| q.is_none() && *runs),
+        "{first:?}"
+    );
+    p.limit_cpu("plain", Some(100), &evidence).await.unwrap();
+    let limited = cpu_quotas(&p, "plain");
+    assert!(
+        limited.iter().all(|(_, q, _)| *q == Some(10_000)),
+        "{limited:?}"
+    );
+    // A new revision's replica is started while the limit lasts: limited from its start.
+    let change = RevisionChange::default();
+    let rollout = p
+        .start_rollout("plain", &change, Duration::from_secs(30), &evidence)
+        .await
+        .unwrap();
+    assert!(matches!(
+        rollout.await.unwrap(),
+        crate::platform::RolloutOutcome::Complete { .. }
+    ));
+    let new: Vec<_> = cpu_quotas(&p, "plain")
+        .into_iter()
+        .filter(|(n, _, _)| !first.iter().any(|(f, _, _)| f == n))
+        .collect();
+    assert!(
+        !new.is_empty() && new.iter().all(|(_, q, runs)| *q == Some(10_000) && *runs),
+        "{new:?} (before: {first:?})"
+    );
+    p.limit_cpu("plain", None, &evidence).await.unwrap();
+    let lifted = cpu_quotas(&p, "plain");
+    assert!(lifted.iter().all(|(_, q, _)| q.is_none()), "{lifted:?}");
+    p.teardown().await;
 }

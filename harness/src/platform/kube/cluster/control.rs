@@ -1,6 +1,6 @@
 //! The fault control the platform offers through the API: proxy toxics (the fault proxy's
 //! control API), database-down (the postgres Deployment scaled to 0 and back), volumes filled
-//! by exec, rollouts and their rollback; memory-limit is refused.
+//! by exec, rollouts and their rollback; memory-limit and cpu-limit are refused.
 
 use super::{Filled, KubePlatform};
 use crate::error::{BrownoutError, Result};
@@ -12,8 +12,8 @@ use crate::platform::kube::{
     volumes::{self, KubeExec},
 };
 use crate::platform::{
-    DatabaseControl, DatabaseHandle, MemoryLimiter, ProxyControl, RevisionChange, RolloutDriver,
-    RolloutOutcome, VolumeFiller,
+    CpuLimiter, DatabaseControl, DatabaseHandle, MemoryLimiter, ProxyControl, RevisionChange,
+    RolloutDriver, RolloutOutcome, VolumeFiller,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -139,6 +139,21 @@ impl MemoryLimiter for KubePlatform {
         // different fault. Not built yet.
         Err(BrownoutError::Environment(format!(
             "fault memory-limit (service {service}) runs on the local platform only: on Kubernetes a container's limit changes only with a new pod"
+        )))
+    }
+}
+
+impl CpuLimiter for KubePlatform {
+    async fn limit_cpu(
+        &mut self,
+        service: &str,
+        _millicpus: Option<u32>,
+        _evidence: &Evidence,
+    ) -> Result<()> {
+        // Refused before anything is deployed (`refused::CPU_LIMIT` says why); never reached.
+        Err(BrownoutError::Environment(format!(
+            "fault cpu-limit (service {service}) runs on the local platform only: {}",
+            crate::platform::kube::refused::CPU_LIMIT
         )))
     }
 }

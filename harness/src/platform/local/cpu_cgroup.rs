@@ -1,0 +1,189 @@
+//! CPU limits of replicas, as a container runtime sets them: each replica runs in a CPU cgroup of
+//! its own (`brownout-<harness pid>/<replica>` under the harness's own cgroup; on cgroup v2 the
+//! same directory as its memory cgroup, see [`super::cgroup`]), which the `cpu-limit` fault gives
+//! a quota: cgroup v2 `cpu.max` = "<quota> <period>", v1 `cpu.cfs_quota_us` and
+//! `cpu.cfs_period_us`. A replica that uses its quota within a period is throttled until the next
+//! one (counted in `cpu.stat`'s `nr_throttled`), never killed. Without root or a cpu controller
+//! there are no CPU cgroups, and the fault refuses to run. Removed at teardown, and those of a
+//! killed harness by the next run's sweep.
+
+use super::cgroup::{remove_tree, PREFIX};
+use std::path::{Path, PathBuf};
+
+/// The scheduling period of a quota: 100 ms, the kernel's and a container runtime's default.
+pub const PERIOD_US: u64 = 100_000;
+
+/// Which cgroup hierarchy holds the cpu controller.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Version {
+    V1,
+    V2,
+}
+
+/// The run's CPU cgroups.
+#[derive(Debug)]
+pub struct CpuCgroups {
+    /// `<harness cpu cgroup>/brownout-<pid>`.
+    run_dir: PathBuf,
+    version: Version,
+}
+
+/// The harness's own cpu cgroup directory and its hierarchy's version.
+fn own_cpu_cgroup() -> Result<(PathBuf, Version), String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    // v1: "1:cpu,cpuacct:/path" (mounted at .../cpu or .../cpu,cpuacct); v2: "0::/path".
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(controllers), Some(path)) = (controllers, path) else {
+            continue;
+        };
+        if controllers.split(',').any(|c| c == "cpu") {
+            for mount in ["cpu", controllers] {
+                let dir = Path::new("/sys/fs/cgroup")
+                    .join(mount)
+                    .join(path.trim_start_matches('/'));
+                if dir.join("cpu.cfs_quota_us").exists() {
+                    return Ok((dir, Version::V1));
+                }
+            }
+        }
+    }
+    for line in text.lines() {
+        if let Some(path) = line.strip_prefix("0::") {
+            for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+                let dir = Path::new(base).join(path.trim_start_matches('/'));
+                let controllers =
+                    std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+                if controllers.split_whitespace().any(|c| c == "cpu") {
+                    return Ok((dir, Version::V2));
+                }
+            }
+        }
+    }
+    Err("no cpu cgroup controller is available to this process".into())
+}
+
+/// A quota of `millicpus` thousandths of a CPU per [`PERIOD_US`], in µs.
+pub fn quota_us(millicpus: u32) -> u64 {
+    u64::from(millicpus) * PERIOD_US / 1000
+}
+
+impl CpuCgroups {
+    /// Creates the run's CPU cgroup directory (needs root).
+    pub fn create() -> Result<CpuCgroups, String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err("CPU limits need root (cgroups)".into());
+        }
+        let (own, version) = own_cpu_cgroup()?;
+        let run_dir = own.join(format!("{PREFIX}{}", std::process::id()));
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| format!("cannot create cgroup {}: {e}", run_dir.display()))?;
+        if version == Version::V2 {
+            // The replicas' cgroups need the cpu controller from their parent.
+            if let Err(e) = std::fs::write(run_dir.join("cgroup.subtree_control"), "+cpu") {
+                return Err(format!(
+                    "cannot delegate the cpu controller to {} ({e}): run brownout in a cgroup of its own with the cpu controller, e.g. systemd-run --scope -p Delegate=yes",
+                    run_dir.display()
+                ));
+            }
+        }
+        Ok(CpuCgroups { run_dir, version })
+    }
+
+    /// The CPU cgroup of replica `name` (created if need be): where its process is started.
+    pub fn replica(&self, name: &str) -> Result<PathBuf, String> {
+        let dir = crate::confine::inside(&self.run_dir, name).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// Gives the replica whose cgroup is `dir` a quota of `millicpus` thousandths of a CPU per
+    /// [`PERIOD_US`] (`None`: no limit).
+    pub fn set_limit(&self, dir: &Path, millicpus: Option<u32>) -> Result<(), String> {
+        let write = |file: &str, value: String| {
+            std::fs::write(dir.join(file), &value)
+                .map_err(|e| format!("cannot write {value} to {}: {e}", dir.join(file).display()))
+        };
+        match (self.version, millicpus) {
+            (Version::V1, Some(m)) => {
+                write("cpu.cfs_period_us", PERIOD_US.to_string())?;
+                write("cpu.cfs_quota_us", quota_us(m).to_string())
+            }
+            (Version::V1, None) => write("cpu.cfs_quota_us", "-1".into()),
+            (Version::V2, Some(m)) => write("cpu.max", format!("{} {PERIOD_US}", quota_us(m))),
+            (Version::V2, None) => write("cpu.max", format!("max {PERIOD_US}")),
+        }
+    }
+
+    /// The quota of the cgroup `dir` as the kernel holds it, in µs per period (`None`: no limit).
+    pub fn quota(&self, dir: &Path) -> Result<Option<u64>, String> {
+        let read = |file: &str| {
+            std::fs::read_to_string(dir.join(file))
+                .map_err(|e| format!("cannot read {}: {e}", dir.join(file).display()))
+        };
+        let text = match self.version {
+            Version::V1 => read("cpu.cfs_quota_us")?,
+            Version::V2 => read("cpu.max")?,
+        };
+        let quota = text.split_whitespace().next().unwrap_or("");
+        Ok(match quota {
+            "max" | "-1" => None,
+            q => Some(q.parse().map_err(|_| format!("bad quota {text:?}"))?),
+        })
+    }
+
+    /// Removes the replicas' CPU cgroups and the run's (once their processes are gone).
+    pub fn remove(&self) {
+        remove_tree(&self.run_dir);
+    }
+}
+
+impl Drop for CpuCgroups {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// How many periods the cgroup `dir` was throttled in (`cpu.stat`'s `nr_throttled`, either
+/// version).
+pub fn throttled_in(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join("cpu.stat")).map_or(0, |t| throttled_count(&t))
+}
+
+/// The `nr_throttled N` line of `cpu.stat`.
+fn throttled_count(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("nr_throttled "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Removes the CPU cgroups of harness runs that no longer run (a `kill -9` leaves them behind).
+pub fn sweep_dead_runs() {
+    let Ok((own, _)) = own_cpu_cgroup() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(&own) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() as i32 || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive {
+            remove_tree(&e.path());
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "cpu_cgroup_tests.rs"]
+mod tests;
