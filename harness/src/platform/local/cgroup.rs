@@ -9,9 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
-/// Which cgroup hierarchy holds the memory controller.
+/// Which cgroup hierarchy holds a controller.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Version {
+pub(super) enum Version {
     V1,
     V2,
 }
@@ -28,19 +28,31 @@ pub(super) const PREFIX: &str = "brownout-";
 
 /// The harness's own memory cgroup directory and its hierarchy's version.
 fn own_memory_cgroup() -> Result<(PathBuf, Version), String> {
+    own_cgroup("memory", "memory.limit_in_bytes")
+}
+
+/// The harness's own cgroup directory for `controller` ("memory", "cpu") and its hierarchy's
+/// version: v1 where that controller's hierarchy (mounted at `/sys/fs/cgroup/<controller>` or
+/// `/sys/fs/cgroup/<its co-mounted list>`, e.g. `cpu,cpuacct`) has `v1_file`, else v2 where
+/// `cgroup.controllers` lists it.
+pub(super) fn own_cgroup(controller: &str, v1_file: &str) -> Result<(PathBuf, Version), String> {
     let text = std::fs::read_to_string("/proc/self/cgroup")
         .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-    // v1: "4:memory:/path"; v2: "0::/path".
+    // v1: "4:memory:/path", "1:cpu,cpuacct:/path"; v2: "0::/path".
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
         let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
         let (Some(controllers), Some(path)) = (controllers, path) else {
             continue;
         };
-        if controllers.split(',').any(|c| c == "memory") {
-            let dir = Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/'));
-            if dir.join("memory.limit_in_bytes").exists() {
-                return Ok((dir, Version::V1));
+        if controllers.split(',').any(|c| c == controller) {
+            for mount in [controller, controllers] {
+                let dir = Path::new("/sys/fs/cgroup")
+                    .join(mount)
+                    .join(path.trim_start_matches('/'));
+                if dir.join(v1_file).exists() {
+                    return Ok((dir, Version::V1));
+                }
             }
         }
     }
@@ -50,13 +62,23 @@ fn own_memory_cgroup() -> Result<(PathBuf, Version), String> {
                 let dir = Path::new(base).join(path.trim_start_matches('/'));
                 let controllers =
                     std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-                if controllers.split_whitespace().any(|c| c == "memory") {
+                if controllers.split_whitespace().any(|c| c == controller) {
                     return Ok((dir, Version::V2));
                 }
             }
         }
     }
-    Err("no memory cgroup controller is available to this process".into())
+    Err(format!(
+        "no {controller} cgroup controller is available to this process"
+    ))
+}
+
+/// The cgroup of replica `name` under a run's cgroup `run_dir` (created if need be).
+pub(super) fn replica_dir(run_dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let dir = crate::confine::inside(run_dir, name).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 impl Cgroups {
@@ -84,10 +106,7 @@ impl Cgroups {
 
     /// The cgroup of replica `name` (created if need be): where its process is started.
     pub fn replica(&self, name: &str) -> Result<PathBuf, String> {
-        let dir = crate::confine::inside(&self.run_dir, name).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
-        Ok(dir)
+        replica_dir(&self.run_dir, name)
     }
 
     /// Limits the memory of the replica whose cgroup is `dir` to `bytes`, without swap (`None`:
@@ -179,10 +198,14 @@ pub(super) fn remove_tree(dir: &Path) {
 
 /// Removes the cgroups of harness runs that no longer run (a `kill -9` leaves them behind).
 pub fn sweep_dead_runs() {
-    let Ok((own, _)) = own_memory_cgroup() else {
-        return;
-    };
-    let Ok(entries) = std::fs::read_dir(&own) else {
+    if let Ok((own, _)) = own_memory_cgroup() {
+        sweep_dead_runs_in(&own);
+    }
+}
+
+/// Removes the `brownout-<pid>` cgroups under `own` whose harness no longer runs.
+pub(super) fn sweep_dead_runs_in(own: &Path) {
+    let Ok(entries) = std::fs::read_dir(own) else {
         return;
     };
     for e in entries.flatten() {

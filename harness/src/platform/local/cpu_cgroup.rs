@@ -7,18 +7,11 @@
 //! there are no CPU cgroups, and the fault refuses to run. Removed at teardown, and those of a
 //! killed harness by the next run's sweep.
 
-use super::cgroup::{remove_tree, PREFIX};
+use super::cgroup::{own_cgroup, remove_tree, replica_dir, sweep_dead_runs_in, Version, PREFIX};
 use std::path::{Path, PathBuf};
 
 /// The scheduling period of a quota: 100 ms, the kernel's and a container runtime's default.
 pub const PERIOD_US: u64 = 100_000;
-
-/// Which cgroup hierarchy holds the cpu controller.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Version {
-    V1,
-    V2,
-}
 
 /// The run's CPU cgroups.
 #[derive(Debug)]
@@ -30,39 +23,7 @@ pub struct CpuCgroups {
 
 /// The harness's own cpu cgroup directory and its hierarchy's version.
 fn own_cpu_cgroup() -> Result<(PathBuf, Version), String> {
-    let text = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-    // v1: "1:cpu,cpuacct:/path" (mounted at .../cpu or .../cpu,cpuacct); v2: "0::/path".
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
-        let (Some(controllers), Some(path)) = (controllers, path) else {
-            continue;
-        };
-        if controllers.split(',').any(|c| c == "cpu") {
-            for mount in ["cpu", controllers] {
-                let dir = Path::new("/sys/fs/cgroup")
-                    .join(mount)
-                    .join(path.trim_start_matches('/'));
-                if dir.join("cpu.cfs_quota_us").exists() {
-                    return Ok((dir, Version::V1));
-                }
-            }
-        }
-    }
-    for line in text.lines() {
-        if let Some(path) = line.strip_prefix("0::") {
-            for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-                let dir = Path::new(base).join(path.trim_start_matches('/'));
-                let controllers =
-                    std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-                if controllers.split_whitespace().any(|c| c == "cpu") {
-                    return Ok((dir, Version::V2));
-                }
-            }
-        }
-    }
-    Err("no cpu cgroup controller is available to this process".into())
+    own_cgroup("cpu", "cpu.cfs_quota_us")
 }
 
 /// A quota of `millicpus` thousandths of a CPU per [`PERIOD_US`], in µs.
@@ -94,10 +55,7 @@ impl CpuCgroups {
 
     /// The CPU cgroup of replica `name` (created if need be): where its process is started.
     pub fn replica(&self, name: &str) -> Result<PathBuf, String> {
-        let dir = crate::confine::inside(&self.run_dir, name).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
-        Ok(dir)
+        replica_dir(&self.run_dir, name)
     }
 
     /// Gives the replica whose cgroup is `dir` a quota of `millicpus` thousandths of a CPU per
@@ -163,24 +121,8 @@ fn throttled_count(text: &str) -> u64 {
 
 /// Removes the CPU cgroups of harness runs that no longer run (a `kill -9` leaves them behind).
 pub fn sweep_dead_runs() {
-    let Ok((own, _)) = own_cpu_cgroup() else {
-        return;
-    };
-    let Ok(entries) = std::fs::read_dir(&own) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let alive = pid == std::process::id() as i32 || Path::new(&format!("/proc/{pid}")).exists();
-        if !alive {
-            remove_tree(&e.path());
-        }
+    if let Ok((own, _)) = own_cpu_cgroup() {
+        sweep_dead_runs_in(&own);
     }
 }
 
