@@ -4,6 +4,8 @@
 //! the run may be left: no process of the programs a run starts, no listening port, no mount, no
 //! work directory (after SIGKILL: once the next run has swept it), and so no PostgreSQL session
 //! (the run's PostgreSQL is its own process). Every run after an abort must start clean.
+//! Only what the test's own runs started counts (a [`Scope`]: their `TMPDIR` and a marker in their
+//! environment), so a game day or another suite running on the machine at the same time does not.
 //!
 //! `BROWNOUT_ABORT_RUNS` sets the repetitions per signal (default 4; `just abort-soak` runs
 //! 200). Each test prints how many aborts landed in each stage of the run.
@@ -12,7 +14,7 @@
 mod leftovers;
 
 mod support;
-use leftovers::Snapshot;
+use leftovers::{Scope, Snapshot};
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -34,14 +36,14 @@ fn runs() -> usize {
         .unwrap_or(4)
 }
 
-fn spawn(reports: &Path, log: &Path) -> Child {
-    Command::new(BROWNOUT)
-        .args(["run", SCENARIO, "--reports-dir", reports.to_str().unwrap()])
-        .current_dir(root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
-        .spawn()
-        .expect("start brownout")
+fn spawn(scope: &Scope, reports: &Path, log: &Path) -> Child {
+    scope.spawn(
+        Command::new(BROWNOUT)
+            .args(["run", SCENARIO, "--reports-dir", reports.to_str().unwrap()])
+            .current_dir(root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(log).unwrap())),
+    )
 }
 
 /// Where in the run the signal landed, from the stage lines of its log and the phase lengths
@@ -64,12 +66,13 @@ fn stage(log: &str, since_up: Option<Duration>) -> &'static str {
 /// Starts a run, waits a random time (watching for "system up"), sends `signal`; returns the
 /// exit status, the stage the signal landed in, and the log.
 fn abort_once(
+    scope: &Scope,
     signal: nix::sys::signal::Signal,
     reports: &Path,
     rng: &mut impl Rng,
 ) -> (std::process::ExitStatus, &'static str, String) {
     let log = reports.join("stderr.log");
-    let mut child = spawn(reports, &log);
+    let mut child = spawn(scope, reports, &log);
     let started = Instant::now();
     let wait = Duration::from_millis(rng.random_range(0..LATEST.as_millis() as u64));
     let mut up_at: Option<Instant> = None;
@@ -113,28 +116,28 @@ fn abort_once(
     (status, stage, text)
 }
 
-fn sweep_by_a_later_run() {
+fn sweep_by_a_later_run(scope: &Scope) {
     // Any later run sweeps what a killed one left, even one that stops at bad input.
-    let out = Command::new(BROWNOUT)
-        .args(["run", "no-such-scenario"])
-        .current_dir(root())
-        .output()
-        .unwrap();
+    let out = scope.output(
+        Command::new(BROWNOUT)
+            .args(["run", "no-such-scenario"])
+            .current_dir(root()),
+    );
     assert_eq!(out.status.code(), Some(2));
 }
 
-fn finish_cleanly(before: &Snapshot) {
+fn finish_cleanly(scope: &Scope, before: &Snapshot) {
     // The next run after all the aborts starts clean and runs to its verdict.
     let reports = tempfile::tempdir().unwrap();
     let log = reports.path().join("stderr.log");
-    let status = spawn(reports.path(), &log).wait().unwrap();
+    let status = spawn(scope, reports.path(), &log).wait().unwrap();
     assert_eq!(
         status.code(),
         Some(0),
         "the run after the aborts: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    let left = before.wait_back(Duration::from_secs(10));
+    let left = before.wait_back(scope, Duration::from_secs(10));
     assert!(left.is_empty(), "after a complete run: {left:?}");
 }
 
@@ -145,18 +148,19 @@ fn soak(signal: nix::sys::signal::Signal) {
         dir.join("checkout").is_file(),
         "build the workspace's binaries first (just test does)"
     );
-    sweep_by_a_later_run();
-    let before = Snapshot::take();
+    let scope = Scope::new();
+    sweep_by_a_later_run(&scope);
+    let before = scope.snapshot();
     assert!(
-        before.run_dirs.is_empty() && before.mounts.is_empty() && before.cgroups.is_empty(),
-        "the machine is not clean before the test: {before:?}"
+        before.is_empty(),
+        "the scope is not clean before the test: {before:?}"
     );
     let mut rng = rand::rng();
     let mut stages: BTreeMap<&str, usize> = BTreeMap::new();
     let n = runs();
     for i in 0..n {
         let reports = tempfile::tempdir().unwrap();
-        let (status, stage, log) = abort_once(signal, reports.path(), &mut rng);
+        let (status, stage, log) = abort_once(&scope, signal, reports.path(), &mut rng);
         let mut counted_as = stage;
         let sigkill = signal == nix::sys::signal::Signal::SIGKILL;
         match (stage, sigkill) {
@@ -185,9 +189,9 @@ fn soak(signal: nix::sys::signal::Signal) {
         if sigkill {
             // The children die with the harness; only its work dir (and mounts) can stay, for the
             // next run to sweep.
-            sweep_by_a_later_run();
+            sweep_by_a_later_run(&scope);
         }
-        let left = before.wait_back(Duration::from_secs(10));
+        let left = before.wait_back(&scope, Duration::from_secs(10));
         assert!(
             left.is_empty(),
             "run {i}: {signal:?} at {stage} left: {left:?}\n{log}"
@@ -216,7 +220,7 @@ fn soak(signal: nix::sys::signal::Signal) {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    finish_cleanly(&before);
+    finish_cleanly(&scope, &before);
 }
 
 #[test]
@@ -227,4 +231,49 @@ fn sigint_at_a_random_moment_leaves_nothing() {
 #[test]
 fn sigkill_at_a_random_moment_leaves_nothing_after_the_next_run() {
     soak(nix::sys::signal::Signal::SIGKILL);
+}
+
+/// The checks count what the test's own runs left and only that: a brownout-like process of
+/// another run (its own work dir elsewhere, another suite's scope) is not counted; a process left
+/// in this scope's work dir, or carrying its marker, or a work dir of its own, is.
+#[test]
+fn the_checks_count_only_what_the_tests_own_runs_left() {
+    let scope = Scope::new();
+    let before = scope.snapshot();
+    assert!(before.is_empty(), "{before:?}");
+    // Foreign: a run of someone else (a work dir in the machine's temp dir) and another suite's
+    // run (another scope).
+    let foreign_run = tempfile::Builder::new()
+        .prefix("brownout-run-1-foreign-")
+        .tempdir()
+        .unwrap();
+    let other = Scope::new();
+    let other_run = other.dir().join("brownout-run-2-other");
+    std::fs::create_dir(&other_run).unwrap();
+    let mut foreign = [
+        leftovers::plant_process(foreign_run.path(), &[]),
+        leftovers::plant_process(&other_run, &[(leftovers::MARKER, other.dir())]),
+    ];
+    let left = before.wait_back(&scope, Duration::from_millis(300));
+    assert!(left.is_empty(), "foreign processes counted: {left:?}");
+    // Own: a process in a work dir of this scope, one elsewhere carrying its marker.
+    let own_run = scope.dir().join("brownout-run-3-own");
+    std::fs::create_dir(&own_run).unwrap();
+    let mut own = [
+        leftovers::plant_process(&own_run, &[]),
+        leftovers::plant_process(foreign_run.path(), &[(leftovers::MARKER, scope.dir())]),
+    ];
+    let left = before.wait_back(&scope, Duration::from_millis(0));
+    for child in own.iter_mut().chain(foreign.iter_mut()) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut own_pids: Vec<u32> = own.iter().map(|c| c.id()).collect();
+    own_pids.sort();
+    let expected: Vec<String> = own_pids
+        .iter()
+        .map(|pid| format!("process {pid} (sleep)"))
+        .chain([format!("run dir {}", own_run.display())])
+        .collect();
+    assert_eq!(left, expected);
 }

@@ -41,17 +41,17 @@ fn each_broken_file_gets_one_precise_error() {
         ("unknown-key.toml", "unknown-key.toml:6:1: unknown field `burst`, expected one of `rate`, `max_in_flight`, `timeout`, `requests`"),
         ("unknown-fault.toml", "unknown-fault.toml:13:18: unknown variant `cpu-hog`, expected one of `pool-exhaustion`, `rollout`, `rolling-restart`, `proxy`, `disk-full`"),
         ("unknown-expectation.toml", "unknown-expectation.toml:16:8: unknown variant `good-vibes`"),
-        ("missing-phase.toml", "missing-phase.toml:14:1: expectation 'no-5xx' refers to phase 'chaos', which does not exist (phases: baseline)"),
+        ("missing-phase.toml", "missing-phase.toml:17:10: expectation 'no-5xx' refers to phase 'chaos', which does not exist (phases: baseline)"),
         ("bad-duration.toml", "bad-duration.toml:12:7: 'soon' is not a duration"),
         ("impossible-duration.toml", "impossible-duration.toml:12:7: phase duration '0s' is impossible"),
         ("missing-system.toml", "missing-system.toml:3:10: system file"),
-        ("duplicate-id.toml", "duplicate-id.toml:20:1: expectation id 'same' is used twice"),
+        ("duplicate-id.toml", "duplicate-id.toml:21:6: expectation id 'same' is used twice"),
         ("silent-outage-twice.toml", "silent-outage-twice.toml:4:26: silent_outages_allowed opts out of no-silent-outage, but expectation 'no-silent-outage' declares it: keep one of the two"),
         ("silent-outage-no-reason.toml", "silent-outage-no-reason.toml:4:26: silent_outages_allowed needs a reason"),
-        ("bad-failure-share.toml", "bad-failure-share.toml:14:1: expectation 'no-silent-outage': failure_share 5 must be above 0 and below 1 (0.02 is 2%)"),
-        ("reserved-id.toml", "reserved-id.toml:14:1: expectation id 'no-silent-outage' is reserved for the standing expectation"),
+        ("bad-failure-share.toml", "bad-failure-share.toml:16:17: expectation 'no-silent-outage': failure_share 5 must be above 0 and below 1 (0.02 is 2%)"),
+        ("reserved-id.toml", "reserved-id.toml:15:6: expectation id 'no-silent-outage' is reserved for the standing expectation"),
         ("integrity-without-check.toml", "integrity-without-check.toml:14:1: expectation 'no-lost-orders' checks data integrity, but the system 'plain' declares no [integrity] (see the README)"),
-        ("bad-toxic-duration.toml", "bad-toxic-duration.toml:17:9: 'fast' is not a duration"),
+        ("bad-toxic-duration.toml", "bad-toxic-duration.toml:17:85: 'fast' is not a duration"),
         ("bad-pre-stop.toml", "bad-pre-stop.toml:16:8: service 'checkout': pre_stop sleep 15s must be shorter than grace_period 10s (it counts inside it)"),
         ("catches-unknown-bug.toml", "catches-unknown-bug.toml:21:1: catches: 'no-such-bug' is not a bug of system 'checkout' (bugs: no-acquire-timeout,"),
         ("catches-unknown-id.toml", "catches-unknown-id.toml:21:12: catches: bug 'no-drain' lists 'helld', which is no expectation of this scenario (ids: held, no-silent-outage)"),
@@ -456,4 +456,138 @@ fn list_reports_an_invalid_scenario_as_an_error_and_exits_2() {
         text(&out)
     );
     assert!(text(&out).contains("pool-exhaustion"), "{}", text(&out));
+}
+
+/// Runs `brownout ARGS…` from the root and fails the test if it has not finished within `secs`
+/// (a read that blocks on a FIFO, or reads a device forever, is a hang, not a slow answer).
+fn brownout_within(args: &[&str], secs: u64) -> Output {
+    let mut child = Command::new(BROWNOUT)
+        .args(args)
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(secs) {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "brownout {} did not finish within {secs} s: {}",
+                args.join(" "),
+                text(&out)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A report.json as `summarize` reads it.
+fn a_report(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let json = serde_json::json!({
+        "scenario": "pool-exhaustion", "verdict": "pass", "bugs": [],
+        "expectations": [{"id": "p99", "passed": true, "margins": []}]
+    });
+    std::fs::write(dir.join("report.json"), json.to_string()).unwrap();
+}
+
+/// A sparse file one byte over the report cap (64 MiB): nothing is written to disk.
+fn a_huge_file(path: &std::path::Path) {
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len((64 << 20) + 1).unwrap();
+}
+
+#[test]
+fn summarize_names_a_fifo_or_a_huge_report_and_exits_2_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    a_report(&dir.path().join("good"));
+    std::fs::create_dir_all(dir.path().join("fifo")).unwrap();
+    let fifo = dir.path().join("fifo/report.json");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let out = brownout_within(&["summarize", dir.path().to_str().unwrap()], 10);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{}: is a FIFO, not a file", fifo.display())),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_file(&fifo).unwrap();
+    a_huge_file(&fifo);
+    let out = brownout_within(&["summarize", dir.path().to_str().unwrap()], 10);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("such files are at most 67108864 bytes"),
+        "{}",
+        text(&out)
+    );
+    // The good report is still summarized.
+    assert!(text(&out).contains("1 of 1 runs passed"), "{}", text(&out));
+}
+
+#[test]
+fn a_baseline_that_is_no_file_is_refused_with_exit_2_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("baseline.json");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let huge = dir.path().join("huge.json");
+    a_huge_file(&huge);
+    let reports = dir.path().join("reports");
+    let reports_parent = dir.path().join("empty-run");
+    std::fs::create_dir_all(&reports_parent).unwrap();
+    for (baseline, says) in [
+        (fifo.to_str().unwrap(), "is a FIFO, not a file"),
+        ("/dev/zero", "is a device, not a file"),
+        (
+            huge.to_str().unwrap(),
+            "such files are at most 67108864 bytes",
+        ),
+        // A directory is read as the run directory holding report.json; this one has none.
+        (
+            reports_parent.to_str().unwrap(),
+            "report.json: does not exist",
+        ),
+    ] {
+        let out = brownout_within(
+            &[
+                "run",
+                "pool-exhaustion",
+                "--reports-dir",
+                reports.to_str().unwrap(),
+                "--baseline",
+                baseline,
+            ],
+            20,
+        );
+        assert_eq!(out.status.code(), Some(2), "{baseline}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!("baseline: cannot read {}", baseline))
+                && text(&out).contains(says),
+            "{baseline}: {}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
+fn a_symlink_loop_is_named_as_a_loop_not_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    let out = brownout_within(&["validate", a.to_str().unwrap()], 10);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{}: is a symlink loop", a.display())),
+        "{}",
+        text(&out)
+    );
+    let out = brownout_within(
+        &["run", "pool-exhaustion", "--system", a.to_str().unwrap()],
+        10,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("is a symlink loop"), "{}", text(&out));
 }

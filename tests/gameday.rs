@@ -2,9 +2,10 @@
 //! through the `brownout gameday` subcommands: open the page, inject the slow-payments preset with
 //! the form, see the app's 503 share rise and the breaker alert fire on the page, write a note and
 //! change the rate from the command line, heal with the page's button, see it clear, stop with
-//! the stop button; then the report's windows, notes and rates, and nothing left behind.
-//! Needs root, the local platform's programs and Debian's `chromium` (`./just deps`). The
-//! 30-minute version is `./just gameday-soak`.
+//! the stop button; then the report's windows, notes and rates, and nothing left behind — of what
+//! the test's own game days started (a [`leftovers::Scope`]), whatever else runs on the machine.
+//! Needs root, the local platform's programs and a headless browser (`./just deps local page`).
+//! The 30-minute version is `./just gameday-soak`.
 
 #[path = "support/cdp.rs"]
 mod cdp;
@@ -19,22 +20,22 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{root, BROWNOUT};
 
-/// The tests that run a stack take turns: each checks that nothing was left after it, which
-/// another's running stack would spoil.
+/// The tests that run a stack take turns (two stacks at once would compete for the machine's
+/// cores); each checks that its own scope is empty after it.
 static STACK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn stack_turn() -> std::sync::MutexGuard<'static, ()> {
     STACK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn cli(reports: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(BROWNOUT)
-        .arg("gameday")
-        .args(args)
-        .env("BROWNOUT_REPORTS", reports)
-        .env_remove("BROWNOUT_GAMEDAY_TOKEN")
-        .output()
-        .unwrap()
+fn cli(scope: &leftovers::Scope, reports: &std::path::Path, args: &[&str]) -> std::process::Output {
+    scope.output(
+        Command::new(BROWNOUT)
+            .arg("gameday")
+            .args(args)
+            .env("BROWNOUT_REPORTS", reports)
+            .env_remove("BROWNOUT_GAMEDAY_TOKEN"),
+    )
 }
 
 const SHARE_503: &str = "parseInt(document.getElementById('share-app-503').textContent)";
@@ -45,11 +46,13 @@ const SHOW: &str = "JSON.stringify({stage: document.body.dataset.stage, updates:
 #[allow(clippy::await_holding_lock)] // held for the whole test, on purpose
 async fn a_game_day_driven_from_the_browser_and_the_command_line() {
     let _turn = stack_turn();
-    let before = leftovers::Snapshot::take();
+    let scope = leftovers::Scope::new();
+    let before = scope.snapshot();
     let dir = tempfile::tempdir().unwrap();
     let reports = dir.path().join("reports");
     let log = std::fs::File::create(dir.path().join("gameday.log")).unwrap();
-    let mut child = Command::new(BROWNOUT)
+    let mut child = Command::new(BROWNOUT);
+    child
         .current_dir(root())
         .args([
             "gameday",
@@ -64,9 +67,8 @@ async fn a_game_day_driven_from_the_browser_and_the_command_line() {
         .env_remove("BROWNOUT_GAMEDAY_TOKEN")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stdin(Stdio::null());
+    let mut child = scope.spawn(&mut child);
     let log_tail = || {
         let text = std::fs::read_to_string(dir.path().join("gameday.log")).unwrap_or_default();
         text.lines()
@@ -148,19 +150,23 @@ async fn a_game_day_driven_from_the_browser_and_the_command_line() {
     }
 
     // From another terminal: a note, a rate, the status.
-    let out = cli(&reports, &["note", "breaker open, reads still fine"]);
+    let out = cli(
+        &scope,
+        &reports,
+        &["note", "breaker open, reads still fine"],
+    );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = cli(&reports, &["rate", "60"]);
+    let out = cli(&scope, &reports, &["rate", "60"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = cli(&reports, &["status"]);
+    let out = cli(&scope, &reports, &["status"]);
     let status = String::from_utf8_lossy(&out.stdout);
     assert!(
         status.contains("window slow-payments") && status.contains("fault slow-payments (proxy)"),
@@ -168,6 +174,7 @@ async fn a_game_day_driven_from_the_browser_and_the_command_line() {
     );
     // Wrong input from the command line: exit 2 with the reason, the game day goes on.
     let out = cli(
+        &scope,
         &reports,
         &[
             "inject",
@@ -248,7 +255,7 @@ async fn a_game_day_driven_from_the_browser_and_the_command_line() {
     for f in ["report.md", "report.html", "responses.jsonl"] {
         assert!(report_dir.join(f).is_file(), "{f}");
     }
-    let left = before.wait_back(Duration::from_secs(10));
+    let left = before.wait_back(&scope, Duration::from_secs(10));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
@@ -292,7 +299,7 @@ fn a_non_loopback_bind_is_refused_unless_asked_for_with_a_token() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16"));
     // No running game day: the subcommands say so (exit 3) instead of hanging.
-    let out = cli(dir.path(), &["status"]);
+    let out = cli(&leftovers::Scope::new(), dir.path(), &["status"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no running game day"));
 }
@@ -300,10 +307,11 @@ fn a_non_loopback_bind_is_refused_unless_asked_for_with_a_token() {
 #[test]
 fn a_game_day_stops_itself_at_its_memory_limit_healing_and_reporting() {
     let _turn = stack_turn();
-    let before = leftovers::Snapshot::take();
+    let scope = leftovers::Scope::new();
+    let before = scope.snapshot();
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BROWNOUT)
-        .current_dir(root())
+    let mut cmd = Command::new(BROWNOUT);
+    cmd.current_dir(root())
         .args([
             "gameday",
             "scenarios/systems/checkout.toml",
@@ -316,9 +324,8 @@ fn a_game_day_stops_itself_at_its_memory_limit_healing_and_reporting() {
         ])
         .arg("--reports-dir")
         .arg(dir.path())
-        .env_remove("BROWNOUT_GAMEDAY_TOKEN")
-        .output()
-        .unwrap();
+        .env_remove("BROWNOUT_GAMEDAY_TOKEN");
+    let out = scope.output(&mut cmd);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("reached its memory limit"), "{err}");
     // Stopped like the cap stops it: torn down, a report written, exit by its verdict.
@@ -332,6 +339,6 @@ fn a_game_day_stops_itself_at_its_memory_limit_healing_and_reporting() {
     let text = std::fs::read_to_string(report).unwrap();
     assert!(text.contains("reached its memory limit"));
     assert!(!dir.path().join("gameday/session.json").exists());
-    let left = before.wait_back(Duration::from_secs(10));
+    let left = before.wait_back(&scope, Duration::from_secs(10));
     assert!(left.is_empty(), "left behind: {left:?}");
 }

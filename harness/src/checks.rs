@@ -42,6 +42,107 @@ pub fn name(what: &str, s: &str) -> Result<(), String> {
     }
 }
 
+/// What Kubernetes makes of a name (https://kubernetes.io/docs/concepts/overview/working-with-objects/names/,
+/// "Object Names and IDs"): a service's name becomes a Deployment, a Service, a container and the
+/// `app.kubernetes.io/name` label value; a volume's name a pod volume name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeName {
+    /// RFC 1035 label names (a Service's name): at most 63 characters, lowercase letters, digits
+    /// and '-', starting with a letter and ending with a letter or digit.
+    Rfc1035Label,
+    /// RFC 1123 label names (a pod volume's or container's name): the same, but it may start
+    /// with a digit.
+    Rfc1123Label,
+}
+
+/// `s` is a name Kubernetes accepts as `kind` (see [`KubeName`]); `what` says which name it is
+/// and `object` what it becomes, for the message. Checked at validation, for the local platform
+/// too: the same system file must deploy on both.
+pub fn kube_name(what: &str, object: &str, s: &str, kind: KubeName) -> Result<(), String> {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let first_ok = match kind {
+        KubeName::Rfc1035Label => s.starts_with(|c: char| c.is_ascii_lowercase()),
+        KubeName::Rfc1123Label => s.starts_with(alnum),
+    };
+    let ok = !s.is_empty()
+        && s.len() <= MAX_NAME
+        && first_ok
+        && s.ends_with(alnum)
+        && s.chars().all(|c| alnum(c) || c == '-');
+    if ok {
+        return Ok(());
+    }
+    let start = match kind {
+        KubeName::Rfc1035Label => "starting with a letter",
+        KubeName::Rfc1123Label => "starting with a letter or digit",
+    };
+    Err(format!(
+        "{what} '{}' cannot be a Kubernetes {object} name: use 1 to {MAX_NAME} lowercase letters, digits and '-', {start} and ending with a letter or digit (e.g. '{}')",
+        s.escape_debug(),
+        suggest_kube_name(s)
+    ))
+}
+
+/// A lowercase, '-'-separated form of `s`, for "e.g." in a message.
+fn suggest_kube_name(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    out = out.trim_matches('-').to_string();
+    if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
+        out.insert_str(0, "s-");
+    }
+    out.truncate(MAX_NAME);
+    out
+}
+
+/// Characters that would end a quoted string in a generated config file (nginx.conf, a
+/// Prometheus YAML), start a block or a variable (`{ } $ ;`), or escape: never needed in a path.
+const CONFIG_SPECIAL: [char; 8] = ['\'', '"', '{', '}', '$', ';', '\\', '`'];
+
+/// `s` is written into a generated config file (a Prometheus scrape config, nginx.conf): it
+/// must contain nothing that would break out of its quotes, open a block or be interpolated.
+pub fn config_string(what: &str, s: &str) -> Result<(), String> {
+    if let Some(c) = s
+        .chars()
+        .find(|c| CONFIG_SPECIAL.contains(c) || c.is_control())
+    {
+        return Err(format!(
+            "{what} '{}' contains {}: it is written into generated configuration (Prometheus, nginx), where it would break out of its quotes or be interpolated; percent-encode it or leave it out",
+            s.escape_debug(),
+            format!("{c:?}").replace('"', "'")
+        ));
+    }
+    Ok(())
+}
+
+/// A rule file's name becomes a ConfigMap key on Kubernetes (`[-._a-zA-Z0-9]+`) and its path
+/// is written into Prometheus' configuration: `path` is the file as written, `base` its name.
+pub fn rule_file_name(path: &str, base: &str) -> Result<(), String> {
+    let ok = !base.is_empty()
+        && base.len() <= 253
+        && base
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        return Err(format!(
+            "rule file name \"{}\" must be letters, digits, '-', '_' and '.' only (it becomes a ConfigMap key on Kubernetes): rename the file, e.g. \"{}\"",
+            base.escape_debug(),
+            base.chars()
+                .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+                .collect::<String>()
+        ));
+    }
+    config_string("rule file path", path)
+}
+
 /// The methods a load request may use.
 pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
@@ -225,6 +326,50 @@ mod tests {
         }
         assert!(name("name", &"a".repeat(64)).is_err());
         assert!(name("name", "").unwrap_err().contains("is empty"));
+    }
+
+    /// The rules of https://kubernetes.io/docs/concepts/overview/working-with-objects/names/
+    /// ("Object Names and IDs"): RFC 1035 labels for Services, RFC 1123 labels for volumes.
+    #[test]
+    fn kubernetes_names_follow_its_label_rules() {
+        use KubeName::*;
+        for ok in ["checkout", "payments-stub", "a", "r2d2"] {
+            assert!(kube_name("n", "Service", ok, Rfc1035Label).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(64);
+        for bad in [
+            "Checkout",
+            "pay_ments",
+            "2pay",
+            "pay-",
+            "-pay",
+            "a.b",
+            "",
+            long.as_str(),
+        ] {
+            assert!(
+                kube_name("n", "Service", bad, Rfc1035Label).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(kube_name("n", "volume", "2receipts", Rfc1123Label).is_ok());
+        assert!(kube_name("n", "volume", "receipts.v2", Rfc1123Label).is_err());
+        assert!(kube_name("n", "volume", &"a".repeat(63), Rfc1123Label).is_ok());
+        let e = kube_name("service name", "Service", "Pay_Ments", Rfc1035Label).unwrap_err();
+        assert!(e.contains("(e.g. 'pay-ments')"), "{e}");
+    }
+
+    #[test]
+    fn strings_for_generated_config_cannot_break_out_of_it() {
+        assert!(config_string("metrics_path", "/metrics?format=prometheus&x=1").is_ok());
+        for bad in [
+            "/m'x", "/m\"x", "/m{x}", "/m$host", "/m;x", "/m\nx", "/m\\x", "/m`x",
+        ] {
+            assert!(config_string("metrics_path", bad).is_err(), "{bad}");
+        }
+        assert!(rule_file_name("../alerts/checkout.rules.yml", "checkout.rules.yml").is_ok());
+        assert!(rule_file_name("../r/my rules.yml", "my rules.yml").is_err());
+        assert!(rule_file_name("../it's/a.yml", "a.yml").is_err());
     }
 
     #[test]

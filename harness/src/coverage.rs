@@ -105,12 +105,12 @@ pub fn from_dir(dir: &Path) -> (BTreeMap<String, RuleCoverage>, Vec<String>) {
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
     for f in crate::summary::report_paths(dir) {
-        match std::fs::read_to_string(&f)
-            .map_err(|e| e.to_string())
-            .and_then(|t| serde_json::from_str::<Report>(&t).map_err(|e| e.to_string()))
-        {
-            Ok(r) => add_report(&r, &mut out),
-            Err(e) => errors.push(format!("{}: {e}", f.display())),
+        match crate::summary::read_report(&f) {
+            Ok(t) => match serde_json::from_str::<Report>(&t) {
+                Ok(r) => add_report(&r, &mut out),
+                Err(e) => errors.push(format!("{}: {e}", f.display())),
+            },
+            Err(e) => errors.push(e),
         }
     }
     (out, errors)

@@ -93,7 +93,7 @@ pub async fn check(
     spec: &IntegritySpec,
     conn: &mut sqlx::PgConnection,
     ledger_url: Option<&str>,
-    acknowledged_keys: &[String],
+    acknowledged_keys: impl IntoIterator<Item = impl AsRef<str>>,
 ) -> Result<Integrity> {
     let committed_keys = column(conn, &spec.committed_keys_query).await?;
     let committed_ids = match &spec.committed_ids_query {
@@ -115,12 +115,17 @@ pub async fn check(
         *per_id.entry(id.as_str()).or_insert(0) += 1;
     }
     let with_ledger = spec.ledger.is_some();
+    // The keys stream from the run's file (one a line), counted in one pass.
+    let (mut acknowledged, mut acknowledged_missing) = (0, 0);
+    for k in acknowledged_keys {
+        acknowledged += 1;
+        if !committed_keys.contains(k.as_ref()) {
+            acknowledged_missing += 1;
+        }
+    }
     Ok(Integrity {
-        acknowledged: acknowledged_keys.len(),
-        acknowledged_missing: acknowledged_keys
-            .iter()
-            .filter(|k| !committed_keys.contains(*k))
-            .count(),
+        acknowledged,
+        acknowledged_missing,
         paid_orders: committed_ids.len(),
         charges: ledger.len(),
         paid_without_charge: if with_ledger {

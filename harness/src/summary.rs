@@ -84,19 +84,30 @@ pub fn report_paths(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// A `report.json`'s text through the capped reader (regular files only, at most
+/// [`MAX_REPORT_BYTES`](crate::spec::source::MAX_REPORT_BYTES)): a FIFO, a device or a huge file
+/// named `report.json` is an error naming it, never a hang or unbounded memory.
+pub fn read_report(f: &Path) -> Result<String, String> {
+    crate::spec::source::read_capped_to(f, crate::spec::source::MAX_REPORT_BYTES)
+        .map_err(|e| e.to_string())
+}
+
 /// Summaries keyed by "scenario \[bugs\]"; files that are not reports are named in the error list.
 pub fn summarize(dir: &Path) -> (BTreeMap<String, RunSummary>, Vec<String>) {
     let files = report_paths(dir);
     let mut out: BTreeMap<String, RunSummary> = BTreeMap::new();
     let mut errors = Vec::new();
     for f in files {
-        let head: ReportHead = match std::fs::read_to_string(&f)
-            .map_err(|e| e.to_string())
-            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-        {
-            Ok(h) => h,
+        let head: ReportHead = match read_report(&f) {
+            Ok(t) => match serde_json::from_str(&t) {
+                Ok(h) => h,
+                Err(e) => {
+                    errors.push(format!("{}: {e}", f.display()));
+                    continue;
+                }
+            },
             Err(e) => {
-                errors.push(format!("{}: {e}", f.display()));
+                errors.push(e);
                 continue;
             }
         };

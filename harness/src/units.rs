@@ -57,6 +57,76 @@ impl<'de> Deserialize<'de> for Size {
     }
 }
 
+/// A memory size as written in a file ("64MiB", "2Gi"), parsed when the file is read (in bytes):
+/// a memory limit, with its own units and range ([`parse_memory`]), not a volume's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemSize(pub u64);
+
+impl<'de> Deserialize<'de> for MemSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_memory(&text)
+            .map(MemSize)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The smallest memory limit: below a few MiB no process starts at all.
+pub const MIN_MEMORY_BYTES: u64 = 8 << 20;
+/// The largest memory limit: a static bound (the machine's memory is not known when a file is
+/// validated) well above any service's, 1 TiB.
+pub const MAX_MEMORY_BYTES: u64 = 1 << 40;
+
+/// Parses a memory size: a byte count, or binary units as Kubernetes quantities write them
+/// ("Ki", "Mi", "Gi", "Ti") or as this harness does ("KiB", "MiB", "GiB", "TiB"), from
+/// at most 2^64 - 1 (the range, [`MIN_MEMORY_BYTES`] to [`MAX_MEMORY_BYTES`], is the memory-limit
+/// fault's check, located at its value: [`check_memory`]). Decimal and one-letter units ("512M", "2G",
+/// "1MB") are refused: Kubernetes reads "M" as 10^6 bytes, a volume size here as 2^20, so the
+/// same text would be two different limits. Both the local cgroup (`memory.max`, bytes) and a
+/// container's limit (a quantity) take every value this accepts.
+pub fn parse_memory(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let units = [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("Ti", 1 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ];
+    let (num, mult) = units
+        .iter()
+        .find_map(|(suffix, m)| t.strip_suffix(suffix).map(|n| (n, *m)))
+        .unwrap_or((t, 1));
+    let Ok(n) = num.trim().parse::<u64>() else {
+        let ambiguous = ["TB", "GB", "MB", "KB", "kB", "T", "G", "M", "K", "k"]
+            .iter()
+            .any(|u| {
+                t.strip_suffix(u)
+                    .is_some_and(|n| n.trim().parse::<u64>().is_ok())
+            });
+        return Err(if ambiguous {
+            format!("memory size '{s}' is ambiguous: Kubernetes reads M and G as powers of 10, this harness as powers of 2; write binary units, e.g. \"512MiB\" or \"2GiB\"")
+        } else {
+            format!("'{s}' is not a memory size; write it like \"64MiB\", \"2GiB\" (or \"64Mi\", \"2Gi\" as Kubernetes does)")
+        });
+    };
+    n.checked_mul(mult).ok_or_else(|| {
+        format!("memory size '{s}' is out of range: give between \"8MiB\" and \"1TiB\"")
+    })
+}
+
+/// A memory limit within [`MIN_MEMORY_BYTES`] and [`MAX_MEMORY_BYTES`].
+pub fn check_memory(bytes: u64) -> std::result::Result<(), String> {
+    if (MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&bytes) {
+        Ok(())
+    } else {
+        Err(format!("memory limit of {bytes} bytes is out of range: give between \"8MiB\" and \"1TiB\" (a process needs a few MiB to start at all)"))
+    }
+}
+
 /// Parses "30s", "500ms", "1m30s".
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| {
@@ -122,6 +192,31 @@ pub fn check_number<T: PartialOrd + std::fmt::Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_has_its_own_units_and_range() {
+        // A 2 GiB memory limit is legitimate, though no volume may be that large.
+        assert_eq!(parse_memory("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_memory("2Gi"), Ok(2 << 30));
+        assert!(parse_size("2GiB").is_err());
+        assert_eq!(parse_memory("64Mi"), Ok(64 << 20));
+        assert_eq!(parse_memory("1TiB"), Ok(1 << 40));
+        assert!(check_memory(parse_memory("2TiB").unwrap())
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(check_memory(parse_memory("4MiB").unwrap())
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(check_memory(parse_memory("2GiB").unwrap()).is_ok());
+        assert!(parse_memory("99999999999TiB")
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(parse_memory("512M").unwrap_err().contains("ambiguous"));
+        assert!(parse_memory("2GB").unwrap_err().contains("ambiguous"));
+        assert!(parse_memory("lots")
+            .unwrap_err()
+            .contains("not a memory size"));
+    }
 
     #[test]
     fn durations_parse_and_bad_ones_explain_the_format() {

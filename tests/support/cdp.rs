@@ -1,8 +1,9 @@
-//! Drives a live page in headless Chromium (Debian's `chromium`) over the Chrome DevTools
-//! Protocol: open a URL, evaluate JavaScript in it (read the DOM, fill a form, click), take a
-//! screenshot. Four protocol methods over one WebSocket (tokio-tungstenite, already in the
-//! dependency tree through kube), instead of a full CDP client crate whose generated protocol
-//! types would add minutes to every build of the suite. The browser is killed when dropped.
+//! Drives a live page in headless Chromium or Chrome (`chromium::chromium` finds it) over the
+//! Chrome DevTools Protocol: open a URL, evaluate JavaScript in it (read the DOM, fill a form,
+//! click), take a screenshot. Four protocol methods over one WebSocket (tokio-tungstenite,
+//! already in the dependency tree through kube), instead of a full CDP client crate whose
+//! generated protocol types would add minutes to every build of the suite. The browser is killed
+//! when dropped.
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};

@@ -1,6 +1,6 @@
-//! Opens a page in headless Chromium (Debian's `chromium`) and reports what it rendered: the DOM
-//! after its scripts ran, the console errors, and a screenshot. Tests that need it fail (not skip)
-//! when Chromium is missing, naming the fix.
+//! Opens a page in headless Chromium or Chrome ([`chromium`] finds it) and reports what it
+//! rendered: the DOM after its scripts ran, the console errors, and a screenshot. Tests that need
+//! it fail (not skip) when no browser runs, naming the fix.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,19 +12,45 @@ pub struct Rendered {
     pub console_errors: Vec<String>,
 }
 
-/// The Chromium program on this machine (Debian's, Ubuntu's, or Chrome on GitHub's runners).
-pub fn chromium() -> &'static str {
-    // Debian's and Ubuntu's names, and the Chrome GitHub's runners ship.
-    for c in ["chromium", "chromium-browser", "google-chrome"] {
-        if Command::new(c)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return c;
-        }
-    }
-    panic!("no chromium: install it (`./just deps` installs Debian's chromium)");
+/// The headless browser on this machine: `BROWNOUT_CHROME` if set (it must run), else the first of
+/// Google Chrome (GitHub's runners ship it), Debian's `chromium`, Ubuntu's `chromium-browser` that
+/// really runs headless (Ubuntu's chromium packages are wrappers for a snap, which fail without
+/// snapd). `scripts/install-deps.sh page` looks for it the same way.
+pub fn chromium() -> String {
+    static FOUND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let runs = |c: &str| {
+                Command::new(c)
+                    .args(["--headless", "--no-sandbox", "--disable-gpu", "--version"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            };
+            if let Ok(c) = std::env::var("BROWNOUT_CHROME") {
+                assert!(
+                    runs(&c),
+                    "BROWNOUT_CHROME={c} does not run `--headless --version`: point it at a \
+                     working Chrome or Chromium"
+                );
+                return c;
+            }
+            [
+                "google-chrome",
+                "google-chrome-stable",
+                "chromium",
+                "chromium-browser",
+            ]
+            .into_iter()
+            .find(|c| runs(c))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no headless Chrome or Chromium runs here: `./just deps page` installs one \
+                     (or set BROWNOUT_CHROME)"
+                )
+            })
+            .to_string()
+        })
+        .clone()
 }
 
 fn run(page: &Path, extra: &[String]) -> std::process::Output {

@@ -288,7 +288,7 @@ fn call(
         (Some(u), Some(t)) => (u.clone(), t.clone()),
         _ => {
             let file = gameday::session_file(&target.reports_dir);
-            let text = std::fs::read_to_string(&file).map_err(|e| {
+            let text = spec::source::read_capped(&file).map_err(|e| {
                 BrownoutError::Environment(format!(
                     "no running game day found ({}: {e}); start one with `brownout gameday SYSTEM`, or give --url and --token",
                     file.display()

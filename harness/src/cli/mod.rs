@@ -320,6 +320,14 @@ fn summarize(dir: &std::path::Path) -> Result<Exit, BrownoutError> {
     }
     // Failing every time is a verdict (a bug caught); changing between runs is not.
     let flaky = crate::summary::flaky(&summaries);
+    if !errors.is_empty() {
+        // Summarized without them, but a file that is no report is bad input, not a verdict.
+        return Err(BrownoutError::BadInput(format!(
+            "{} of the report.json files below {} could not be read as reports (named above): remove or replace them",
+            errors.len(),
+            dir.display()
+        )));
+    }
     if flaky.is_empty() {
         println!("verdicts stable: every expectation gave the same verdict in every run");
         Ok(Exit::Pass)

@@ -145,7 +145,8 @@ impl Session {
             Some(path) => regression::load(path, &scenario.name).map(Some),
             None => {
                 let stored = baseline_path(&self.reports_dir, &scenario.name);
-                if stored.is_file() {
+                // Anything at that path is read (and refused if it is no file), never skipped.
+                if crate::spec::source::describe(&stored).is_some() {
                     regression::load(&stored, &scenario.name).map(Some)
                 } else {
                     Ok(None)

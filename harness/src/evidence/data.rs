@@ -1,13 +1,13 @@
 //! What a run recorded, as read-only data: [`EvidenceData`] and its record types (responses,
 //! sends per phase, probes, lifecycle, alerts, edge counters, rollouts, events, notes). The judge
 //! and the report read these; only the recorder ([`super::Evidence`]) writes them, during the run.
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Who produced a response, as the ingress tells it (see [`crate::load::attribute`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layer {
     /// An upstream replica of the app made it; the ingress relayed it.
@@ -19,6 +19,8 @@ pub enum Layer {
     Client,
 }
 
+/// One response, as a line of `responses.jsonl` (written as it arrives, read back by the judge
+/// and the report: see [`super::ResponseLog`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct ResponseRecord {
     /// When the request was sent.
@@ -49,6 +51,69 @@ pub struct ResponseRecord {
     /// ended before a complete answer), other.
     pub error: Option<&'static str>,
 }
+
+/// A line of `responses.jsonl` as read: a [`ResponseRecord`] with its error as written.
+#[derive(Deserialize)]
+struct ResponseLine {
+    t_ms: u64,
+    phase: Option<usize>,
+    request: usize,
+    attempt: u32,
+    late_ms: u64,
+    status: u16,
+    latency_ms: u64,
+    layer: Layer,
+    replica: Option<Arc<str>>,
+    upstream: Option<Arc<str>>,
+    retry_after: bool,
+    seq: u64,
+    error: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ResponseRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ResponseRecord::try_from(ResponseLine::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<ResponseLine> for ResponseRecord {
+    type Error = String;
+
+    /// The error must be one of [`CLIENT_ERRORS`]: another word means the file is not one the
+    /// load wrote.
+    fn try_from(l: ResponseLine) -> Result<ResponseRecord, String> {
+        let error = match l.error {
+            None => None,
+            Some(e) => Some(
+                CLIENT_ERRORS
+                    .iter()
+                    .find(|k| **k == e)
+                    .copied()
+                    .ok_or_else(|| {
+                        format!("error '{e}' is none of {}", CLIENT_ERRORS.join(", "))
+                    })?,
+            ),
+        };
+        Ok(ResponseRecord {
+            t_ms: l.t_ms,
+            phase: l.phase,
+            request: l.request,
+            attempt: l.attempt,
+            late_ms: l.late_ms,
+            status: l.status,
+            latency_ms: l.latency_ms,
+            layer: l.layer,
+            replica: l.replica,
+            upstream: l.upstream,
+            retry_after: l.retry_after,
+            seq: l.seq,
+            error,
+        })
+    }
+}
+
+/// Why a request got no response, as the load names it.
+pub const CLIENT_ERRORS: [&str; 4] = ["timeout", "connect", "closed", "other"];
 
 impl ResponseRecord {
     /// Latency as a client scheduled it: the wait for a late send counts (no coordinated omission).
@@ -397,7 +462,8 @@ pub struct PhaseWindow {
 #[derive(Debug, Default, Serialize)]
 pub struct EvidenceData {
     pub phases: Vec<PhaseWindow>,
-    pub responses: Vec<ResponseRecord>,
+    /// Every response, streamed to a file as it arrived (`responses.jsonl`).
+    pub responses: super::ResponseLog,
     pub probes: Vec<ProbeRecord>,
     pub lifecycle: Vec<LifecycleRecord>,
     pub alerts: Vec<AlertRecord>,
@@ -413,7 +479,7 @@ pub struct EvidenceData {
     pub events: Vec<EventRecord>,
     /// Idempotency keys of acknowledged (2xx) requests, for the data-integrity check.
     #[serde(skip)]
-    pub acknowledged_keys: Vec<String>,
+    pub acknowledged_keys: super::KeyLog,
     /// Sends per phase (index = phase), and during the warm-up.
     pub sends: Vec<SendCounts>,
     pub warmup_sends: SendCounts,
@@ -433,6 +499,72 @@ pub struct EvidenceData {
     /// How long each component of the stack took to start (see
     /// [`crate::evidence::Evidence::component_up`]).
     pub startup: Vec<StartupRecord>,
+    /// Answers per phase (index = phase) by kind, counted as they were recorded: the live
+    /// progress line reads these, not the responses file.
+    #[serde(skip)]
+    pub tallies: Vec<PhaseTally>,
+    // --- H-logs: component logs (platform/local/logcap.rs) ---
+    /// Every cut of a component log (a rotation, or bytes dropped to hold a cap), in time order.
+    pub log_cuts: Vec<LogCut>,
+    /// The component logs' bytes over the run and the caps they were held to (`None`: the
+    /// platform does not bound its logs itself, e.g. Kubernetes, where the kubelet does).
+    pub log_usage: Option<LogUsage>,
+}
+
+// --- H-logs: component logs (platform/local/logcap.rs) ---
+/// Why a component log was cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogCutReason {
+    /// It passed the per-file cap: moved to `<file>.1` (the previous `.1`'s bytes dropped).
+    Rotated,
+    /// The run's logs passed the per-run cap: this file's bytes dropped, oldest rotated first.
+    RunCap,
+}
+
+/// One cut of a component log: when (ms since the evidence's start), which file (its name in the
+/// run's log dir), why, and how many bytes were lost for good (0 when a rotation kept them all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogCut {
+    pub t_ms: u64,
+    pub file: String,
+    pub reason: LogCutReason,
+    pub dropped_bytes: u64,
+}
+
+/// The component logs over a run: bytes written (kept + dropped), kept at the end, and the caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LogUsage {
+    pub per_file_cap_bytes: u64,
+    pub per_run_cap_bytes: u64,
+    pub written_bytes: u64,
+    pub kept_bytes: u64,
+    pub dropped_bytes: u64,
+}
+
+/// A phase's answers by kind, counted as they arrive (see [`EvidenceData::tallies`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhaseTally {
+    pub answers: u64,
+    /// 2xx.
+    pub ok: u64,
+    /// 503 made by the app.
+    pub app_503: u64,
+    /// Any other 5xx (from the app or the ingress).
+    pub other_5xx: u64,
+    /// No response (client timeout or connection error).
+    pub none: u64,
+}
+
+impl PhaseTally {
+    pub fn count(&mut self, r: &ResponseRecord) {
+        self.answers += 1;
+        let app_503 = r.status == 503 && r.layer == Layer::App;
+        self.ok += u64::from((200..300).contains(&r.status));
+        self.app_503 += u64::from(app_503);
+        self.other_5xx += u64::from(r.status >= 500 && !app_503);
+        self.none += u64::from(r.layer == Layer::Client);
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! takes what it recorded as read-only [`EvidenceData`] once the run is over.
 
 use super::data::*;
+use super::{KeyLog, ResponseLog};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 /// The shared recorder. Cheap to clone.
@@ -109,12 +110,40 @@ impl Evidence {
         })
     }
 
+    /// Appends a response to the run's responses file, and counts it in its phase's tally.
     pub fn response(&self, r: ResponseRecord) {
-        self.with(|d| d.responses.push(r));
+        self.with(|d| {
+            if let Some(i) = r.phase {
+                if d.tallies.len() <= i {
+                    d.tallies.resize(i + 1, PhaseTally::default());
+                }
+                d.tallies[i].count(&r);
+            }
+            d.responses.push(r)
+        });
     }
 
     pub fn acknowledged(&self, key: String) {
-        self.with(|d| d.acknowledged_keys.push(key));
+        self.with(|d| d.acknowledged_keys.push(&key));
+    }
+
+    /// From now on, responses go to `<dir>/responses.jsonl` and acknowledged keys to
+    /// `<dir>/acknowledged.jsonl` as they arrive (a run's report directory). Anything recorded
+    /// before is copied over.
+    pub fn stream_to(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let mut responses = ResponseLog::create(&dir.join("responses.jsonl"))?;
+        let mut keys = KeyLog::create(&dir.join("acknowledged.jsonl"))?;
+        self.with(|d| {
+            for r in d.responses.iter() {
+                responses.push(r);
+            }
+            for k in d.acknowledged_keys.iter() {
+                keys.push(&k);
+            }
+            d.responses = responses;
+            d.acknowledged_keys = keys;
+        });
+        Ok(())
     }
 
     /// Records a probe result if it differs from that replica's previous one for this probe.
@@ -312,5 +341,23 @@ impl Evidence {
                 last.end_ms = t;
             }
         });
+    }
+
+    // --- H-logs: component logs (platform/local/logcap.rs) ---
+    /// A component log was cut now.
+    pub fn log_cut(&self, file: &str, reason: LogCutReason, dropped_bytes: u64) {
+        let t_ms = self.now_ms();
+        let cut = LogCut {
+            t_ms,
+            file: file.into(),
+            reason,
+            dropped_bytes,
+        };
+        self.with(|d| d.log_cuts.push(cut));
+    }
+
+    /// The component logs' totals, once their writers have stopped.
+    pub fn log_usage(&self, usage: LogUsage) {
+        self.with(|d| d.log_usage = Some(usage));
     }
 }

@@ -10,7 +10,7 @@ use super::kind::{
 use crate::control::MemoryLimiter;
 use crate::error::Result;
 use crate::evidence::Evidence;
-use crate::units::Size;
+use crate::units::MemSize;
 use serde::Deserialize;
 
 /// `{ kind = "memory-limit", service, limit }`: every replica of `service` gets a memory limit of
@@ -20,7 +20,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub service: String,
-    pub limit: Size,
+    pub limit: MemSize,
 }
 
 impl Fault for Spec {
@@ -28,14 +28,7 @@ impl Fault for Spec {
         KIND.name
     }
     fn check(&self, _: &SystemFacts) -> std::result::Result<(), Problem> {
-        let limit = self.limit.0;
-        if !(8 << 20..=1 << 40).contains(&limit) {
-            return Err(Problem::at(
-                "limit",
-                format!("memory limit of {limit} bytes is out of range: give between \"8MiB\" and \"1TiB\" (a process needs a few MiB to start at all)"),
-            ));
-        }
-        Ok(())
+        crate::units::check_memory(self.limit.0).map_err(|msg| Problem::at("limit", msg))
     }
     fn check_targets(&self, system: &SystemFacts, _: &[RequestFacts], _: &str) -> Check {
         kind::check_service(KIND.name, &self.service, system)

@@ -109,15 +109,18 @@ pub struct View {
 /// Folds new responses into per-second counts; keeps only the last [`HISTORY_S`] seconds.
 #[derive(Debug, Default)]
 pub struct Aggregator {
-    /// How many of the evidence's responses were folded in already.
-    cursor: usize,
+    /// How far into the evidence's responses file (bytes) was folded in already.
+    cursor: u64,
     seconds: VecDeque<(Second, Vec<u32>)>,
 }
 
 impl Aggregator {
     /// Folds in the responses recorded since the last call.
     pub fn fold(&mut self, d: &EvidenceData) {
-        for r in d.responses.iter().skip(self.cursor) {
+        // Only what was recorded since the last call is read from the responses file.
+        let mut new = d.responses.iter_from(self.cursor);
+        for r in &mut new {
+            let r = &r;
             let t_s = (r.t_ms + r.latency_ms) / 1000;
             let Some(front) = self.seconds.front().map(|s| s.0.t_s) else {
                 self.seconds.push_back((
@@ -135,7 +138,7 @@ impl Aggregator {
             }
             self.add(r);
         }
-        self.cursor = d.responses.len();
+        self.cursor = new.position();
         while let (Some(f), Some(b)) = (self.seconds.front(), self.seconds.back()) {
             if b.0.t_s - f.0.t_s >= HISTORY_S {
                 self.seconds.pop_front();

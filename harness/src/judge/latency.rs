@@ -1,15 +1,15 @@
 //! `latency`: the given percentile of the latency (from each send's schedule, so a late send
 //! counts its wait) during a phase, optionally for one load request, is at most the bound.
 
-use super::{percentile, scope, Ctx, Judged, Margin};
+use super::{scope, Ctx, Judged, Latencies, Margin};
 
 pub fn judge(ctx: &Ctx, during: &str, request: Option<&str>, p: f64, bound_ms: u64) -> Judged {
-    let lat: Vec<u64> = ctx
-        .in_phase(during, request)
-        .map(|r| r.latency_from_schedule_ms())
-        .collect();
+    let mut lat = Latencies::default();
+    for r in ctx.in_phase(during, request) {
+        lat.record(r.latency_from_schedule_ms());
+    }
     let during = scope(during, request);
-    let observed = percentile(&lat, p);
+    let observed = lat.percentile(p);
     let margins = vec![Margin::new(format!("p{p}"), bound_ms, observed)];
     let (passed, evidence) = match observed {
         Some(v) => (

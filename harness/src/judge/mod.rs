@@ -152,17 +152,20 @@ impl<'a> Ctx<'a> {
         self.data.phases.get(i)
     }
 
-    /// Responses to sends made in phase `name`, optionally only to one load request.
+    /// Responses to sends made in phase `name`, optionally only to one load request, streamed
+    /// from the run's responses file (nothing is read when no such phase ran).
     pub fn in_phase(
         &self,
         name: &str,
         request: Option<&str>,
-    ) -> impl Iterator<Item = &'a ResponseRecord> + '_ {
+    ) -> impl Iterator<Item = ResponseRecord> + 'a {
         let idx = self.phases.iter().position(|p| *p == name);
         let req = request.map(|r| self.requests.iter().position(|q| *q == r));
-        self.data.responses.iter().filter(move |r| {
-            idx.is_some() && r.phase == idx && req.is_none_or(|q| q == Some(r.request))
-        })
+        let data = self.data;
+        idx.map(|_| data.responses.iter())
+            .into_iter()
+            .flatten()
+            .filter(move |r| r.phase == idx && req.is_none_or(|q| q == Some(r.request)))
     }
 }
 
@@ -187,12 +190,9 @@ pub fn response_label(r: &ResponseRecord) -> String {
     }
 }
 
-fn histogram_of<'a>(rs: impl Iterator<Item = &'a ResponseRecord>) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for r in rs {
-        *m.entry(response_label(r)).or_insert(0) += 1;
-    }
-    m
+/// Counts `r` under its label ([`response_label`]).
+fn count_label(m: &mut BTreeMap<String, usize>, r: &ResponseRecord) {
+    *m.entry(response_label(r)).or_insert(0) += 1;
 }
 
 fn mix(m: &BTreeMap<String, usize>) -> String {
@@ -207,15 +207,86 @@ fn mix(m: &BTreeMap<String, usize>) -> String {
 
 /// The latency at `percentile` (0-100) of `latencies_ms`, via an HDR histogram.
 pub fn percentile(latencies_ms: &[u64], percentile: f64) -> Option<u64> {
-    if latencies_ms.is_empty() {
-        return None;
+    let mut l = Latencies::default();
+    for &ms in latencies_ms {
+        l.record(ms);
     }
-    let mut h =
-        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).expect("histogram bounds");
-    for &l in latencies_ms {
-        h.saturating_record(l.max(1));
+    l.percentile(percentile)
+}
+
+/// Latencies counted exactly as they stream by (each distinct millisecond value and how often it
+/// was seen: memory grows with the distinct values, not the answers). Percentiles come from an
+/// HDR histogram (1 ms – 1 h, 3 significant digits) filled from the counts, so they are exactly
+/// those [`percentile`] gives for the same values.
+#[derive(Debug, Clone, Default)]
+pub struct Latencies {
+    counts: BTreeMap<u64, u64>,
+    n: u64,
+}
+
+impl Latencies {
+    pub fn record(&mut self, ms: u64) {
+        *self.counts.entry(ms).or_insert(0) += 1;
+        self.n += 1;
     }
-    Some(h.value_at_quantile(percentile / 100.0))
+
+    /// How many latencies were recorded.
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    pub fn max(&self) -> Option<u64> {
+        self.counts.keys().next_back().copied()
+    }
+
+    /// The latency at `percentile` (0-100); `None` when nothing was recorded.
+    pub fn percentile(&self, percentile: f64) -> Option<u64> {
+        self.percentiles(&[percentile])[0]
+    }
+
+    /// Several percentiles from one histogram.
+    pub fn percentiles(&self, ps: &[f64]) -> Vec<Option<u64>> {
+        if self.n == 0 {
+            return vec![None; ps.len()];
+        }
+        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)
+            .expect("histogram bounds");
+        for (&ms, &c) in &self.counts {
+            h.saturating_record_n(ms.max(1), c);
+        }
+        ps.iter()
+            .map(|p| Some(h.value_at_quantile(p / 100.0)))
+            .collect()
+    }
+}
+
+/// The largest amount by which a record's `key` falls behind the largest `key` read before it,
+/// in the order the records were written (one pass over the file). Records with a key older than
+/// (the largest seen − this) can no longer come: what lets a later pass keep only a window.
+pub fn max_lag(data: &EvidenceData, key: impl Fn(&ResponseRecord) -> u64) -> u64 {
+    let (mut top, mut lag) = (0u64, 0u64);
+    for r in data.responses.iter() {
+        let k = key(&r);
+        top = top.max(k);
+        lag = lag.max(top - k);
+    }
+    lag
+}
+
+/// The failed verdict a run gets when its responses file could not be written or read whole:
+/// judging on part of the evidence would be a silent default.
+fn unreadable(data: &EvidenceData) -> Option<Verdict> {
+    data.responses.error().map(|e| Verdict {
+        id: "evidence".into(),
+        kind: "evidence".into(),
+        passed: false,
+        evidence: format!("evidence unreadable: {e}"),
+        margins: Vec::new(),
+    })
 }
 
 pub fn judge(input: &JudgeInput) -> Vec<Verdict> {
@@ -227,12 +298,14 @@ pub fn judge(input: &JudgeInput) -> Vec<Verdict> {
         integrity: input.integrity,
     };
     let baseline_phases = crate::plan::before_first_fault(input.windows);
-    input
+    let mut verdicts: Vec<Verdict> = input
         .plan
         .expectations
         .iter()
         .map(|e| judge_one(&ctx, e, baseline_phases))
-        .collect()
+        .collect();
+    verdicts.extend(unreadable(input.data));
+    verdicts
 }
 
 /// The kind name of an expectation, as written in scenario files.
@@ -400,6 +473,85 @@ mod tests {
         assert!(!v.passed);
         assert_eq!(v.evidence, "phase 'fault' was not run");
         assert_eq!(v.kind, "recovery");
+    }
+
+    /// Percentiles from exact counts are those of an HDR histogram fed every value (what the
+    /// judge computed from a Vec of latencies before the evidence streamed), above 2,048 ms too
+    /// where the histogram's buckets are wider than a millisecond.
+    #[test]
+    fn counted_latencies_give_the_percentiles_of_every_value_recorded() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for round in 0..50 {
+            let n = rng.random_range(1..3_000);
+            let top = [50, 3_000, 120_000, 4_000_000][round % 4];
+            let values: Vec<u64> = (0..n).map(|_| rng.random_range(0..top)).collect();
+            let mut every =
+                hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).unwrap();
+            let mut counted = Latencies::default();
+            for &v in &values {
+                every.saturating_record(v.max(1));
+                counted.record(v);
+            }
+            for p in [0.0, 1.0, 50.0, 90.0, 99.0, 99.9, 100.0] {
+                assert_eq!(
+                    counted.percentile(p),
+                    Some(every.value_at_quantile(p / 100.0)),
+                    "p{p} of {values:?}"
+                );
+            }
+            assert_eq!(counted.max(), values.iter().max().copied());
+            assert_eq!(counted.len(), n);
+        }
+        assert_eq!(Latencies::default().percentile(50.0), None);
+    }
+
+    /// A responses file that cannot be read whole fails the run with a verdict saying so, rather
+    /// than judging on part of the evidence.
+    #[test]
+    fn unreadable_evidence_is_a_failed_verdict_not_a_partial_judgement() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("responses.jsonl");
+        let mut data = three_phases();
+        data.responses = crate::evidence::ResponseLog::create(&path).unwrap();
+        answers(&mut data, 0, 30_000, 30, |t| {
+            response(t, 0, 200, Layer::App, 5)
+        });
+        let plan_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scenarios/pool-exhaustion.toml");
+        let scenario = crate::spec::load_scenario(&plan_file).unwrap();
+        let windows: Vec<Window> = scenario
+            .phases
+            .iter()
+            .map(|p| Window {
+                name: p.name.clone(),
+                fault: p.fault.clone(),
+            })
+            .collect();
+        let plan = Plan::of_scenario(&scenario);
+        let input = JudgeInput {
+            plan: &plan,
+            windows: &windows,
+            data: &data,
+            restarts: &[],
+            integrity: None,
+        };
+        assert!(judge(&input).iter().all(|v| v.kind != "evidence"));
+        data.responses.flush();
+        std::fs::write(&path, "{\"t_ms\": 1, \"broken\n").unwrap();
+        let input = JudgeInput {
+            data: &data,
+            ..input
+        };
+        let verdicts = judge(&input);
+        let last = verdicts.last().unwrap();
+        assert_eq!(verdicts.len(), scenario.expectations.len() + 1);
+        assert!(!last.passed);
+        assert!(
+            last.evidence.starts_with("evidence unreadable: line 1"),
+            "{}",
+            last.evidence
+        );
     }
 
     /// The dispatcher hands each kind its own settings: a scenario file's expectations, judged.

@@ -47,21 +47,29 @@ pub struct Answer {
 
 /// Outages in `answers` (sorted by arrival). Windows with fewer than `min_answers` answers are
 /// not judged; two stretches less than a window apart are one outage.
+#[cfg(test)]
 pub fn outages(answers: &[Answer], s: &Settings) -> Vec<Outage> {
+    outages_of(answers.iter().copied(), s)
+}
+
+/// [`outages`] over a stream sorted by arrival, keeping only the answers of one window.
+fn outages_of(answers: impl Iterator<Item = Answer>, s: &Settings) -> Vec<Outage> {
     let mut out: Vec<Outage> = Vec::new();
-    let (mut left, mut failed) = (0usize, 0usize);
-    for (i, a) in answers.iter().enumerate() {
+    let mut window: std::collections::VecDeque<Answer> = std::collections::VecDeque::new();
+    let mut failed = 0usize;
+    for a in answers {
         let (t, bad) = (a.arrived_ms, a.failed);
         if bad {
             failed += 1;
         }
-        while answers[left].arrived_ms + s.window_ms <= t {
-            if answers[left].failed {
+        window.push_back(a);
+        while let Some(first) = window.front().filter(|f| f.arrived_ms + s.window_ms <= t) {
+            if first.failed {
                 failed -= 1;
             }
-            left += 1;
+            window.pop_front();
         }
-        let n = i + 1 - left;
+        let n = window.len();
         if !a.judged || n < s.min_answers || failed as f64 <= s.failure_share * n as f64 {
             continue;
         }
@@ -81,6 +89,40 @@ pub fn outages(answers: &[Answer], s: &Settings) -> Vec<Outage> {
         }
     }
     out
+}
+
+/// Every answer of the run in arrival order, streamed from the responses file. The file is in
+/// the order answers were recorded, which is arrival order up to a small disorder: a first pass
+/// measures the largest ([`super::max_lag`]), the second holds back only answers that a later
+/// line could still precede (a heap as deep as that disorder, not the run).
+fn answers_by_arrival(data: &EvidenceData) -> impl Iterator<Item = Answer> + '_ {
+    use std::cmp::Reverse;
+    let arrived = |r: &crate::evidence::ResponseRecord| r.t_ms + r.latency_ms;
+    let lag = super::max_lag(data, arrived);
+    let mut lines = data.responses.iter();
+    let mut heap = std::collections::BinaryHeap::new();
+    let mut top = 0u64;
+    std::iter::from_fn(move || loop {
+        // Anything older than (the latest arrival read − the largest disorder) is final.
+        if let Some(Reverse(a)) = heap.peek() {
+            let a: &Answer = a;
+            if a.arrived_ms + lag < top {
+                return heap.pop().map(|Reverse(a)| a);
+            }
+        }
+        match lines.next() {
+            Some(r) => {
+                let a = Answer {
+                    arrived_ms: arrived(&r),
+                    failed: r.status >= 500 || r.layer == Layer::Client,
+                    judged: r.phase.is_some(),
+                };
+                top = top.max(a.arrived_ms);
+                heap.push(Reverse(a));
+            }
+            None => return heap.pop().map(|Reverse(a)| a),
+        }
+    })
 }
 
 /// Stretches during which some paging alert was firing: (from, to, alert names); `to` is
@@ -120,17 +162,11 @@ fn secs(ms: u64) -> String {
 pub fn judge(data: &EvidenceData, s: &Settings) -> (bool, String, Vec<Margin>) {
     // Warm-up answers fill the first windows (so the baseline's first seconds are not judged on
     // a handful of answers) but no window ending in the warm-up is judged.
-    let mut answers: Vec<Answer> = data
-        .responses
-        .iter()
-        .map(|r| Answer {
-            arrived_ms: r.t_ms + r.latency_ms,
-            failed: r.status >= 500 || r.layer == Layer::Client,
-            judged: r.phase.is_some(),
-        })
-        .collect();
-    answers.sort_unstable();
-    let found = outages(&answers, s);
+    let mut judged = 0usize;
+    let found = outages_of(
+        answers_by_arrival(data).inspect(|a| judged += usize::from(a.judged)),
+        s,
+    );
     let pages = page_intervals(data, s.page_severities);
     let recorded_until = data
         .phases
@@ -200,7 +236,6 @@ pub fn judge(data: &EvidenceData, s: &Settings) -> (bool, String, Vec<Margin>) {
             }
         }
     }
-    let judged = answers.iter().filter(|a| a.judged).count();
     if judged == 0 {
         // Nothing clients saw: no outage can be ruled out (the load never ran).
         passed = false;
@@ -367,10 +402,12 @@ mod tests {
     fn a_failure_share_below_the_threshold_is_no_outage() {
         // 1 in 100 fails all along: 1%, under 2% in every window (the first ones too).
         let mut d = run(0..0, 200, Layer::App);
-        for r in d.responses.iter_mut().skip(25).step_by(100) {
+        let mut rs: Vec<ResponseRecord> = d.responses.iter().collect();
+        for r in rs.iter_mut().skip(25).step_by(100) {
             r.status = 502;
             r.layer = Layer::Ingress;
         }
+        d.responses = rs.into_iter().collect();
         let s = sev();
         let (ok, text, margins) = judge(&d, &settings(&s));
         assert!(ok, "{text}");
@@ -397,7 +434,7 @@ mod tests {
     #[test]
     fn a_run_without_answers_is_not_a_run_without_outages() {
         let mut d = run(0..0, 200, Layer::App);
-        d.responses.clear();
+        d.responses = Default::default();
         let (ok, text, _) = judge(&d, &settings(&sev()));
         assert!(!ok);
         assert!(
@@ -413,6 +450,40 @@ mod tests {
         let (ok, text, _) = judge(&d, &settings(&s));
         assert!(ok, "{text}");
         assert!(text.contains("not judged"), "{text}");
+    }
+
+    /// Answers recorded out of arrival order (a slow answer recorded after quicker ones) are
+    /// judged as if sorted: the verdict of the shuffled file is that of the sorted one.
+    #[test]
+    fn answers_recorded_out_of_order_are_judged_in_arrival_order() {
+        let sorted = run(25_000..30_000, 503, Layer::App);
+        let mut rs: Vec<ResponseRecord> = sorted.responses.iter().collect();
+        // Swap neighbours in blocks of 7 and move every 50th answer 3 s later in the file.
+        for block in rs.chunks_mut(7) {
+            block.reverse();
+        }
+        let mut late = Vec::new();
+        let mut shuffled = Vec::new();
+        for (i, r) in rs.into_iter().enumerate() {
+            if i % 50 == 0 {
+                late.push(r);
+            } else {
+                shuffled.push(r);
+            }
+            if i % 120 == 119 {
+                shuffled.append(&mut late);
+            }
+        }
+        shuffled.append(&mut late);
+        let mut d = run(0..0, 200, Layer::App);
+        d.responses = shuffled.into_iter().collect();
+        let s = sev();
+        let want = judge(&sorted, &settings(&s));
+        assert!(want.1.contains("outage 2"), "{}", want.1);
+        assert_eq!(judge(&d, &settings(&s)), want);
+        let arrivals: Vec<u64> = answers_by_arrival(&d).map(|a| a.arrived_ms).collect();
+        assert_eq!(arrivals.len(), 2520);
+        assert!(arrivals.windows(2).all(|w| w[0] <= w[1]));
     }
 
     #[test]

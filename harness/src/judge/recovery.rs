@@ -2,20 +2,19 @@
 //! than the bound, and there are answers after the bound to show it (silence is not recovery).
 
 use super::{secs, Ctx, Judged, Margin};
-use crate::evidence::{Layer, PhaseWindow, ResponseRecord};
+use crate::evidence::{Layer, PhaseWindow};
 
 pub fn judge(ctx: &Ctx, w: &PhaseWindow, bound: u64) -> Judged {
-    let later: Vec<&ResponseRecord> = ctx
-        .data
-        .responses
-        .iter()
-        .filter(|r| r.t_ms >= w.end_ms)
-        .collect();
-    let is_bad = |r: &&&ResponseRecord| r.status >= 500 || r.layer == Layer::Client;
-    let last_bad = later.iter().filter(is_bad).map(|r| r.t_ms - w.end_ms).max();
-    let judged_after = later.iter().filter(|r| r.t_ms > w.end_ms + bound).count();
+    // One pass over the answers sent after the phase ended.
+    let (mut bad_count, mut last_bad, mut judged_after) = (0usize, None::<u64>, 0usize);
+    for r in ctx.data.responses.iter().filter(|r| r.t_ms >= w.end_ms) {
+        if r.status >= 500 || r.layer == Layer::Client {
+            bad_count += 1;
+            last_bad = last_bad.max(Some(r.t_ms - w.end_ms));
+        }
+        judged_after += usize::from(r.t_ms > w.end_ms + bound);
+    }
     let passed = last_bad.is_none_or(|b| b <= bound) && judged_after > 0;
-    let bad_count = later.iter().filter(is_bad).count();
     Judged {
         passed,
         evidence: format!(

@@ -56,12 +56,13 @@ pub fn load(path: &Path, scenario: &str) -> Result<Baseline> {
     } else {
         path.to_path_buf()
     };
-    let text = std::fs::read_to_string(&file).map_err(|e| {
-        BrownoutError::BadInput(format!(
-            "baseline {}: cannot read: {e} (give a report.json of an earlier run, or its directory)",
-            file.display()
-        ))
-    })?;
+    // The capped reader: a FIFO, a device or a huge file is refused, never waited on or held.
+    let text = crate::spec::source::read_capped_to(&file, crate::spec::source::MAX_REPORT_BYTES)
+        .map_err(|e| {
+            BrownoutError::BadInput(format!(
+                "baseline: cannot read {e} (give a report.json of an earlier run, or its directory)"
+            ))
+        })?;
     let mut b: Baseline = serde_json::from_str(&text).map_err(|e| {
         BrownoutError::BadInput(format!(
             "{}:{}:{}: not a Brownout report.json: {e}",

@@ -4,8 +4,9 @@
 //! ingress (no replica reached: the layer attribution of "no endpoints"). Answers sent in the
 //! first `settle` of the phase are left out. No answers at all is a failure, not a pass.
 
-use super::{histogram_of, mix, response_label, scope, secs, Ctx, Judged};
+use super::{count_label, mix, response_label, scope, secs, Ctx, Judged};
 use crate::evidence::{Layer, ResponseRecord};
+use std::collections::BTreeMap;
 
 pub struct Bounds<'a> {
     pub during: &'a str,
@@ -24,15 +25,40 @@ pub fn judge(ctx: &Ctx, b: &Bounds) -> Judged {
         .iter()
         .find(|p| p.name == b.during)
         .map_or(0, |p| p.start_ms + b.settle.as_millis() as u64);
-    let rs: Vec<&ResponseRecord> = ctx
+    // One pass over the phase's answers, counting what the evidence text says.
+    let setter = if b.from_ingress {
+        Layer::Ingress
+    } else {
+        Layer::App
+    };
+    let (mut total, mut all) = (0usize, BTreeMap::new());
+    let (mut bad_n, mut bad) = (0usize, BTreeMap::new());
+    let mut first_bad: Vec<ResponseRecord> = Vec::new();
+    // Per Retry-After code: (answers with it from the setter, of those without Retry-After).
+    let mut with_code = vec![(0usize, 0usize); b.retry_after.len()];
+    let (mut not_app, mut not_ingress) = (0usize, 0usize);
+    for r in ctx
         .in_phase(b.during, b.request)
         .filter(|r| r.t_ms >= settled_from)
-        .collect();
-    let bad: Vec<&ResponseRecord> = rs
-        .iter()
-        .copied()
-        .filter(|r| r.layer == Layer::Client || !b.allowed.contains(&r.status))
-        .collect();
+    {
+        total += 1;
+        count_label(&mut all, &r);
+        if r.layer == Layer::Client || !b.allowed.contains(&r.status) {
+            bad_n += 1;
+            count_label(&mut bad, &r);
+            if first_bad.len() < 3 {
+                first_bad.push(r.clone());
+            }
+        }
+        for (code, n) in b.retry_after.iter().zip(with_code.iter_mut()) {
+            if r.status == *code && r.layer == setter {
+                n.0 += 1;
+                n.1 += usize::from(!r.retry_after);
+            }
+        }
+        not_app += usize::from(r.layer != Layer::App);
+        not_ingress += usize::from(r.layer != Layer::Ingress);
+    }
     let settled = if b.settle.is_zero() {
         String::new()
     } else {
@@ -41,23 +67,22 @@ pub fn judge(ctx: &Ctx, b: &Bounds) -> Judged {
     let mut parts = vec![format!(
         "{}{settled}: {} responses: {}",
         scope(b.during, b.request),
-        rs.len(),
-        mix(&histogram_of(rs.iter().copied()))
+        total,
+        mix(&all)
     )];
     parts.push(format!(
         "not allowed: {}{}",
-        bad.len(),
-        if bad.is_empty() {
+        bad_n,
+        if bad_n == 0 {
             String::new()
         } else {
-            format!(" ({})", mix(&histogram_of(bad.iter().copied())))
+            format!(" ({})", mix(&bad))
         }
     ));
-    if !bad.is_empty() {
+    if bad_n > 0 {
         // Request ids to look up in the app's and the ingress's logs.
-        let ids: Vec<String> = bad
+        let ids: Vec<String> = first_bad
             .iter()
-            .take(3)
             .map(|r| {
                 format!(
                     "{}-{}-{} ({} at {})",
@@ -71,36 +96,21 @@ pub fn judge(ctx: &Ctx, b: &Bounds) -> Judged {
             .collect();
         parts.push(format!("first: {}", ids.join(", ")));
     }
-    let mut ok = bad.is_empty() && !rs.is_empty();
+    let mut ok = bad_n == 0 && total > 0;
     // Retry-After is the app's to set, or the ingress's when it is the one judged.
-    let setter = if b.from_ingress {
-        Layer::Ingress
-    } else {
-        Layer::App
-    };
-    for code in b.retry_after {
-        let with_code: Vec<_> = rs
-            .iter()
-            .filter(|r| r.status == *code && r.layer == setter)
-            .collect();
-        let missing = with_code.iter().filter(|r| !r.retry_after).count();
-        parts.push(format!(
-            "{code} without Retry-After: {missing} of {}",
-            with_code.len()
-        ));
+    for (code, (n, missing)) in b.retry_after.iter().zip(with_code) {
+        parts.push(format!("{code} without Retry-After: {missing} of {n}"));
         ok &= missing == 0;
     }
     if b.from_app {
-        let foreign = rs.iter().filter(|r| r.layer != Layer::App).count();
-        parts.push(format!("not from the app: {foreign}"));
-        ok &= foreign == 0;
+        parts.push(format!("not from the app: {not_app}"));
+        ok &= not_app == 0;
     }
     if b.from_ingress {
-        let foreign = rs.iter().filter(|r| r.layer != Layer::Ingress).count();
-        parts.push(format!("not made by the ingress: {foreign}"));
-        ok &= foreign == 0;
+        parts.push(format!("not made by the ingress: {not_ingress}"));
+        ok &= not_ingress == 0;
     }
-    if rs.is_empty() {
+    if total == 0 {
         parts.push("no responses recorded".into());
     }
     Judged::new(ok, parts.join("; "))

@@ -39,6 +39,7 @@ pub fn judge(ctx: &Ctx, service: &str, w: &PhaseWindow) -> Judged {
                 && p.t_ms <= end_ms
                 && p.result.answered()
         });
+        // Streamed from the responses file, once per SIGTERM.
         let last_served = data
             .responses
             .iter()

@@ -93,7 +93,7 @@ pub fn start_steered(
     load: &Load,
     seed: u64,
     evidence: Evidence,
-    planned: Duration,
+    _planned: Duration,
     max_run: Duration,
     steering: Option<Steering>,
 ) -> Result<LoadRun> {
@@ -116,13 +116,8 @@ pub fn start_steered(
     let stop = Arc::new(AtomicBool::new(false));
     let stop_notify = Arc::new(tokio::sync::Notify::new());
     let nonce: u32 = rand::random();
-    // Room for every record the schedule can produce (and one retry in four), reserved once: a
-    // growing Vec would double, and copy, its largest allocation during the run.
-    let expected = (rate as f64 * planned.as_secs_f64()) as usize;
-    evidence.with(|d| {
-        d.request_id_prefix = format!("bo-{nonce:08x}");
-        d.responses.reserve(expected + expected / 4);
-    });
+    // Responses are streamed to the run's responses file as they arrive: no room to reserve.
+    evidence.with(|d| d.request_id_prefix = format!("bo-{nonce:08x}"));
     let (stop2, notify2) = (stop.clone(), stop_notify.clone());
     let max_rate = steering
         .as_ref()

@@ -143,6 +143,87 @@ pub fn build(
         timelines: timelines(data),
         harness_stalls: data.stalls.clone(),
         notes: data.notes.clone(),
+        logs: logs_section(data, run.wall_time),
+    }
+}
+
+// --- H-logs: the report's `logs` section (component logs, platform/local/logcap.rs) ---
+/// The component logs over the run: what was written, kept and dropped, under which caps, and
+/// every cut. `None` in the report when the platform does not bound its logs itself.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct LogsSection {
+    pub per_file_cap_bytes: u64,
+    pub per_run_cap_bytes: u64,
+    pub written_bytes: u64,
+    pub kept_bytes: u64,
+    pub dropped_bytes: u64,
+    /// Written bytes over the run's wall time, per hour: the disk a long run needs without caps.
+    pub written_per_hour_bytes: u64,
+    pub cuts: Vec<crate::evidence::LogCut>,
+}
+
+/// The `logs` section, from the evidence (`None` if the platform recorded no log usage).
+pub fn logs_section(data: &EvidenceData, wall_time: Duration) -> Option<LogsSection> {
+    let u = data.log_usage?;
+    let hours = wall_time.as_secs_f64().max(1.0) / 3600.0;
+    Some(LogsSection {
+        per_file_cap_bytes: u.per_file_cap_bytes,
+        per_run_cap_bytes: u.per_run_cap_bytes,
+        written_bytes: u.written_bytes,
+        kept_bytes: u.kept_bytes,
+        dropped_bytes: u.dropped_bytes,
+        written_per_hour_bytes: (u.written_bytes as f64 / hours) as u64,
+        cuts: data.log_cuts.clone(),
+    })
+}
+
+/// A size for people: "48.0 MiB", "640 KiB", "12 B".
+pub fn size_text(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    match bytes {
+        b if b >= KIB * KIB => format!("{:.1} MiB", b as f64 / (KIB * KIB) as f64),
+        b if b >= KIB => format!("{} KiB", b / KIB),
+        b => format!("{b} B"),
+    }
+}
+
+impl LogsSection {
+    /// "logs cut: app-1.log 3 times, 48.0 MiB dropped; nginx-access.log once, 0 B dropped", or
+    /// `None` when nothing was cut.
+    pub fn cut_text(&self) -> Option<String> {
+        let mut by_file: std::collections::BTreeMap<&str, (u32, u64)> = Default::default();
+        for c in &self.cuts {
+            let e = by_file.entry(c.file.as_str()).or_default();
+            e.0 += 1;
+            e.1 += c.dropped_bytes;
+        }
+        if by_file.is_empty() {
+            return None;
+        }
+        let files: Vec<String> = by_file
+            .iter()
+            .map(|(file, (times, dropped))| {
+                let times = match times {
+                    1 => "once".to_string(),
+                    n => format!("{n} times"),
+                };
+                format!("{file} {times}, {} dropped", size_text(*dropped))
+            })
+            .collect();
+        Some(format!("logs cut: {}", files.join("; ")))
+    }
+
+    /// "logs: 165.0 MiB written (330.0 MiB per hour), 128.0 MiB kept (caps 16.0 MiB per file,
+    /// 256.0 MiB per run)".
+    pub fn usage_text(&self) -> String {
+        format!(
+            "logs: {} written ({} per hour), {} kept (caps {} per file, {} per run)",
+            size_text(self.written_bytes),
+            size_text(self.written_per_hour_bytes),
+            size_text(self.kept_bytes),
+            size_text(self.per_file_cap_bytes),
+            size_text(self.per_run_cap_bytes)
+        )
     }
 }
 
@@ -255,6 +336,7 @@ mod tests {
             "timelines",
             "harness_stalls",
             "notes",
+            "logs",
         ];
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         let top: Vec<&str> = value

@@ -6,7 +6,7 @@
 
 use super::Report;
 use crate::evidence::{AlertState, EvidenceData, Layer, Lifecycle, Probe};
-use crate::judge::percentile;
+use crate::judge::Latencies;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -132,17 +132,27 @@ pub struct Mix {
 }
 
 pub fn series(report: &Report, data: &EvidenceData) -> Series {
-    let end_ms = data
-        .responses
-        .iter()
-        .map(|r| r.t_ms + r.latency_ms)
-        .chain(data.phases.last().map(|p| p.end_ms))
-        .max()
-        .unwrap_or(0);
+    // Two passes over the responses file: the first finds the last second and how far a record
+    // can fall behind the latest send read before it; the second keeps exact latencies only for
+    // the seconds a later record could still land in, and turns older ones into percentiles.
+    let (mut end_ms, mut top_ms, mut lag_ms) = (0u64, 0u64, 0u64);
+    for r in data.responses.iter() {
+        end_ms = end_ms.max(r.t_ms + r.latency_ms);
+        top_ms = top_ms.max(r.t_ms);
+        lag_ms = lag_ms.max(top_ms - r.t_ms);
+    }
+    let end_ms = end_ms.max(data.phases.last().map_or(0, |p| p.end_ms));
     let seconds = end_ms.div_ceil(1000).max(1);
     let mut mix = vec![Mix::default(); seconds as usize];
-    let mut lat: Vec<Vec<u64>> = vec![Vec::new(); seconds as usize];
-    for r in &data.responses {
+    let mut latency: Vec<(u64, Option<u64>, Option<u64>)> =
+        (0..seconds).map(|i| (i, None, None)).collect();
+    let mut open: BTreeMap<usize, Latencies> = BTreeMap::new();
+    let close = |latency: &mut Vec<(u64, Option<u64>, Option<u64>)>, s: usize, l: Latencies| {
+        let p = l.percentiles(&[50.0, 99.0]);
+        latency[s] = (s as u64, p[0], p[1]);
+    };
+    let mut top_ms = 0u64;
+    for r in data.responses.iter() {
         let s = ((r.t_ms / 1000) as usize).min(mix.len() - 1);
         let m = &mut mix[s];
         match (r.layer, r.status >= 500) {
@@ -151,13 +161,20 @@ pub fn series(report: &Report, data: &EvidenceData) -> Series {
             (Layer::App, true) => m.app_5xx += 1,
             (Layer::Ingress, true) => m.ingress_5xx += 1,
         }
-        lat[s].push(r.latency_from_schedule_ms());
+        open.entry(s)
+            .or_default()
+            .record(r.latency_from_schedule_ms());
+        top_ms = top_ms.max(r.t_ms);
+        // No later record is sent before `top_ms - lag_ms`: seconds before it are complete.
+        let complete = ((top_ms.saturating_sub(lag_ms) / 1000) as usize).min(mix.len() - 1);
+        while let Some(entry) = open.first_entry().filter(|e| *e.key() < complete) {
+            let (s, l) = (*entry.key(), entry.remove());
+            close(&mut latency, s, l);
+        }
     }
-    let latency = lat
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i as u64, percentile(l, 50.0), percentile(l, 99.0)))
-        .collect();
+    for (s, l) in open {
+        close(&mut latency, s, l);
+    }
     let readiness = replica_states(data);
     let mut alerts: BTreeMap<String, Vec<(u64, AlertState)>> = BTreeMap::new();
     for a in &data.alerts {

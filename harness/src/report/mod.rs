@@ -22,7 +22,6 @@ use crate::judge::Verdict;
 use crate::platform::IngressSettings;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 /// 3: `verdict` may be `aborted` (with `aborted`, the reason), `stack_up_s` may be null,
@@ -66,6 +65,9 @@ pub struct Report {
     pub harness_stalls: Vec<crate::evidence::StallRecord>,
     /// Notes written during a game day, in time order (none for a scenario).
     pub notes: Vec<crate::evidence::NoteRecord>,
+    /// The component logs: written, kept, dropped, the caps and every cut (`None`: the platform
+    /// does not bound them itself). Added at the end (H-logs).
+    pub logs: Option<build::LogsSection>,
 }
 
 #[derive(Serialize)]
@@ -128,15 +130,18 @@ pub fn rollback_summaries(data: &EvidenceData) -> Vec<RollbackSummary> {
                 .filter(|t| *t > b.rolled_back_ms)
                 .min()
                 .unwrap_or(u64::MAX);
-            let failures: Vec<u64> = data
+            // One pass over the responses file: the first, the last and how many.
+            let (mut first, mut last, mut failed_answers) = (None::<u64>, None::<u64>, 0usize);
+            for r in data
                 .responses
                 .iter()
                 .filter(|r| r.t_ms >= b.rollout_started_ms && r.t_ms < until)
                 .filter(|r| r.layer == Layer::Client || r.status >= 500)
-                .map(|r| r.t_ms)
-                .collect();
-            let first = failures.iter().min().copied();
-            let last = failures.iter().max().copied();
+            {
+                first = Some(first.map_or(r.t_ms, |f| f.min(r.t_ms)));
+                last = last.max(Some(r.t_ms));
+                failed_answers += 1;
+            }
             RollbackSummary {
                 service: b.service.clone(),
                 alert: b.alert.clone(),
@@ -147,7 +152,7 @@ pub fn rollback_summaries(data: &EvidenceData) -> Vec<RollbackSummary> {
                 last_failure_ms: last,
                 time_to_detect_ms: first.map(|f| b.alert_fired_ms.saturating_sub(f)),
                 time_to_recover_ms: first.zip(last).map(|(f, l)| l - f),
-                failed_answers: failures.len(),
+                failed_answers,
             }
         })
         .collect()
@@ -177,12 +182,9 @@ pub fn write(dir: &Path, report: &Report, data: &EvidenceData) -> std::io::Resul
         dir.join("junit.xml"),
         junit::render("brownout", vec![junit::suite(report)]),
     )?;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("responses.jsonl"))?);
-    for r in &data.responses {
-        serde_json::to_writer(&mut f, r)?;
-        f.write_all(b"\n")?;
-    }
-    f.flush()?;
+    // A run's responses were written to `dir` as they arrived: only evidence kept elsewhere
+    // (hand-built, or a run streaming to another directory) is copied.
+    data.responses.copy_to(&dir.join("responses.jsonl"))?;
     if let Some(parent) = dir.parent() {
         let latest = parent.join("latest");
         let _ = std::fs::remove_file(&latest);
@@ -346,6 +348,12 @@ pub fn markdown(r: &Report) -> String {
             ));
         }
     }
+    if let Some(logs) = &r.logs {
+        s.push_str(&format!("\n## Logs\n\n{}\n", logs.usage_text()));
+        if let Some(cut) = logs.cut_text() {
+            s.push_str(&format!("\n{cut}\n"));
+        }
+    }
     s
 }
 
@@ -406,7 +414,9 @@ mod tests {
             answer(25_000, 500),
             answer(26_000, 200),
             answer(41_000, 500),
-        ];
+        ]
+        .into_iter()
+        .collect();
         for (id, started_ms) in [("checkout@r2", 13_800), ("checkout@r3", 40_000)] {
             d.rollouts.push(RolloutRecord {
                 id: id.into(),

@@ -3,7 +3,7 @@
 //! window, and what the ingress's own counters saw.
 
 use crate::evidence::{EvidenceData, Layer};
-use crate::judge::{percentile, response_label};
+use crate::judge::{response_label, Latencies};
 use crate::plan::{Plan, Window};
 use crate::spec::Load;
 use serde::Serialize;
@@ -123,51 +123,113 @@ pub fn mix_worst_window_pp(
     start_ms: u64,
     end_ms: u64,
 ) -> f64 {
-    let weights: Vec<f64> = load
-        .weights_in(phase)
-        .into_iter()
-        .map(|w| w as f64)
-        .collect();
-    let total: f64 = weights.iter().sum();
-    let mut worst = 0.0f64;
-    let mut from = start_ms;
-    while from + MIX_WINDOW_MS / 2 <= end_ms {
-        let to = (from + MIX_WINDOW_MS).min(end_ms);
-        let mut counts = vec![0usize; weights.len()];
-        for r in responses {
-            if r.attempt == 1 && r.t_ms >= from && r.t_ms < to {
-                counts[r.request] += 1;
-            }
-        }
-        let n: usize = counts.iter().sum();
-        if n > 0 {
-            for (c, w) in counts.iter().zip(&weights) {
-                worst = worst.max(((*c as f64 / n as f64) - w / total).abs() * 100.0);
-            }
-        }
-        from = to;
+    let mut m = MixWindows::new(load, phase, start_ms, end_ms);
+    for r in responses {
+        m.add(r);
     }
-    (worst * 10.0).round() / 10.0
+    m.worst_pp()
 }
 
-/// Each recorded window's figures; `windows` are those the run opened (the same order).
+/// [`mix_worst_window_pp`] as records stream by: sends counted per window and request.
+struct MixWindows {
+    weights: Vec<f64>,
+    start_ms: u64,
+    end_ms: u64,
+    /// Per window (from `start_ms`, [`MIX_WINDOW_MS`] each), sends per request.
+    counts: Vec<Vec<usize>>,
+}
+
+impl MixWindows {
+    fn new(load: &Load, phase: Option<&str>, start_ms: u64, end_ms: u64) -> MixWindows {
+        let weights: Vec<f64> = load
+            .weights_in(phase)
+            .into_iter()
+            .map(|w| w as f64)
+            .collect();
+        let mut windows = 0;
+        let mut from = start_ms;
+        while from + MIX_WINDOW_MS / 2 <= end_ms {
+            windows += 1;
+            from = (from + MIX_WINDOW_MS).min(end_ms);
+        }
+        MixWindows {
+            counts: vec![vec![0; weights.len()]; windows],
+            weights,
+            start_ms,
+            end_ms,
+        }
+    }
+
+    fn add(&mut self, r: &crate::evidence::ResponseRecord) {
+        if r.attempt != 1 || r.t_ms < self.start_ms || r.t_ms >= self.end_ms {
+            return;
+        }
+        let k = ((r.t_ms - self.start_ms) / MIX_WINDOW_MS) as usize;
+        if let Some(c) = self.counts.get_mut(k).and_then(|w| w.get_mut(r.request)) {
+            *c += 1;
+        }
+    }
+
+    fn worst_pp(&self) -> f64 {
+        let total: f64 = self.weights.iter().sum();
+        let mut worst = 0.0f64;
+        for counts in &self.counts {
+            let n: usize = counts.iter().sum();
+            if n > 0 {
+                for (c, w) in counts.iter().zip(&self.weights) {
+                    worst = worst.max(((*c as f64 / n as f64) - w / total).abs() * 100.0);
+                }
+            }
+        }
+        (worst * 10.0).round() / 10.0
+    }
+}
+
+/// What the phase's answers add up to, as they stream by.
+#[derive(Default)]
+struct Answers {
+    latency: Latencies,
+    by_status: BTreeMap<String, usize>,
+    completed: usize,
+    no_response: usize,
+    client_5xx: usize,
+}
+
+/// Each recorded window's figures; `windows` are those the run opened (the same order). One pass
+/// over the responses file, whatever the number of phases.
 pub fn phase_stats(plan: &Plan, windows: &[Window], data: &EvidenceData) -> Vec<PhaseStats> {
     let rate = plan.load.rate;
+    let mut answers: Vec<Answers> = data.phases.iter().map(|_| Answers::default()).collect();
+    // Sends by the time they went out, wherever their answers landed.
+    let mut mixes: Vec<MixWindows> = data
+        .phases
+        .iter()
+        .map(|w| MixWindows::new(&plan.load, Some(&w.name), w.start_ms, w.end_ms))
+        .collect();
+    for r in data.responses.iter() {
+        for m in &mut mixes {
+            m.add(&r);
+        }
+        let Some(a) = r.phase.and_then(|i| answers.get_mut(i)) else {
+            continue;
+        };
+        a.latency.record(r.latency_from_schedule_ms());
+        *a.by_status.entry(response_label(&r)).or_insert(0) += 1;
+        if r.layer == Layer::Client {
+            a.no_response += 1;
+        } else {
+            a.completed += 1;
+        }
+        a.client_5xx += usize::from(r.status >= 500);
+    }
     data.phases
         .iter()
+        .zip(answers)
+        .zip(mixes)
         .enumerate()
-        .map(|(i, w)| {
-            let rs: Vec<_> = data
-                .responses
-                .iter()
-                .filter(|r| r.phase == Some(i))
-                .collect();
-            let lat: Vec<u64> = rs.iter().map(|r| r.latency_from_schedule_ms()).collect();
+        .map(|(i, ((w, a), mix))| {
             let sends = data.sends.get(i).cloned().unwrap_or_default();
-            let mut by_status = BTreeMap::new();
-            for r in &rs {
-                *by_status.entry(response_label(r)).or_insert(0) += 1;
-            }
+            let p = a.latency.percentiles(&[50.0, 90.0, 99.0]);
             PhaseStats {
                 name: w.name.clone(),
                 start_ms: w.start_ms,
@@ -181,24 +243,17 @@ pub fn phase_stats(plan: &Plan, windows: &[Window], data: &EvidenceData) -> Vec<
                 late: sends.late,
                 max_late_ms: sends.max_late_ms,
                 retries: sends.retries,
-                completed: rs.iter().filter(|r| r.layer != Layer::Client).count(),
-                no_response: rs.iter().filter(|r| r.layer == Layer::Client).count(),
-                // Sends by the time they went out, wherever their answers landed.
-                mix_worst_window_pp: mix_worst_window_pp(
-                    &plan.load,
-                    Some(&w.name),
-                    &data.responses.iter().collect::<Vec<_>>(),
-                    w.start_ms,
-                    w.end_ms,
-                ),
-                by_status,
-                client_5xx: rs.iter().filter(|r| r.status >= 500).count(),
+                completed: a.completed,
+                no_response: a.no_response,
+                mix_worst_window_pp: mix.worst_pp(),
+                by_status: a.by_status,
+                client_5xx: a.client_5xx,
                 edge: edge_phase(data, i),
                 latency_ms: Percentiles {
-                    p50: percentile(&lat, 50.0),
-                    p90: percentile(&lat, 90.0),
-                    p99: percentile(&lat, 99.0),
-                    max: lat.iter().max().copied(),
+                    p50: p[0],
+                    p90: p[1],
+                    p99: p[2],
+                    max: a.latency.max(),
                 },
             }
         })

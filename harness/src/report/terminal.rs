@@ -84,5 +84,8 @@ pub fn print_summary(r: &Report, dir: &Path) {
             );
         }
     }
+    if let Some(cut) = r.logs.as_ref().and_then(|l| l.cut_text()) {
+        let _ = writeln!(out, "{cut}");
+    }
     let _ = writeln!(out, "report: {}", dir.join("report.md").display());
 }

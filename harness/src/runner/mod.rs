@@ -171,6 +171,14 @@ impl<'a> Run<'a> {
         std::fs::create_dir_all(&log_dir).map_err(|e| {
             BrownoutError::Environment(format!("cannot create {}: {e}", log_dir.display()))
         })?;
+        // Responses stream to the report directory as they arrive: a killed run leaves them.
+        let evidence = Evidence::new();
+        evidence.stream_to(&report_dir).map_err(|e| {
+            BrownoutError::Environment(format!(
+                "cannot write evidence into {}: {e}",
+                report_dir.display()
+            ))
+        })?;
         let deploy = DeployOptions {
             run_id: run_id.clone(),
             seed,
@@ -188,7 +196,7 @@ impl<'a> Run<'a> {
             cpu_before,
             report_dir,
             deploy,
-            evidence: Evidence::new(),
+            evidence,
             stack_up: None,
         })
     }
@@ -432,13 +440,18 @@ async fn check_integrity<P: Platform>(
             .find(|(n, _)| *n == l.service)
             .map(|(_, u)| u.as_str())
     });
-    let keys = evidence.with(|d| d.acknowledged_keys.clone());
+    // Read from the run's acknowledged-keys file, not held in memory.
+    let mut keys = evidence.with(|d| d.acknowledged_keys.reader());
     let checked = match platform.connect_database().await {
-        Ok(Some(mut db)) => integrity::check(spec, &mut db, ledger_url, &keys).await,
+        Ok(Some(mut db)) => integrity::check(spec, &mut db, ledger_url, &mut keys).await,
         Ok(None) => Err(BrownoutError::BadInput(
             "[integrity] needs a [database] in the system file".into(),
         )),
         Err(e) => Err(e),
+    };
+    let checked = match (checked, keys.error()) {
+        (Ok(_), Some(e)) => Err(BrownoutError::Environment(e.to_string())),
+        (checked, _) => checked,
     };
     match checked {
         Ok(i) => Some(i),

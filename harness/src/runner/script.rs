@@ -5,7 +5,7 @@
 
 use super::{or_cancel, Driver, Timeline, WARMUP};
 use crate::error::{BrownoutError, Result};
-use crate::evidence::{Evidence, Layer, Probe};
+use crate::evidence::{Evidence, Probe};
 use crate::faults::{self, ActiveFault};
 use crate::load;
 use crate::platform::Platform;
@@ -150,12 +150,9 @@ fn progress_line(
 ) -> String {
     let idx = scenario.phase_index(phase).unwrap_or(0);
     evidence.with(|d| {
-        let rs: Vec<_> = d.responses.iter().filter(|r| r.phase == Some(idx)).collect();
-        let count = |f: &dyn Fn(&&crate::evidence::ResponseRecord) -> bool| rs.iter().filter(|r| f(r)).count();
-        let ok = count(&|r| (200..300).contains(&r.status));
-        let s503 = count(&|r| r.status == 503 && r.layer == Layer::App);
-        let other = count(&|r| r.status >= 500 && !(r.status == 503 && r.layer == Layer::App));
-        let none = count(&|r| r.layer == Layer::Client);
+        // Counted as the answers were recorded (the responses themselves are on disk).
+        let t = d.tallies.get(idx).copied().unwrap_or_default();
+        let (ok, s503, other, none) = (t.ok, t.app_503, t.other_5xx, t.none);
         let mut ready: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
         for p in d.probes.iter().filter(|p| p.probe == Probe::Readiness) {
             ready.insert(p.replica.as_str(), p.ok);
@@ -170,7 +167,7 @@ fn progress_line(
             "  {phase:<10} {:>3}/{:<3}s  req {:>5}  2xx {:>5}  503 {:>4}  other-5xx {:>4}  no-resp {:>3}  ready {ready_n}/{}  alerts: {}",
             elapsed.as_secs(),
             total.as_secs(),
-            rs.len(),
+            t.answers,
             ok,
             s503,
             other,

@@ -4,7 +4,7 @@
 //! against the system loaded once when the game day starts, by the same checks a scenario's go
 //! through, so a fault or expectation a scenario may not have, a game day may not have either.
 
-use super::loading::{check_expectations, parse_toml, with_standing, Spans};
+use super::loading::{check_expectations, parse_toml, with_standing};
 use super::locate::Locator;
 use super::{fault, scenario, ExpectSpec, FaultSpec, Scenario};
 use crate::checks;
@@ -37,34 +37,35 @@ pub fn expectations_for_gameday(expect: &Path, load: &Scenario) -> Result<Vec<Ex
     }
     let text = super::source::read_capped(expect)?;
     let parsed: ExpectFile = parse_toml(expect, &text)?;
-    let spans = Spans {
-        path: expect,
-        text: &text,
-    };
     // Every phase the expectations name is one they may name (it becomes a window or fails at
     // the end), if it can be a window's name.
+    let loc = Locator::new(expect, &text);
     let mut phases: Vec<&str> = vec![STEADY];
-    for e in &parsed.expect {
+    for (i, e) in parsed.expect.iter().enumerate() {
         for r in e.get_ref().phase_refs() {
-            checks::name("phase name", r).map_err(|msg| spans.at(e.span(), msg))?;
+            checks::name("phase name", r).map_err(|msg| {
+                loc.at(
+                    crate::key_path!["expect", i, super::loading::phase_key(e.get_ref())],
+                    msg,
+                )
+            })?;
             if !phases.contains(&r) {
                 phases.push(r);
             }
         }
     }
-    let loc = Locator::new(expect, &text);
     for (i, e) in parsed.expect.iter().enumerate() {
         scenario::check_expectation(&loc, i, e.get_ref(), &load.system)?;
     }
     check_expectations(
-        spans,
+        &loc,
         &parsed.expect,
         &phases,
         &load.load.requests,
         &load.system,
         None,
     )?;
-    let (expectations, _) = with_standing(spans, parsed.expect, None)?;
+    let (expectations, _) = with_standing(&loc, parsed.expect, None)?;
     Ok(expectations)
 }
 
@@ -225,7 +226,8 @@ mod tests {
         let e = expectations_for_gameday(&good, &load).unwrap();
         let ids: Vec<&str> = e.iter().map(|x| x.id()).collect();
         assert_eq!(ids, ["pays", "no-silent-outage"]);
-        // A request the load does not have: the error names the expect file's own line.
+        // A request the load does not have: the error names the expect file's own line and the
+        // value's column.
         let bad = dir.path().join("bad.toml");
         std::fs::write(
             &bad,
@@ -235,7 +237,10 @@ mod tests {
         let err = expectations_for_gameday(&bad, &load)
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with(&format!("{}:3:", bad.display())), "{err}");
+        assert!(
+            err.starts_with(&format!("{}:7:11:", bad.display())),
+            "{err}"
+        );
         assert!(err.contains("request 'refund'"), "{err}");
         // A field check (as in a scenario) is located at the field, in the file itself.
         std::fs::write(
@@ -259,7 +264,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with(&format!("{}:2:", bad.display())), "{err}");
-        // The reserved id of the standing expectation is refused at the expectation.
+        // The reserved id of the standing expectation is refused at the id.
         std::fs::write(
             &bad,
             "[[expect]]\nid = \"no-silent-outage\"\nkind = \"status-codes\"\nduring = \"steady\"\nallowed = [200]\n",
@@ -269,7 +274,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with(&format!("{}:1:1:", bad.display())) && err.contains("reserved"),
+            err.starts_with(&format!("{}:2:6:", bad.display())) && err.contains("reserved"),
             "{err}"
         );
     }

@@ -47,7 +47,18 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str
     toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().to_string();
         match e.span() {
-            Some(span) => Spans { path, text }.at(span, msg),
+            Some(span) => {
+                // An error about a value 'X' located at the table holding it (a fault's fields
+                // go through its `kind` tag, which loses their spans): point at the value.
+                let value = msg
+                    .split_once('\'')
+                    .and_then(|(_, rest)| rest.split_once('\''))
+                    .map(|(v, _)| v);
+                let at = value
+                    .filter(|_| span.len() > 1)
+                    .and_then(|v| Locator::new(path, text).string_within(&span, v));
+                Spans { path, text }.at(at.unwrap_or(span), msg)
+            }
             None => BrownoutError::BadInput(format!("{}: {msg}", path.display())),
         }
     })
@@ -77,7 +88,7 @@ pub fn scenario_from_text(path: &Path, text: &str, system_arg: Option<&Path>) ->
     let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
     let opt_out = file.silent_outages_allowed.as_ref().map(|r| r.span());
     check_expectations(
-        spans,
+        &loc,
         &file.expect,
         &names,
         &file.load.requests,
@@ -86,7 +97,7 @@ pub fn scenario_from_text(path: &Path, text: &str, system_arg: Option<&Path>) ->
     )?;
     let declares_catches = file.catches.is_some();
     let (expectations, silent_outages_allowed) =
-        with_standing(spans, file.expect, file.silent_outages_allowed)?;
+        with_standing(&loc, file.expect, file.silent_outages_allowed)?;
     let catches = catches(spans, file.catches.iter().flatten(), &expectations, &system)?;
     Ok(Scenario {
         catches,
@@ -231,11 +242,24 @@ fn load(spans: Spans, loc: &Locator, spec: &LoadSpec) -> Result<Load> {
     })
 }
 
+/// The key of an `[[expect]]` entry that names `phase` (`during`, `phase` or `after`), so an
+/// error about it is located at that value.
+pub(super) fn phase_key(spec: &ExpectSpec) -> &'static str {
+    match spec {
+        ExpectSpec::Alert { .. } | ExpectSpec::Rollout { .. } | ExpectSpec::Terminations { .. } => {
+            "phase"
+        }
+        ExpectSpec::Recovery { .. } => "after",
+        _ => "during",
+    }
+}
+
 /// The checks of expectations against each other, the phases, the load's requests and the
-/// system, each located at the expectation (a scenario's, or a game day's expect file's).
-/// `opt_out` is the span of the scenario's `silent_outages_allowed`, if it has one.
+/// system, each located at the value it is about inside its `[[expect]]` entry (the `i`-th of
+/// the file: a scenario's, or a game day's expect file's), or at the entry when no one value is
+/// wrong. `opt_out` is the span of the scenario's `silent_outages_allowed`, if it has one.
 pub(super) fn check_expectations(
-    spans: Spans,
+    loc: &Locator,
     expect: &[Spanned<ExpectSpec>],
     phases: &[&str],
     requests: &[RequestSpec],
@@ -243,58 +267,84 @@ pub(super) fn check_expectations(
     opt_out: Option<Range<usize>>,
 ) -> Result<()> {
     let mut ids = Vec::new();
-    for e in expect {
+    for (i, e) in expect.iter().enumerate() {
         let spec = e.get_ref();
-        let err = |msg: String| spans.at(e.span(), msg);
+        let at = |key: Option<&str>, msg: String| match key {
+            Some(key) => loc.at(crate::key_path!["expect", i, key], msg),
+            None => loc.at_span(e.span(), msg),
+        };
         if ids.contains(&spec.id()) {
-            return Err(err(format!("expectation id '{}' is used twice", spec.id())));
+            return Err(at(
+                Some("id"),
+                format!("expectation id '{}' is used twice", spec.id()),
+            ));
         }
         ids.push(spec.id());
         for phase in spec.phase_refs() {
             if !phases.contains(&phase) {
-                return Err(err(format!(
+                return Err(at(
+                    Some(phase_key(spec)),
+                    format!(
                     "expectation '{}' refers to phase '{phase}', which does not exist (phases: {})",
                     spec.id(),
                     phases.join(", ")
-                )));
+                ),
+                ));
             }
         }
-        check_expectation(spec, requests, system, opt_out.clone()).map_err(
-            |(msg, span)| match span {
-                Some(span) => spans.at(span, msg),
-                None => err(msg),
-            },
-        )?;
+        check_expectation(spec, requests, system, opt_out.clone()).map_err(|(msg, place)| {
+            match place {
+                Place::Span(span) => loc.at_span(span, msg),
+                Place::Key(key) => at(Some(key), msg),
+                Place::Entry => at(None, msg),
+            }
+        })?;
     }
     Ok(())
 }
 
-/// One expectation against the load's requests and the system: what is wrong, and where if not
-/// at the expectation.
+/// Where an expectation's error belongs: at one of its keys, at the entry, or elsewhere.
+enum Place {
+    Key(&'static str),
+    Entry,
+    Span(Range<usize>),
+}
+
+/// One expectation against the load's requests and the system: what is wrong, and where.
 fn check_expectation(
     spec: &ExpectSpec,
     requests: &[RequestSpec],
     system: &System,
     opt_out: Option<Range<usize>>,
-) -> std::result::Result<(), (String, Option<Range<usize>>)> {
-    let here = |msg: String| (msg, None);
-    check_one(spec, requests).map_err(here)?;
+) -> std::result::Result<(), (String, Place)> {
+    let at = |(key, msg): (&'static str, String)| (msg, Place::Key(key));
+    check_one(spec, requests).map_err(at)?;
     if let (ExpectSpec::NoSilentOutage { .. }, Some(span)) = (spec, opt_out) {
         return Err((
             format!("silent_outages_allowed opts out of no-silent-outage, but expectation '{}' declares it: keep one of the two", spec.id()),
-            Some(span),
+            Place::Span(span),
         ));
     }
-    check_refs(spec, system).map_err(here)
+    check_refs(spec, system).map_err(|(key, msg)| match key {
+        Some(key) => (msg, Place::Key(key)),
+        None => (msg, Place::Entry),
+    })
 }
 
-/// The checks of one expectation up to (and with) its no-silent-outage settings.
-fn check_one(spec: &ExpectSpec, requests: &[RequestSpec]) -> std::result::Result<(), String> {
+/// The checks of one expectation up to (and with) its no-silent-outage settings: the key that
+/// is wrong, and why.
+fn check_one(
+    spec: &ExpectSpec,
+    requests: &[RequestSpec],
+) -> std::result::Result<(), (&'static str, String)> {
     if let ExpectSpec::Latency { percentile, .. } = spec {
         if !(0.0..=100.0).contains(percentile) {
-            return Err(format!(
-                "expectation '{}': percentile {percentile} must be between 0 and 100",
-                spec.id()
+            return Err((
+                "percentile",
+                format!(
+                    "expectation '{}': percentile {percentile} must be between 0 and 100",
+                    spec.id()
+                ),
             ));
         }
     }
@@ -306,9 +356,12 @@ fn check_one(spec: &ExpectSpec, requests: &[RequestSpec]) -> std::result::Result
     } = spec
     {
         if !requests.iter().any(|q| q.name == *r) {
-            return Err(format!(
-                "expectation '{}' refers to request '{r}', which [load] does not have",
-                spec.id()
+            return Err((
+                "request",
+                format!(
+                    "expectation '{}' refers to request '{r}', which [load] does not have",
+                    spec.id()
+                ),
             ));
         }
     }
@@ -319,26 +372,33 @@ fn check_one(spec: &ExpectSpec, requests: &[RequestSpec]) -> std::result::Result
     } = spec
     {
         if !(*failure_share > 0.0 && *failure_share < 1.0) {
-            return Err(format!("expectation '{}': failure_share {failure_share} must be above 0 and below 1 (0.02 is 2%)", spec.id()));
+            return Err(("failure_share", format!("expectation '{}': failure_share {failure_share} must be above 0 and below 1 (0.02 is 2%)", spec.id())));
         }
         if *min_answers == 0 {
-            return Err(format!(
-                "expectation '{}': min_answers must be at least 1",
-                spec.id()
+            return Err((
+                "min_answers",
+                format!(
+                    "expectation '{}': min_answers must be at least 1",
+                    spec.id()
+                ),
             ));
         }
     }
     Ok(())
 }
 
-/// The checks of one expectation against what the system declares.
-fn check_refs(spec: &ExpectSpec, system: &System) -> std::result::Result<(), String> {
+/// The checks of one expectation against what the system declares: the key that is wrong (none:
+/// the entry as a whole), and why.
+fn check_refs(
+    spec: &ExpectSpec,
+    system: &System,
+) -> std::result::Result<(), (Option<&'static str>, String)> {
     if matches!(spec, ExpectSpec::DataIntegrity { .. }) && system.file.integrity.is_none() {
-        return Err(format!(
+        return Err((None, format!(
             "expectation '{}' checks data integrity, but the system '{}' declares no [integrity] (see the README)",
             spec.id(),
             system.name
-        ));
+        )));
     }
     if let ExpectSpec::Rollout { outcome, .. } = spec {
         use crate::evidence::RolloutState;
@@ -346,10 +406,10 @@ fn check_refs(spec: &ExpectSpec, system: &System) -> std::result::Result<(), Str
             outcome,
             RolloutState::Complete | RolloutState::Stalled | RolloutState::RolledBack
         ) {
-            return Err(format!(
+            return Err((Some("outcome"), format!(
                 "expectation '{}': outcome '{outcome}' must be \"complete\", \"stalled\" or \"rolled-back\"",
                 spec.id()
-            ));
+            )));
         }
     }
     if let ExpectSpec::Readiness { service, .. }
@@ -363,11 +423,11 @@ fn check_refs(spec: &ExpectSpec, system: &System) -> std::result::Result<(), Str
             .iter()
             .any(|s| s.name.get_ref() == service)
         {
-            return Err(format!(
+            return Err((Some("service"), format!(
                 "expectation '{}' refers to service '{service}', which the system '{}' does not have",
                 spec.id(),
                 system.name
-            ));
+            )));
         }
     }
     Ok(())
@@ -376,19 +436,19 @@ fn check_refs(spec: &ExpectSpec, system: &System) -> std::result::Result<(), Str
 /// The expectations to judge by: the ones written, plus the standing no-silent-outage unless one
 /// is written or `silent_outages_allowed` gives a reason (the reason is returned).
 pub(super) fn with_standing(
-    spans: Spans,
+    loc: &Locator,
     expect: Vec<Spanned<ExpectSpec>>,
     silent_outages_allowed: Option<Spanned<String>>,
 ) -> Result<(Vec<ExpectSpec>, Option<String>)> {
     let reserved_id_taken = expect
         .iter()
-        .find(|e| e.get_ref().id() == NO_SILENT_OUTAGE)
-        .map(|e| e.span());
+        .position(|e| e.get_ref().id() == NO_SILENT_OUTAGE)
+        .map(|i| loc.span(crate::key_path!["expect", i, "id"]));
     let mut expectations: Vec<ExpectSpec> = expect.into_iter().map(|e| e.into_inner()).collect();
     let silent_outages_allowed = match silent_outages_allowed {
         Some(reason) => {
             if reason.get_ref().trim().is_empty() {
-                return Err(spans.at(
+                return Err(loc.at_span(
                     reason.span(),
                     "silent_outages_allowed needs a reason: say why this scenario may have an outage no alert pages for",
                 ));
@@ -403,7 +463,7 @@ pub(super) fn with_standing(
             .any(|e| matches!(e, ExpectSpec::NoSilentOutage { .. }))
     {
         if let Some(span) = reserved_id_taken {
-            return Err(spans.at(
+            return Err(loc.at_span(
                 span,
                 format!("expectation id '{NO_SILENT_OUTAGE}' is reserved for the standing expectation of kind no-silent-outage: rename yours"),
             ));
@@ -519,7 +579,9 @@ pub fn scenario_paths(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Resolves a scenario argument: a path to a file, or a name in `scenarios/`.
 pub fn resolve_scenario(arg: &str, scenarios_dir: &Path) -> Result<PathBuf> {
     let as_path = PathBuf::from(arg);
-    if as_path.is_file() {
+    // A path that is there but cannot be read as a scenario (a symlink loop, a FIFO, a device) is
+    // returned as it is, for the reader to name what it is rather than "unknown scenario".
+    if as_path.is_file() || source::describe(&as_path).is_some_and(|d| d != "a directory") {
         return Ok(as_path);
     }
     let named = scenarios_dir.join(format!("{arg}.toml"));

@@ -76,6 +76,37 @@ impl Locator {
         best
     }
 
+    /// Whether the file writes the value at `keys` (an empty list written is there; a defaulted
+    /// field is not).
+    pub fn has(&self, keys: &[Seg]) -> bool {
+        let Some(doc) = &self.doc else {
+            return false;
+        };
+        let mut item: &Item = doc.as_item();
+        for seg in keys {
+            let next = match seg {
+                Seg::Key(k) => item.get(k),
+                Seg::Index(i) => item.get(*i),
+            };
+            match next {
+                Some(next) if !next.is_none() => item = next,
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// The span of the one string value equal to `value` inside `within` (none, or more than
+    /// one: `None`). A value inside a fault's `{ kind = … }` table is deserialized through the
+    /// kind's tag, which loses its span: its error is at the table; this finds the value it is
+    /// about, so the error can point there.
+    pub fn string_within(&self, within: &Range<usize>, value: &str) -> Option<Range<usize>> {
+        let doc = self.doc.as_ref()?;
+        let mut found = Vec::new();
+        strings_in_item(doc.as_item(), within, value, &mut found);
+        (found.len() == 1).then(|| found.remove(0))
+    }
+
     /// 1-based line and column of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..floor_char_boundary(&self.text, offset)];
@@ -107,6 +138,44 @@ fn span_of(item: &Item) -> Option<Range<usize>> {
     }
 }
 
+fn strings_in_item(item: &Item, within: &Range<usize>, value: &str, out: &mut Vec<Range<usize>>) {
+    match item {
+        Item::None => {}
+        Item::Value(v) => strings_in_value(v, within, value, out),
+        Item::Table(t) => t
+            .iter()
+            .for_each(|(_, i)| strings_in_item(i, within, value, out)),
+        Item::ArrayOfTables(a) => a.iter().for_each(|t| {
+            t.iter()
+                .for_each(|(_, i)| strings_in_item(i, within, value, out))
+        }),
+    }
+}
+
+fn strings_in_value(
+    v: &toml_edit::Value,
+    within: &Range<usize>,
+    value: &str,
+    out: &mut Vec<Range<usize>>,
+) {
+    match v {
+        toml_edit::Value::String(s) => {
+            if let Some(span) = s.span() {
+                if s.value() == value && within.start <= span.start && span.end <= within.end {
+                    out.push(span);
+                }
+            }
+        }
+        toml_edit::Value::Array(a) => a
+            .iter()
+            .for_each(|v| strings_in_value(v, within, value, out)),
+        toml_edit::Value::InlineTable(t) => t
+            .iter()
+            .for_each(|(_, v)| strings_in_value(v, within, value, out)),
+        _ => {}
+    }
+}
+
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i = i.min(s.len());
     while !s.is_char_boundary(i) {
@@ -135,6 +204,27 @@ mod tests {
         let l = Locator::new(Path::new("s.toml"), TEXT);
         let e = l.at(key_path!["services", 1, "liveness", "timeout"], "bad");
         assert_eq!(e.to_string(), "s.toml:8:12: bad");
+    }
+
+    #[test]
+    fn a_string_inside_a_span_is_found_when_it_is_the_only_one() {
+        let text = "a = \"x\"\nf = { k = \"m\", limit = \"512M\", other = \"x\" }\n";
+        let l = Locator::new(Path::new("s.toml"), text);
+        let table = l.span(key_path!["f"]);
+        let at = l.string_within(&table, "512M").unwrap();
+        assert_eq!(l.line_col(at.start), (2, 24));
+        // Not in the span, or not only one: nothing.
+        assert_eq!(l.string_within(&(0..3), "512M"), None);
+        assert_eq!(l.string_within(&(0..text.len()), "x"), None);
+    }
+
+    #[test]
+    fn a_written_value_is_told_from_a_missing_one() {
+        let l = Locator::new(Path::new("s.toml"), "a = []\n[[b]]\nc = 1\n");
+        assert!(l.has(key_path!["a"]));
+        assert!(l.has(key_path!["b", 0, "c"]));
+        assert!(!l.has(key_path!["b", 0, "d"]));
+        assert!(!l.has(key_path!["b", 1]));
     }
 
     #[test]

@@ -26,6 +26,32 @@ pub(super) fn check(loc: &Locator, file: &ScenarioFile, system: &System) -> Resu
     check_load(loc, file)?;
     for (i, e) in file.expect.iter().enumerate() {
         check_expectation(loc, i, e.get_ref(), system)?;
+        check_settle(loc, i, e.get_ref(), file)?;
+    }
+    Ok(())
+}
+
+/// A `settle` as long as its phase (or longer) leaves no answer to judge: the expectation could
+/// never fail, so it is refused.
+fn check_settle(loc: &Locator, i: usize, e: &ExpectSpec, file: &ScenarioFile) -> Result<()> {
+    let ExpectSpec::StatusCodes {
+        id,
+        during,
+        settle: Some(settle),
+        ..
+    } = e
+    else {
+        return Ok(());
+    };
+    let Some(phase) = file.phases.iter().find(|p| p.name.get_ref() == during) else {
+        return Ok(());
+    };
+    let length = *phase.duration.get_ref();
+    if *settle >= length {
+        return Err(loc.at(
+            key_path!["expect", i, "settle"],
+            format!("expectation '{id}': settle {settle} is as long as phase '{during}' ({length}) or longer, so no answer would be judged: make it shorter than the phase"),
+        ));
     }
     Ok(())
 }
@@ -90,6 +116,12 @@ fn check_load(loc: &Locator, file: &ScenarioFile) -> Result<()> {
             checks::number("weight", r.weight, 1, 1000)
                 .map_err(|e| format!("{e} (to leave a request out, delete it)")),
         )?;
+        if r.during.is_empty() && loc.has(key_path!["load", "requests", i, "during"]) {
+            req(
+                "during",
+                Err("during lists no phase, so the request would never be sent: name its phases, or leave `during` off to send it in every phase".into()),
+            )?;
+        }
         for d in &r.during {
             if !file.phases.iter().any(|p| p.name.get_ref() == d) {
                 let known: Vec<&str> = file

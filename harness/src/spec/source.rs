@@ -1,6 +1,9 @@
 //! Reading the files a user hands us: only regular files (a FIFO would block `validate` forever, a
 //! device such as `/dev/zero` would be read until memory runs out), at most [`MAX_FILE_BYTES`],
-//! valid UTF-8. A directory given where a file belongs is named as such, not as "missing".
+//! valid UTF-8. A directory given where a file belongs is named as such, not as "missing", and
+//! a symlink loop as a loop. Reports and baselines (`report.json`, read by `summarize`,
+//! `coverage` and `--baseline`) go through the same reader with their own cap,
+//! [`MAX_REPORT_BYTES`].
 
 use crate::error::{BrownoutError, Result};
 use std::io::Read;
@@ -10,9 +13,23 @@ use std::path::Path;
 /// The largest scenario, system or rule file read (the shipped ones are under 10 KiB).
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
+/// The largest `report.json` read back (`summarize`, `coverage`, a baseline). The matrix's
+/// reports are 18 to 27 KiB (a 30 s scenario); a report grows with the run's transitions
+/// (probes, lifecycle, alerts), not its requests, so 64 MiB leaves room for a 12-hour game day
+/// with flapping probes while bounding what one file can make the harness hold.
+pub const MAX_REPORT_BYTES: u64 = 64 << 20;
+
+/// What `describe` says of a symlink loop.
+const LOOP: &str = "a symlink loop";
+
 /// What a path is, for "the system file is a directory" kinds of message.
 pub fn describe(path: &Path) -> Option<&'static str> {
-    let meta = std::fs::metadata(path).ok()?;
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        // ELOOP: the path (or a directory on the way) is a chain of links that never ends.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Some(LOOP),
+        Err(_) => return None,
+    };
     let t = meta.file_type();
     use std::os::unix::fs::FileTypeExt;
     Some(if t.is_file() {
@@ -36,12 +53,21 @@ pub fn not_a_file(path: &Path) -> Option<String> {
     match describe(path) {
         None => Some("does not exist".into()),
         Some("a regular file") => None,
+        Some(LOOP) => Some(
+            "is a symlink loop (too many levels of symbolic links): point it at a real file".into(),
+        ),
         Some(what) => Some(format!("is {what}, not a file")),
     }
 }
 
 /// Reads a regular file of at most [`MAX_FILE_BYTES`] as UTF-8.
 pub fn read_capped(path: &Path) -> Result<String> {
+    read_capped_to(path, MAX_FILE_BYTES)
+}
+
+/// Reads a regular file of at most `cap` bytes as UTF-8 (a scenario, system or rule file:
+/// [`MAX_FILE_BYTES`]; a report or baseline: [`MAX_REPORT_BYTES`]).
+pub fn read_capped_to(path: &Path, cap: u64) -> Result<String> {
     let bad = |msg: String| BrownoutError::BadInput(format!("{}: {msg}", path.display()));
     if let Some(why) = not_a_file(path) {
         return Err(bad(why));
@@ -59,20 +85,19 @@ pub fn read_capped(path: &Path) -> Result<String> {
     if !meta.is_file() {
         return Err(bad("is not a regular file".into()));
     }
-    if meta.len() > MAX_FILE_BYTES {
+    if meta.len() > cap {
         return Err(bad(format!(
-            "is {} bytes; input files are at most {} bytes",
+            "is {} bytes; such files are at most {cap} bytes (give the right file, or cut it down)",
             meta.len(),
-            MAX_FILE_BYTES
         )));
     }
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
+    file.take(cap + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| bad(format!("cannot read: {e}")))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
+    if bytes.len() as u64 > cap {
         return Err(bad(format!(
-            "is over {MAX_FILE_BYTES} bytes; input files are at most that"
+            "is over {cap} bytes; such files are at most that (give the right file, or cut it down)"
         )));
     }
     String::from_utf8(bytes).map_err(|e| {
@@ -123,6 +148,27 @@ mod tests {
         std::fs::write(&p, vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
         let e = read_capped(&p).unwrap_err().to_string();
         assert!(e.contains("at most 1048576 bytes"), "{e}");
+        // A report has its own, larger cap; the same file is read under it.
+        assert_eq!(
+            read_capped_to(&p, MAX_REPORT_BYTES).unwrap().len(),
+            MAX_FILE_BYTES as usize + 1
+        );
+        let e = read_capped_to(&p, 1000).unwrap_err().to_string();
+        assert!(e.contains("at most 1000 bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_symlink_loop_is_named_as_a_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        let e = read_capped(&a).unwrap_err().to_string();
+        assert!(
+            e.contains("a.toml: is a symlink loop (too many levels of symbolic links)"),
+            "{e}"
+        );
+        assert_eq!(describe(&dir.path().join("a.toml/x")), Some(LOOP));
     }
 
     #[test]

@@ -78,6 +78,16 @@ fn check(loc: &Locator, file: &SystemFile) -> Result<Vec<PathBuf>> {
             key_path!["services", i, "name"],
             checks::name("service name", name),
         )?;
+        // A Deployment, a Service, a container and a label value on Kubernetes.
+        at(
+            key_path!["services", i, "name"],
+            checks::kube_name(
+                "service name",
+                "Service",
+                name,
+                checks::KubeName::Rfc1035Label,
+            ),
+        )?;
         if service_names[..i].contains(&name) {
             return Err(loc.at_span(s.name.span(), format!("service '{name}' is defined twice")));
         }
@@ -165,6 +175,16 @@ fn check(loc: &Locator, file: &SystemFile) -> Result<Vec<PathBuf>> {
         )?;
     }
     let dir = path_dir(loc.path());
+    for (i, r) in prom.rule_files.iter().enumerate() {
+        let base = Path::new(r)
+            .file_name()
+            .map(|b| b.to_string_lossy().to_string())
+            .unwrap_or_default();
+        at(
+            key_path!["prometheus", "rule_files", i],
+            checks::rule_file_name(r, &base),
+        )?;
+    }
     let rule_files: Vec<PathBuf> = prom.rule_files.iter().map(|r| dir.join(r)).collect();
 
     if let Some(integrity) = &file.integrity {
@@ -265,6 +285,12 @@ fn check_service(loc: &Locator, file: &SystemFile, i: usize) -> Result<()> {
     if let Some(b) = &s.bug_env {
         at(key_path!["services", i, "bug_env"], checks::env_name(b))?;
     }
+    if s.bug_env.is_none() && !s.bugs.is_empty() {
+        at(
+            key_path!["services", i, "bugs"],
+            Err("bugs are listed but no bug_env says which environment variable switches them on, so --bug could never reach the service: add bug_env (e.g. \"CHECKOUT_BUGS\") or remove bugs".into()),
+        )?;
+    }
     for (j, b) in s.bugs.iter().enumerate() {
         at(key_path!["services", i, "bugs", j], checks::name("bug", b))?;
     }
@@ -295,13 +321,21 @@ fn check_service(loc: &Locator, file: &SystemFile, i: usize) -> Result<()> {
     if let Some(m) = &s.metrics_path {
         at(
             key_path!["services", i, "metrics_path"],
-            checks::request_path("metrics_path", m),
+            checks::request_path("metrics_path", m)
+                .and_then(|()| checks::config_string("metrics_path", m)),
         )?;
     }
     for (j, v) in s.volumes.iter().enumerate() {
         at(
             key_path!["services", i, "volumes", j, "name"],
-            checks::name("volume name", &v.name),
+            checks::name("volume name", &v.name).and_then(|()| {
+                checks::kube_name(
+                    "volume name",
+                    "volume",
+                    &v.name,
+                    checks::KubeName::Rfc1123Label,
+                )
+            }),
         )?;
         if s.volumes[..j].iter().any(|w| w.name == v.name) {
             return Err(loc.at(

@@ -4,6 +4,12 @@
 use super::parse_duration;
 use serde::Deserialize;
 
+/// The largest time or latency tolerance: added to a baseline's milliseconds, a larger one would
+/// mean nothing (no run is that long) or overflow.
+pub const MAX_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The largest relative latency tolerance (100 times the baseline).
+pub const MAX_PERCENT: f64 = 10_000.0;
+
 /// How much worse than the baseline a latency may get: "+25%" (relative, never less than
 /// 10 ms) or "+200ms" (absolute).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -17,20 +23,22 @@ impl<'de> Deserialize<'de> for LatencyTolerance {
         let text = String::deserialize(d)?;
         let bad = || {
             serde::de::Error::custom(format!(
-                "'{text}' is not a latency tolerance: write \"+25%\" or \"+200ms\""
+                "'{text}' is not a latency tolerance: write \"+25%\" or \"+200ms\" (at most \"+10000%\" or \"+1h\")"
             ))
         };
         let rest = text.trim().strip_prefix('+').ok_or_else(bad)?;
         if let Some(p) = rest.strip_suffix('%') {
             let v: f64 = p.trim().parse().map_err(|_| bad())?;
-            if !(v.is_finite() && v >= 0.0) {
+            if !(v.is_finite() && (0.0..=MAX_PERCENT).contains(&v)) {
                 return Err(bad());
             }
             return Ok(LatencyTolerance::Percent(v));
         }
         parse_duration(rest)
+            .ok()
+            .filter(|d| *d <= MAX_TOLERANCE)
             .map(|d| LatencyTolerance::Ms(d.as_millis() as u64))
-            .map_err(|_| bad())
+            .ok_or_else(bad)
     }
 }
 
@@ -65,10 +73,11 @@ impl<'de> Deserialize<'de> for TimeTolerance {
         text.trim()
             .strip_prefix('+')
             .and_then(|r| parse_duration(r).ok())
+            .filter(|d| *d <= MAX_TOLERANCE)
             .map(|d| TimeTolerance(d.as_millis() as u64))
             .ok_or_else(|| {
                 serde::de::Error::custom(format!(
-                    "'{text}' is not a time tolerance: write how much later, e.g. \"+3s\""
+                    "'{text}' is not a time tolerance: write how much later, at most \"+1h\", e.g. \"+3s\""
                 ))
             })
     }

@@ -15,6 +15,7 @@ mod control;
 mod controller;
 pub mod cpu_cgroup;
 mod edge;
+pub mod logcap;
 mod nginx;
 pub mod postgres;
 pub mod process;
@@ -52,6 +53,9 @@ pub struct LocalPlatform {
     ingress_settings: Option<IngressSettings>,
     /// Threads that keep filled volumes full, until `free_volume` stops them.
     fillers: volumes::Fillers,
+    /// The component logs' caps and how often they are checked; `None`: from the environment
+    /// ([`logcap::LogCaps::from_env`]), checked every [`logcap::EVERY`].
+    log_policy: Option<(logcap::LogCaps, Duration)>,
 }
 
 /// The system deploy started. Stored as soon as the stack under the services runs, then grown as
@@ -70,6 +74,10 @@ struct Deployed {
     front: Option<Front>,
     /// `None` until it is up.
     prometheus: Option<Prometheus>,
+    /// Holds the component logs to their caps, from before the stack starts.
+    logs: logcap::Janitor,
+    /// nginx's pid for the janitor (its logs are rotated by rename and SIGUSR1); 0 when not running.
+    nginx_pid: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Deployed {
@@ -150,6 +158,10 @@ impl Platform for LocalPlatform {
         evidence: &Evidence,
     ) -> Result<Endpoints> {
         Self::check_programs()?;
+        let (caps, every) = match self.log_policy {
+            Some(policy) => policy,
+            None => (logcap::LogCaps::from_env()?, logcap::EVERY),
+        };
         let workdir = WorkDir::create()?;
         let pg_dir = workdir.subdir("postgres")?;
         if system.file.database.is_some() {
@@ -173,7 +185,7 @@ impl Platform for LocalPlatform {
         let proxy_dir = workdir.subdir("fault-proxy")?;
         let mtail_dir = workdir.subdir("mtail")?;
         // The edge log exists (empty) before mtail and nginx start: mtail reads what nginx appends.
-        let edge_log = opts.log_dir.join("ingress-edge.log");
+        let edge_log = opts.log_dir.join(nginx::EDGE_LOG);
         std::fs::write(&edge_log, "").map_err(crate::error::env_err("creating the edge log"))?;
         let dirs = StackDirs {
             postgres: &pg_dir,
@@ -183,6 +195,14 @@ impl Platform for LocalPlatform {
         };
         let prom_dir = workdir.subdir("prometheus")?;
         let nginx_dir = workdir.subdir("nginx")?;
+        // nginx's own logs are rotated by rename and SIGUSR1 (mtail follows that as a rotation);
+        // every other log by copy and truncate.
+        let nginx_pid = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let reopened = logcap::Reopened {
+            files: nginx::LOGS.iter().map(|l| l.to_string()).collect(),
+            pid: nginx_pid.clone(),
+        };
+        let logs = logcap::Janitor::start_every(&opts.log_dir, caps, reopened, evidence, every);
         let stack = Stack::start(system, opts, dirs, evidence).await?;
         // From here on, whatever starts is stored as it starts: teardown stops it.
         let d = self.deployed.insert(Deployed {
@@ -192,6 +212,8 @@ impl Platform for LocalPlatform {
             services: Vec::new(),
             front: None,
             prometheus: None,
+            logs,
+            nginx_pid,
         });
         let database_addr = d.stack.database.as_ref().map(|db| {
             ctx.vars
@@ -306,6 +328,7 @@ impl Platform for LocalPlatform {
             ),
         )
         .await?;
+        d.nginx_pid.store(nginx.pid(), Ordering::SeqCst);
         let ingress_url = format!("http://127.0.0.1:{}", nginx.port);
         evidence.event(format!(
             "ingress (nginx) on {ingress_url}: upstreams [{}]",
@@ -410,6 +433,8 @@ impl Platform for LocalPlatform {
             services: mut replica_sets,
             front,
             prometheus,
+            logs,
+            nginx_pid,
         } = deployed;
         if let Some(front) = &front {
             front.controller.abort();
@@ -418,6 +443,7 @@ impl Platform for LocalPlatform {
             p.stop().await;
         }
         if let Some(front) = front {
+            nginx_pid.store(0, Ordering::SeqCst);
             front.nginx.lock().await.stop().await;
         }
         stack.stop_edge().await;
@@ -427,6 +453,8 @@ impl Platform for LocalPlatform {
         }
         // Proxies after their clients: open connections have closed with the replicas.
         stack.stop_under_services().await;
+        // Every writer has stopped: the last pass holds the caps on what is left.
+        tokio::task::block_in_place(|| logs.stop());
         if let Ok(cgroups) = &ctx.cgroups {
             tokio::task::block_in_place(|| cgroups.remove());
         }

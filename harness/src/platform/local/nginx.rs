@@ -10,6 +10,15 @@ use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// nginx's own logs in the run's log dir (its stdout and stderr go to `nginx.log`). nginx opens
+/// them with `O_APPEND` (`NGX_FILE_APPEND` in `src/os/unix/ngx_files.h`) and reopens them on
+/// SIGUSR1, which is how the log janitor rotates them.
+pub const ERROR_LOG: &str = "nginx-error.log";
+pub const ACCESS_LOG: &str = "nginx-access.log";
+/// The edge log, one line per answer, which mtail reads for the edge metrics.
+pub const EDGE_LOG: &str = "ingress-edge.log";
+pub const LOGS: [&str; 3] = [ERROR_LOG, ACCESS_LOG, EDGE_LOG];
+
 pub struct Nginx {
     pub port: u16,
     dir: PathBuf,
@@ -33,8 +42,8 @@ fn nginx_conf(
         &crate::platform::nginx_conf::Layout {
             run_as_root: nix::unistd::geteuid().is_root(),
             pid: format!("{d}/nginx.pid"),
-            error_log: format!("{l}/nginx-error.log"),
-            access_log: format!("{l}/nginx-access.log"),
+            error_log: format!("{l}/{ERROR_LOG}"),
+            access_log: format!("{l}/{ACCESS_LOG}"),
             edge_log: edge_log.display().to_string(),
             temp_dir: format!("{d}/tmp"),
             upstreams: format!("{d}/upstreams.conf"),
@@ -90,7 +99,7 @@ impl Nginx {
             let mut nginx = Nginx {
                 port,
                 dir: dir.to_path_buf(),
-                error_log: log_dir.join("nginx-error.log"),
+                error_log: log_dir.join(ERROR_LOG),
                 master,
                 fail_open: spec.fail_open,
                 current: Some(initial.to_vec()),
@@ -150,6 +159,11 @@ impl Nginx {
         };
         evidence.event(format!("ingress upstreams: [{}]{mode}", target.join(", ")));
         self.current = Some(target);
+    }
+
+    /// The master's pid (it reopens the logs on SIGUSR1).
+    pub fn pid(&self) -> u32 {
+        self.master.pid()
     }
 
     pub async fn stop(&mut self) {
