@@ -13,6 +13,10 @@ B=target/release/brownout
 OUT=reports/gameday-soak/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 export BROWNOUT_REPORTS="$OUT/reports"
+# The game day's run dir, mounts and processes live under a TMPDIR of its own, so the leftover
+# check below counts only what this game day started, not another run on the same machine.
+export TMPDIR="$(cd "$OUT" && pwd)/tmp"
+mkdir -p "$TMPDIR"
 TOTAL=$((MINUTES * 60))
 "$B" gameday scenarios/systems/checkout.toml --load scenarios/slow-upstream.toml \
   --cap "$((MINUTES + 10))m" --max-rate "$RATE" >"$OUT/gameday.log" 2>&1 &
@@ -68,7 +72,10 @@ print("windows match the injected faults:", names == want, names)
 print("notes:", len(r["notes"]))
 PY
 sleep 2
-LEFT=$(ps -eo comm= | grep -cE '^(postgres|nginx|prometheus|mtail|checkout|payments-stub|fault-proxy)$' || true)
+LEFT=0
+for p in /proc/[0-9]*; do
+  case "$(readlink "$p/cwd" 2>/dev/null)" in "$TMPDIR"*) LEFT=$((LEFT + 1)) ;; esac
+done
 DIRS=$( (ls -d "${TMPDIR:-/tmp}"/brownout-run-* 2>/dev/null || true) | wc -l)
 MOUNTS=$( (grep -c brownout-run /proc/mounts || true) )
 echo "left behind: $LEFT processes, $DIRS run dirs, $MOUNTS mounts"

@@ -591,3 +591,22 @@ fn a_symlink_loop_is_named_as_a_loop_not_as_missing() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("is a symlink loop"), "{}", text(&out));
 }
+
+/// The game day's size flags take binary units only, each in its own words: `1GB` would be 10^9
+/// bytes to some readers and 2^30 to others, so it is refused (exit 2, the flag named) before
+/// anything is deployed.
+#[test]
+fn the_game_days_size_flags_refuse_ambiguous_units_before_deploying() {
+    for flag in ["--max-memory", "--min-free-disk"] {
+        let out = brownout_within(
+            &["gameday", "scenarios/systems/checkout.toml", flag, "1GB"],
+            20,
+        );
+        let err = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(
+            err.contains(flag) && err.contains("ambiguous"),
+            "{flag}: {err}"
+        );
+    }
+}

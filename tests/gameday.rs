@@ -306,6 +306,18 @@ fn a_non_loopback_bind_is_refused_unless_asked_for_with_a_token() {
 
 #[test]
 fn a_game_day_stops_itself_at_its_memory_limit_healing_and_reporting() {
+    stops_itself_like_the_cap("--max-memory", "1MiB", "reached its memory limit");
+}
+
+/// Responses stream to the reports directory: a game day stops itself (healing, reporting)
+/// before that filesystem fills, as at its memory limit. No disk here has 1 TiB free.
+#[test]
+fn a_game_day_stops_itself_when_its_reports_disk_is_nearly_full() {
+    stops_itself_like_the_cap("--min-free-disk", "1TiB", "reports disk is nearly full");
+}
+
+/// Runs a game day with `flag value`, which must stop it by itself, saying `says`.
+fn stops_itself_like_the_cap(flag: &str, value: &str, says: &str) {
     let _turn = stack_turn();
     let scope = leftovers::Scope::new();
     let before = scope.snapshot();
@@ -319,15 +331,15 @@ fn a_game_day_stops_itself_at_its_memory_limit_healing_and_reporting() {
             "scenarios/slow-upstream.toml",
             "--cap",
             "2m",
-            "--max-memory",
-            "1MiB",
+            flag,
+            value,
         ])
         .arg("--reports-dir")
         .arg(dir.path())
         .env_remove("BROWNOUT_GAMEDAY_TOKEN");
     let out = scope.output(&mut cmd);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("reached its memory limit"), "{err}");
+    assert!(err.contains(says), "{err}");
     // Stopped like the cap stops it: torn down, a report written, exit by its verdict.
     assert!(matches!(out.status.code(), Some(0 | 1)), "{err}");
     let report = std::fs::read_dir(dir.path().join("gameday-checkout"))
@@ -337,7 +349,7 @@ fn a_game_day_stops_itself_at_its_memory_limit_healing_and_reporting() {
         .find(|p| p.is_file())
         .expect("a report");
     let text = std::fs::read_to_string(report).unwrap();
-    assert!(text.contains("reached its memory limit"));
+    assert!(text.contains(says), "the report does not say {says:?}");
     assert!(!dir.path().join("gameday/session.json").exists());
     let left = before.wait_back(&scope, Duration::from_secs(10));
     assert!(left.is_empty(), "left behind: {left:?}");

@@ -85,6 +85,33 @@ pub const MAX_MEMORY_BYTES: u64 = 1 << 40;
 /// same text would be two different limits. Both the local cgroup (`memory.max`, bytes) and a
 /// container's limit (a quantity) take every value this accepts.
 pub fn parse_memory(s: &str) -> std::result::Result<u64, String> {
+    parse_binary(s).map_err(|e| match e {
+        BinaryError::Ambiguous => format!("memory size '{s}' is ambiguous: Kubernetes reads M and G as powers of 10, this harness as powers of 2; write binary units, e.g. \"512MiB\" or \"2GiB\""),
+        BinaryError::NotASize => format!("'{s}' is not a memory size; write it like \"64MiB\", \"2GiB\" (or \"64Mi\", \"2Gi\" as Kubernetes does)"),
+        BinaryError::Overflow => format!("memory size '{s}' is out of range: give between \"8MiB\" and \"1TiB\""),
+    })
+}
+
+/// Parses a size on disk (a cap or a floor for files the harness writes): a byte count, or binary
+/// units as [`parse_memory`] takes them, with no range of its own (each caller checks its own).
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    parse_binary(s).map_err(|e| match e {
+        BinaryError::Ambiguous => format!("size '{s}' is ambiguous (powers of 10 or of 2?); write binary units, e.g. \"512MiB\" or \"2GiB\""),
+        BinaryError::NotASize => format!("'{s}' is not a size; write it like \"64MiB\" or \"2GiB\" (KiB, MiB, GiB, TiB or bytes)"),
+        BinaryError::Overflow => format!("size '{s}' is out of range: it does not fit in 64 bits"),
+    })
+}
+
+/// Why a text is not a size in binary units.
+enum BinaryError {
+    /// A decimal or one-letter unit ("512M", "2GB"): powers of 10 to some readers.
+    Ambiguous,
+    NotASize,
+    Overflow,
+}
+
+/// A byte count, or one with a binary unit ("KiB"…"TiB", or Kubernetes' "Ki"…"Ti").
+fn parse_binary(s: &str) -> std::result::Result<u64, BinaryError> {
     let t = s.trim();
     let units = [
         ("TiB", 1u64 << 40),
@@ -108,14 +135,12 @@ pub fn parse_memory(s: &str) -> std::result::Result<u64, String> {
                     .is_some_and(|n| n.trim().parse::<u64>().is_ok())
             });
         return Err(if ambiguous {
-            format!("memory size '{s}' is ambiguous: Kubernetes reads M and G as powers of 10, this harness as powers of 2; write binary units, e.g. \"512MiB\" or \"2GiB\"")
+            BinaryError::Ambiguous
         } else {
-            format!("'{s}' is not a memory size; write it like \"64MiB\", \"2GiB\" (or \"64Mi\", \"2Gi\" as Kubernetes does)")
+            BinaryError::NotASize
         });
     };
-    n.checked_mul(mult).ok_or_else(|| {
-        format!("memory size '{s}' is out of range: give between \"8MiB\" and \"1TiB\"")
-    })
+    n.checked_mul(mult).ok_or(BinaryError::Overflow)
 }
 
 /// A memory limit within [`MIN_MEMORY_BYTES`] and [`MAX_MEMORY_BYTES`].

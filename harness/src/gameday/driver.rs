@@ -42,6 +42,9 @@ pub(super) struct Loop<'s> {
     max_rate: u32,
     cap: Duration,
     max_memory: u64,
+    min_free_disk: u64,
+    /// Where the responses stream to: its filesystem's free space is watched.
+    report_dir: PathBuf,
     stage: String,
     /// The session file, removed once the system is torn down.
     session: PathBuf,
@@ -57,6 +60,8 @@ pub(super) struct Setup<'s> {
     pub max_rate: u32,
     pub cap: Duration,
     pub max_memory: u64,
+    pub min_free_disk: u64,
+    pub report_dir: PathBuf,
     pub session: PathBuf,
 }
 
@@ -79,6 +84,8 @@ impl<'s> Loop<'s> {
             max_rate: s.max_rate,
             cap: s.cap,
             max_memory: s.max_memory,
+            min_free_disk: s.min_free_disk,
+            report_dir: s.report_dir,
             stage: "starting".into(),
             session: s.session,
         }
@@ -261,13 +268,25 @@ async fn run_loop<P: Platform>(
         tokio::select! {
             _ = tick.tick() => {
                 st.publish();
+                if last_print.elapsed() >= Duration::from_secs(10) {
+                    give_back_freed_memory();
+                }
                 let rss = resident_bytes();
-                if rss > st.max_memory {
-                    let what = format!(
+                let free = free_bytes(&st.report_dir);
+                let limit = if rss > st.max_memory {
+                    Some(format!(
                         "the harness reached its memory limit ({} MB of {} MB, --max-memory): stopping",
                         rss / 1_000_000,
                         st.max_memory / 1_000_000
-                    );
+                    ))
+                } else {
+                    free.filter(|f| *f < st.min_free_disk).map(|f| format!(
+                        "the reports disk is nearly full ({} MB free, --min-free-disk {} MB): stopping",
+                        f / 1_000_000,
+                        st.min_free_disk / 1_000_000
+                    ))
+                };
+                if let Some(what) = limit {
                     st.evidence.event(what.clone());
                     eprintln!("brownout: {what}");
                     return Ok(());
@@ -311,6 +330,27 @@ async fn run_loop<P: Platform>(
             }
         }
     }
+}
+
+/// Returns the memory freed since the last call to the kernel. A fault that slows the system
+/// down puts thousands of requests in flight at once (up to rate × timeout × 2); glibc keeps what
+/// they freed in its per-thread arenas, so without this the resident size would stay at the
+/// largest such burst for the rest of a game day, and `--max-memory` would judge that rather than
+/// what the harness holds.
+fn give_back_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks glibc's own heaps, under their locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Free bytes for an unprivileged writer on `dir`'s filesystem (`None` if statvfs cannot tell).
+// `fsblkcnt_t` and `c_ulong` are u64 here but not on every target: the conversions stay.
+#[allow(clippy::useless_conversion)]
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    let s = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
 }
 
 /// This process's resident memory now, in bytes (0 if /proc cannot tell).

@@ -80,6 +80,9 @@ pub struct GamedayOptions {
     pub max_rate: u32,
     /// Resident memory (bytes) past which the game day stops itself, like the cap.
     pub max_memory: u64,
+    /// Free space (bytes) on the reports directory's filesystem below which the game day stops
+    /// itself, like the cap: its responses stream there.
+    pub min_free_disk: u64,
 }
 
 /// Where `brownout gameday inject|heal|…` find a running game day: URL, token and pid, written
@@ -210,6 +213,8 @@ pub async fn run<P: Platform>(
         max_rate,
         cap: opts.cap,
         max_memory: opts.max_memory,
+        min_free_disk: opts.min_free_disk,
+        report_dir: run.report_dir().to_path_buf(),
         session,
     });
     let outcome = run.execute(&mut driver, platform, cancel).await;

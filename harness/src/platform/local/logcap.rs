@@ -77,10 +77,10 @@ impl LogCaps {
             let Some(text) = value else {
                 return Ok(default);
             };
-            let bytes = parse_cap(&text).ok_or_else(|| {
+            // Not a volume's size (held to a tmpfs's 1 GiB): a run's logs may be allowed more.
+            let bytes = crate::units::parse_bytes(&text).map_err(|e| {
                 BrownoutError::BadInput(format!(
-                    "{name}={text:?} is not a size; write one such as \"64MiB\" (KiB, MiB, GiB, \
-                     TiB or bytes), or unset it for the default"
+                    "{name}={text:?}: {e}, or unset it for the default"
                 ))
             })?;
             if bytes < Self::MIN {
@@ -109,27 +109,6 @@ impl LogCaps {
         }
         Ok(caps)
     }
-}
-
-/// A cap as written: a byte count, or one with a binary unit ("64KiB", "16MiB", "1GiB", "1TiB").
-/// Not `units::parse_size` (a volume's, held to a tmpfs's 1 GiB) nor `parse_memory` (a memory
-/// limit's): a disk cap is neither, and a run's logs may well be allowed more than 1 GiB.
-fn parse_cap(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let units = [
-        ("KiB", 1u64 << 10),
-        ("MiB", 1 << 20),
-        ("GiB", 1 << 30),
-        ("TiB", 1 << 40),
-    ];
-    let (num, mult) = units
-        .iter()
-        .find_map(|(u, m)| t.strip_suffix(u).map(|n| (n, *m)))
-        .unwrap_or((t, 1));
-    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
 /// Files a program reopens on SIGUSR1 (nginx's logs): rotated by rename, then the signal.

@@ -57,9 +57,10 @@ fn caps_come_from_sizes_and_self_defeating_ones_are_refused() {
         (
             None,
             Some("-1MiB"),
-            "BROWNOUT_LOG_CAP_RUN=\"-1MiB\" is not a size",
+            "BROWNOUT_LOG_CAP_RUN=\"-1MiB\": '-1MiB' is not a size",
         ),
-        (None, Some("99999999999TiB"), "is not a size"),
+        (None, Some("99999999999TiB"), "out of range"),
+        (Some("64MB"), None, "ambiguous"),
         (Some("64MiB"), Some("32MiB"), "less than"),
     ] {
         let err = caps(f, r).unwrap_err();
