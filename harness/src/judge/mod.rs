@@ -506,6 +506,18 @@ mod tests {
         assert_eq!(Latencies::default().percentile(50.0), None);
     }
 
+    /// The windows a scenario's phases open, each with its phase's fault.
+    fn windows_of(scenario: &crate::spec::Scenario) -> Vec<Window> {
+        scenario
+            .phases
+            .iter()
+            .map(|p| Window {
+                name: p.name.clone(),
+                fault: p.fault.clone(),
+            })
+            .collect()
+    }
+
     /// A responses file that cannot be read whole fails the run with a verdict saying so, rather
     /// than judging on part of the evidence.
     #[test]
@@ -520,14 +532,7 @@ mod tests {
         let plan_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../scenarios/pool-exhaustion.toml");
         let scenario = crate::spec::load_scenario(&plan_file).unwrap();
-        let windows: Vec<Window> = scenario
-            .phases
-            .iter()
-            .map(|p| Window {
-                name: p.name.clone(),
-                fault: p.fault.clone(),
-            })
-            .collect();
+        let windows = windows_of(&scenario);
         let plan = Plan::of_scenario(&scenario);
         let input = JudgeInput {
             plan: &plan,
@@ -560,14 +565,7 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
         let scenario = crate::spec::load_scenario(&root.join("pool-exhaustion.toml")).unwrap();
         let data = EvidenceData::default();
-        let windows: Vec<Window> = scenario
-            .phases
-            .iter()
-            .map(|p| Window {
-                name: p.name.clone(),
-                fault: p.fault.clone(),
-            })
-            .collect();
+        let windows = windows_of(&scenario);
         let verdicts = judge(&JudgeInput {
             plan: &Plan::of_scenario(&scenario),
             windows: &windows,
