@@ -2,12 +2,14 @@
 //! against the tools people would use instead, side by side in one run, never against a fixed
 //! time. Parts: `proxy` (the fault proxy vs HAProxy vs direct), `load` (the load driver vs bare
 //! goose vs wrk), `startup` (the local stack, per component), `cost` (the harness's CPU and RSS
-//! at 40 / 400 / 2,000 req/s). Prints one table and writes it, with every figure, to
+//! at 40 / 400 / 2,000 req/s), `inflight` (memory per send waiting for its answer: the load
+//! driver vs reqwest vs hyper). Prints one table and writes it, with every figure, to
 //! `reports/bench/<time>.json` and `reports/bench/latest.json`. `--quick` only checks that every
 //! part still runs (CI): its figures mean nothing.
 
 mod common;
 mod cost;
+mod inflight;
 mod load;
 mod proxy;
 mod startup;
@@ -15,11 +17,15 @@ mod startup;
 use common::{Mode, Row};
 use serde_json::json;
 
-const PARTS: [&str; 4] = ["proxy", "load", "startup", "cost"];
+const PARTS: [&str; 5] = ["proxy", "load", "startup", "cost", "inflight"];
 
 fn main() {
     if std::env::var("BROWNOUT_BENCH_ROLE").as_deref() == Ok("driver") {
         load::driver_child();
+        return;
+    }
+    if std::env::var("BROWNOUT_BENCH_ROLE").as_deref() == Ok("inflight") {
+        inflight::child();
         return;
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -55,6 +61,7 @@ fn main() {
                 (r, d)
             }
             "startup" => startup::run(mode),
+            "inflight" => inflight::run(mode),
             _ => cost::run(mode, &goose_per_cpu),
         };
         rows.extend(r);

@@ -147,7 +147,12 @@ fn start(a: Start) -> Result<Exit, BrownoutError> {
         Some(p) => p,
         None => default_load(&a.scenarios_dir, &system)?,
     };
-    let load_from = spec::gameday::load_for_gameday(&load_path, &system)?;
+    let mut load_from = spec::gameday::load_for_gameday(&load_path, &system)?;
+    // The scenario's slots were sized for its own rate; `rate` may raise it to --max-rate, and
+    // slots sized for 40 req/s would make most sends at 400 req/s late during a fault (the
+    // harness's limit, not the system's).
+    let slots = spec::default_max_in_flight(a.max_rate, load_from.load.timeout);
+    load_from.load.max_in_flight = load_from.load.max_in_flight.max(slots);
     spec::check_bugs(&load_from.system, &a.bugs)?;
     if let Some(t) = &a.token {
         if t.len() < 16 {
@@ -166,10 +171,11 @@ fn start(a: Start) -> Result<Exit, BrownoutError> {
     gameday::api::check_bind(listen, listen_given, a.token.is_some())
         .map_err(BrownoutError::BadInput)?;
     eprintln!(
-        "brownout: load from {} ({} req/s; `rate` changes it, up to {})",
+        "brownout: load from {} ({} req/s; `rate` changes it, up to {}; up to {} sends in flight)",
         load_path.display(),
         load_from.load.rate,
-        a.max_rate
+        a.max_rate,
+        load_from.load.max_in_flight
     );
     let session = Session::new(On::Local, a.reports_dir.clone())?;
     let outcome = session.gameday(

@@ -1,8 +1,8 @@
 //! The load: an **open** arrival model at a constant rate (like k6's `constant-arrival-rate`).
 //! Send *i* is scheduled at `start + i / rate`, whatever the system does; which request it is comes
-//! from a seeded, stationary [`mix`]. Each send runs as its own task on one shared HTTP client
-//! (connection pool), so a slow system costs in-flight tasks, not more clients; in-flight sends are
-//! capped (`max_in_flight`). A send that starts later than its schedule (the cap was reached, or
+//! from a seeded, stationary [`mix`]. Each send runs as its own task with a connection of its own
+//! ([`http`]: what a send costs while it waits is what a slow system costs the harness), so a slow
+//! system costs in-flight tasks, not more clients; in-flight sends are capped (`max_in_flight`). A send that starts later than its schedule (the cap was reached, or
 //! the machine was too busy) is counted as *late* and its lateness recorded: latency is judged from
 //! the **scheduled** time, so a driver that falls behind cannot hide slow answers (no coordinated
 //! omission). Every load loop is bounded by `max_run` and by the number of sends that fit in it.
@@ -12,6 +12,7 @@
 //! ([`UPSTREAM_HEADER_TIME_HEADER`], `-` when the ingress made the answer itself, e.g. a 504 after
 //! its read timeout or a 502 for a refused connection); the replica is looked up from the address.
 
+pub mod http;
 pub mod mix;
 pub mod schedule;
 
@@ -101,16 +102,19 @@ pub fn start_steered(
     // reloading nginx closes idle keep-alive connections, so a pooled connection can be closed
     // under a request just written to it (a "no response" that is about the harness's ingress,
     // not the system). Kubernetes ingresses update endpoints without closing connections.
-    let client = reqwest::Client::builder()
-        .timeout(load.timeout)
-        .pool_max_idle_per_host(0)
-        .tcp_nodelay(true)
-        .no_proxy()
-        .build()
-        .map_err(|e| BrownoutError::Environment(format!("HTTP client: {e}")))?;
+    let target = http::Target::parse(base_url).map_err(BrownoutError::Environment)?;
+    // Each request's request-line target, joined to the base URL once.
+    let paths = load
+        .requests
+        .iter()
+        .map(|r| target.origin_form(&r.path))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(BrownoutError::Environment)?;
+    let target = Arc::new(target);
+    let paths = Arc::new(paths);
+    let timeout = load.timeout;
     let mut mixes = PhaseMixes::new(load, seed);
     let requests: Arc<Vec<RequestSpec>> = Arc::new(load.requests.clone());
-    let base = base_url.trim_end_matches('/').to_string();
     let rate = load.rate.max(1) as u64;
     let slots = Arc::new(tokio::sync::Semaphore::new(load.max_in_flight as usize));
     let stop = Arc::new(AtomicBool::new(false));
@@ -169,20 +173,23 @@ pub fn start_steered(
             while tasks.try_join_next().is_some() {}
             let index = mixes.next(&evidence, due);
             let send = Send {
-                client: client.clone(),
-                url: format!("{base}{}", requests[index].path),
+                target: target.clone(),
+                paths: paths.clone(),
                 requests: requests.clone(),
+                timeout,
                 index,
                 seq,
                 due,
                 request_id: format!("bo-{nonce:08x}-{seq}"),
             };
             let (ev, slots) = (evidence.clone(), slots.clone());
+            // A send that waits for a slot holds only `send` and its place in the queue: the
+            // exchange's state is made once it has a slot.
             tasks.spawn(async move {
                 let Ok(_slot) = slots.acquire_owned().await else {
                     return;
                 };
-                send.run(&ev).await;
+                Box::pin(send.run(&ev)).await;
             });
             seq += 1;
         }
@@ -270,9 +277,10 @@ impl LoadRun {
 
 /// One scheduled send, with its retries.
 struct Send {
-    client: reqwest::Client,
-    url: String,
+    target: Arc<http::Target>,
+    paths: Arc<Vec<String>>,
     requests: Arc<Vec<RequestSpec>>,
+    timeout: Duration,
     index: usize,
     seq: u64,
     due: Instant,
@@ -286,8 +294,6 @@ impl Send {
             .idempotency_key
             .then(|| format!("{}-key", self.request_id));
         let max_attempts = req.retry.as_ref().map_or(0, |r| r.max).saturating_add(1);
-        let method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
-            .unwrap_or(reqwest::Method::GET);
         let mut attempt = 1;
         let mut wait_from = self.due;
         loop {
@@ -297,42 +303,26 @@ impl Send {
             let t_ms = ev.ms_at(sent.into_std());
             ev.sent(ev.phase_at(t_ms), self.index, attempt, late);
             let request_id = format!("{}-{attempt}", self.request_id);
-            let mut builder = self
-                .client
-                .request(method.clone(), &self.url)
-                .header("x-request-id", &request_id);
-            if let Some(k) = &key {
-                builder = builder.header("idempotency-key", k);
-            }
-            if let Some(body) = &req.body {
-                builder = builder
-                    .header("content-type", "application/json")
-                    .body(body.clone());
-            }
-            let result = async {
-                let resp = builder.send().await?;
-                let status = resp.status().as_u16();
-                let header = |name: &str| {
-                    resp.headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string)
-                };
-                let upstream = header(UPSTREAM_ADDR_HEADER);
-                let header_time = header(UPSTREAM_HEADER_TIME_HEADER);
-                let retry_after = header("retry-after");
-                // Read the whole body: the answer is complete, and the connection can be reused.
-                resp.bytes().await?;
-                Ok::<_, reqwest::Error>((status, upstream, header_time, retry_after))
-            }
-            .await;
+            let request = http::Request {
+                method: &req.method,
+                path: &self.paths[self.index],
+                request_id: &request_id,
+                idempotency_key: key.as_deref(),
+                body: req.body.as_deref(),
+            };
+            let result = http::exchange(&self.target, &request, self.timeout).await;
             let latency_ms = sent.elapsed().as_millis() as u64;
             // Judged in the phase in which the answer arrived: a request sent just before a fault
             // is injected and answered under it reflects the fault, not the phase it left in.
             let phase = ev.phase_at(ev.now_ms());
             let mut retry_wait = None;
             let record = match result {
-                Ok((status, upstream, header_time, retry_after)) => {
+                Ok(http::Answer {
+                    status,
+                    upstream,
+                    header_time,
+                    retry_after,
+                }) => {
                     let (layer, upstream) = attribute(upstream.as_deref(), header_time.as_deref());
                     if attempt < max_attempts
                         && req.retry.as_ref().is_some_and(|rt| rt.on.contains(&status))
@@ -378,7 +368,7 @@ impl Send {
                     upstream: None,
                     retry_after: false,
                     seq: self.seq,
-                    error: Some(error_kind(&e)),
+                    error: Some(e.as_str()),
                 },
             };
             let acknowledged = (200..300).contains(&record.status);
@@ -397,19 +387,6 @@ impl Send {
                 None => break,
             }
         }
-    }
-}
-
-/// Why a send got no response, in one word.
-fn error_kind(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else if e.is_request() || e.is_body() || e.is_decode() {
-        "closed"
-    } else {
-        "other"
     }
 }
 

@@ -216,12 +216,9 @@ fn load(spans: Spans, loc: &Locator, spec: &LoadSpec) -> Result<Load> {
             "[load] needs at least one [[load.requests]] entry",
         ));
     }
-    // Enough slots that the rate holds even when every send and a retry wait the full timeout.
-    let max_in_flight = spec.max_in_flight.unwrap_or_else(|| {
-        (rate as f64 * timeout.as_secs_f64() * 2.0)
-            .ceil()
-            .clamp(16.0, 100_000.0) as u32
-    });
+    let max_in_flight = spec
+        .max_in_flight
+        .unwrap_or_else(|| default_max_in_flight(rate, timeout));
     if max_in_flight == 0 {
         return Err(loc.at(
             crate::key_path!["load", "max_in_flight"],
@@ -240,6 +237,14 @@ fn load(spans: Spans, loc: &Locator, spec: &LoadSpec) -> Result<Load> {
         timeout,
         requests: spec.requests.clone(),
     })
+}
+
+/// `[load] max_in_flight` when the scenario does not give it: enough slots that `rate` holds even
+/// when every send and a retry wait the full timeout.
+pub fn default_max_in_flight(rate: u32, timeout: Duration) -> u32 {
+    (rate as f64 * timeout.as_secs_f64() * 2.0)
+        .ceil()
+        .clamp(16.0, 100_000.0) as u32
 }
 
 /// The key of an `[[expect]]` entry that names `phase` (`during`, `phase` or `after`), so an

@@ -28,8 +28,8 @@ mod tolerance;
 pub use expect::*;
 pub use fault::*;
 pub use loading::{
-    check_bugs, load_scenario, load_scenario_on, resolve_scenario, scenario_from_text,
-    scenario_paths,
+    check_bugs, default_max_in_flight, load_scenario, load_scenario_on, resolve_scenario,
+    scenario_from_text, scenario_paths,
 };
 pub(crate) use loading::{parse_toml, read};
 pub use model::*;
