@@ -10,6 +10,7 @@ MINUTES=${1:-30}
 RATE=${2:-100}
 B=target/release/brownout
 [ -x "$B" ] || { echo "build first: cargo build --workspace --bins --release" >&2; exit 3; }
+command -v python3 >/dev/null || { echo "gameday-soak reads the report with python3: apt-get install python3" >&2; exit 3; }
 OUT=reports/gameday-soak/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 export BROWNOUT_REPORTS="$OUT/reports"

@@ -47,14 +47,15 @@ struct Start {
     #[arg(long)]
     expect: Option<PathBuf>,
     /// Stop by itself (healing first) when the harness's resident memory passes this, e.g. 1GiB.
-    /// Responses stream to disk, so memory stays flat over time (measured: 17 MB through a
+    /// Responses stream to disk, so memory stays flat over time (measured: 16.8–20.4 MB through a
     /// 30-minute game day at 400 req/s); what can grow is the requests in flight, bounded by
-    /// rate × timeout × 2 (about 13 KB each: 539 MB with 40,000 in flight at 2,000 req/s against
-    /// a stack that could not keep up), so the default holds the default --max-rate's worst case.
-    #[arg(long, default_value = "512MiB", value_parser = crate::units::parse_memory)]
+    /// rate × timeout × 2 (about 2.7 KB each: 142 MB at the most for a run at 2,000 req/s with
+    /// 40,000 in flight against a stack that could not keep up), so the default holds the default
+    /// --max-rate's worst case (about 75 MB) three times over.
+    #[arg(long, default_value = "256MiB", value_parser = crate::units::parse_memory)]
     max_memory: u64,
     /// Stop by itself (healing first) when the reports directory's filesystem has less free
-    /// space than this: every response streams there (about 200 bytes each: 290 MB an hour at
+    /// space than this: every response streams there (about 200 bytes each: 420 MB an hour at
     /// 400 req/s), the component logs add at most 256 MiB per run.
     #[arg(long, default_value = "1GiB", value_parser = crate::units::parse_bytes)]
     min_free_disk: u64,

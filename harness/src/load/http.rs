@@ -2,7 +2,10 @@
 //! [`super::start_steered`] for why), the request written as bytes, the answer's head read with
 //! `httparse` (the parser hyper itself uses) and its body read to its end by the framing HTTP/1.1
 //! gives it (RFC 9112 §6.3: none, `Content-Length`, chunked, or until the server closes) and
-//! thrown away. Only the status and three headers are kept ([`Answer`]).
+//! thrown away. Only the status and three headers are kept ([`Answer`]). Redirects are followed
+//! as reqwest followed them (up to 10; 301/302 turn a POST into a GET, 303 anything but HEAD),
+//! but only on the target's own origin: the load goes nowhere else, so a redirect to another
+//! host is recorded as the answer.
 //!
 //! Why not reqwest or hyper's client: during a fault an open-model driver holds thousands of sends
 //! in flight (rate × how long the system takes to answer), and what each one costs while it waits
@@ -22,7 +25,10 @@ use tokio::net::TcpStream;
 /// Headers the driver reads from an answer; a larger head is refused, as hyper refuses one over
 /// its default buffer limit.
 const MAX_HEADERS: usize = 100;
-const MAX_HEAD_BYTES: usize = 400 * 1024;
+/// hyper's default read-buffer limit (8 KiB + 100 × 4 KiB, `proto/h1/io.rs`).
+const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
+/// reqwest's default redirect policy (`redirect::Policy::default`, `limited(10)`).
+const MAX_REDIRECTS: usize = 10;
 /// How much is read from the socket at a time once it is readable.
 const READ_CHUNK: usize = 4096;
 
@@ -30,9 +36,11 @@ const READ_CHUNK: usize = 4096;
 /// header, and the base URL each request's path is joined to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    addr: SocketAddr,
+    /// Every address the host has, tried in turn (as hyper-util's connector does).
+    addrs: Vec<SocketAddr>,
     host: String,
     base: String,
+    url: reqwest::Url,
 }
 
 impl Target {
@@ -49,13 +57,18 @@ impl Target {
             .host_str()
             .ok_or_else(|| format!("the load's base URL '{base_url}' has no host"))?;
         let port = url.port_or_known_default().unwrap_or(80);
-        let addr = (host.trim_start_matches('[').trim_end_matches(']'), port)
+        let addrs: Vec<SocketAddr> = (host.trim_start_matches('[').trim_end_matches(']'), port)
             .to_socket_addrs()
             .map_err(|e| format!("the load's base URL '{base_url}': {e}"))?
-            .next()
-            .ok_or_else(|| format!("the load's base URL '{base_url}': {host} has no address"))?;
+            .collect();
+        if addrs.is_empty() {
+            return Err(format!(
+                "the load's base URL '{base_url}': {host} has no address"
+            ));
+        }
         Ok(Target {
-            addr,
+            addrs,
+            url: url.clone(),
             host: match url.port() {
                 Some(p) => format!("{host}:{p}"),
                 None => host.to_string(),
@@ -70,10 +83,38 @@ impl Target {
     pub fn origin_form(&self, path: &str) -> Result<String, String> {
         let url = reqwest::Url::parse(&format!("{}{path}", self.base))
             .map_err(|e| format!("request path '{path}': {e}"))?;
-        Ok(match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
-        })
+        Ok(origin_form_of(&url))
+    }
+
+    /// The URL of `path` (origin-form) on this target.
+    fn url_of(&self, path: &str) -> Option<reqwest::Url> {
+        self.url.join(path).ok()
+    }
+
+    /// Where a redirect from `from` to `location` goes, if it stays on this target's origin.
+    fn redirect(&self, from: &str, location: &str) -> Option<reqwest::Url> {
+        let next = self.url_of(from)?.join(location).ok()?;
+        (next.scheme() == self.url.scheme()
+            && next.host_str() == self.url.host_str()
+            && next.port_or_known_default() == self.url.port_or_known_default())
+        .then_some(next)
+    }
+
+    async fn connect(&self) -> Result<TcpStream, NoAnswer> {
+        for addr in &self.addrs {
+            if let Ok(s) = TcpStream::connect(addr).await {
+                return Ok(s);
+            }
+        }
+        Err(NoAnswer::Connect)
+    }
+}
+
+/// `/path?query` of a URL, as a request line carries it.
+fn origin_form_of(url: &reqwest::Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
     }
 }
 
@@ -93,7 +134,7 @@ pub struct Request<'a> {
 impl Request<'_> {
     /// The request's bytes: the same headers reqwest sent (`host`, `accept: */*`, the body's
     /// `content-type` and `content-length`) plus the driver's own.
-    fn encode(&self, target: &Target) -> Vec<u8> {
+    fn encode(&self, target: &Target, referer: Option<&str>) -> Vec<u8> {
         use std::fmt::Write;
         let mut head = String::with_capacity(256);
         let _ = write!(
@@ -104,12 +145,15 @@ impl Request<'_> {
         if let Some(k) = self.idempotency_key {
             let _ = write!(head, "idempotency-key: {k}\r\n");
         }
+        if let Some(r) = referer {
+            let _ = write!(head, "referer: {r}\r\n");
+        }
         if let Some(b) = self.body {
-            let _ = write!(
-                head,
-                "content-type: application/json\r\ncontent-length: {}\r\n",
-                b.len()
-            );
+            head.push_str("content-type: application/json\r\n");
+            // reqwest sent no length for an empty body.
+            if !b.is_empty() {
+                let _ = write!(head, "content-length: {}\r\n", b.len());
+            }
         }
         head.push_str("\r\n");
         let mut bytes = head.into_bytes();
@@ -141,6 +185,8 @@ pub enum NoAnswer {
     /// The connection ended, or carried something that is not an HTTP/1.1 answer, before the
     /// answer was complete.
     Closed,
+    /// More than [`MAX_REDIRECTS`] redirects in a row.
+    Redirects,
 }
 
 impl NoAnswer {
@@ -150,6 +196,8 @@ impl NoAnswer {
             NoAnswer::Timeout => "timeout",
             NoAnswer::Connect => "connect",
             NoAnswer::Closed => "closed",
+            // reqwest's "too many redirects" was neither of the above.
+            NoAnswer::Redirects => "other",
         }
     }
 }
@@ -160,20 +208,56 @@ pub async fn exchange(
     request: &Request<'_>,
     timeout: Duration,
 ) -> Result<Answer, NoAnswer> {
-    tokio::time::timeout(timeout, exchange_on_new_connection(target, request))
+    tokio::time::timeout(timeout, following_redirects(target, request))
         .await
         .unwrap_or(Err(NoAnswer::Timeout))
 }
 
-async fn exchange_on_new_connection(
+/// The exchange, and those its redirects lead to on the target's origin (each on a new
+/// connection, within the one timeout, as reqwest did).
+async fn following_redirects(target: &Target, request: &Request<'_>) -> Result<Answer, NoAnswer> {
+    let (mut method, mut body) = (request.method, request.body);
+    let mut path = request.path.to_string();
+    let mut referer: Option<String> = None;
+    for _ in 0..=MAX_REDIRECTS {
+        let hop = Request {
+            method,
+            path: &path,
+            body,
+            ..*request
+        };
+        let (answer, location) = exchange_once(target, &hop, referer.as_deref()).await?;
+        let next = match (answer.status, location) {
+            (301 | 302 | 303 | 307 | 308, Some(l)) => target.redirect(&path, &l),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return Ok(answer);
+        };
+        // tower-http's FollowRedirect rules, which reqwest applies.
+        match answer.status {
+            301 | 302 if method == "POST" => (method, body) = ("GET", None),
+            303 if method != "HEAD" => (method, body) = ("GET", None),
+            _ => {}
+        }
+        referer = target.url_of(&path).map(|mut u| {
+            u.set_fragment(None);
+            u.to_string()
+        });
+        path = origin_form_of(&next);
+    }
+    Err(NoAnswer::Redirects)
+}
+
+/// One request on a new connection: the answer and its `Location`, if any.
+async fn exchange_once(
     target: &Target,
     request: &Request<'_>,
-) -> Result<Answer, NoAnswer> {
-    let mut stream = TcpStream::connect(target.addr)
-        .await
-        .map_err(|_| NoAnswer::Connect)?;
+    referer: Option<&str>,
+) -> Result<(Answer, Option<String>), NoAnswer> {
+    let mut stream = target.connect().await?;
     let _ = stream.set_nodelay(true);
-    let bytes = request.encode(target);
+    let bytes = request.encode(target, referer);
     stream
         .write_all(&bytes)
         .await
@@ -195,23 +279,31 @@ enum Framing {
 #[derive(Debug)]
 struct Head {
     answer: Answer,
+    location: Option<String>,
     len: usize,
     framing: Framing,
 }
 
-async fn read_answer(stream: &mut TcpStream, to_head: bool) -> Result<Answer, NoAnswer> {
+async fn read_answer(
+    stream: &mut TcpStream,
+    to_head: bool,
+) -> Result<(Answer, Option<String>), NoAnswer> {
     // Nothing is allocated until the server has said something.
     let mut buf: Vec<u8> = Vec::new();
     let head = loop {
-        if let Some(head) = parse_head(&buf, to_head)? {
-            // Interim answers (1xx: 100 Continue, 103 Early Hints) come before the final one.
-            if (100..200).contains(&head.answer.status) {
-                buf.drain(..head.len);
-                continue;
+        // Only once the head's end is there: parsing is not repeated for every read of a large head.
+        if head_may_be_complete(&buf) {
+            if let Some(head) = parse_head(&buf, to_head)? {
+                // Interim answers (100 Continue, 103 Early Hints) come before the final one;
+                // hyper takes a 101 as final.
+                if head.answer.status != 101 && (100..200).contains(&head.answer.status) {
+                    buf.drain(..head.len);
+                    continue;
+                }
+                break head;
             }
-            break head;
         }
-        if buf.len() > MAX_HEAD_BYTES || read_some(stream, &mut buf).await? == 0 {
+        if buf.len() >= MAX_HEAD_BYTES || read_some(stream, &mut buf).await? == 0 {
             return Err(NoAnswer::Closed);
         }
     };
@@ -252,7 +344,12 @@ async fn read_answer(stream: &mut TcpStream, to_head: bool) -> Result<Answer, No
             }
         },
     }
-    Ok(head.answer)
+    Ok((head.answer, head.location))
+}
+
+/// Whether `buf` holds an empty line (the end of a head), as hyper checks before parsing.
+fn head_may_be_complete(buf: &[u8]) -> bool {
+    buf.windows(2).any(|w| w == b"\n\n") || buf.windows(3).any(|w| w == b"\n\r\n")
 }
 
 /// Waits until the socket is readable, then reads what it has onto `buf`; 0 at the end.
@@ -277,7 +374,11 @@ fn parse_head(buf: &[u8], to_head: bool) -> Result<Option<Head>, NoAnswer> {
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(NoAnswer::Closed),
     };
-    let status = response.code.ok_or(NoAnswer::Closed)?;
+    // hyper refuses a status below 100 (`http::StatusCode`); httparse would take it.
+    let status = response
+        .code
+        .filter(|c| *c >= 100)
+        .ok_or(NoAnswer::Closed)?;
     // The first value of a header, if it is visible ASCII (what `HeaderValue::to_str` accepts).
     let first = |name: &str| {
         response
@@ -298,6 +399,10 @@ fn parse_head(buf: &[u8], to_head: bool) -> Result<Option<Head>, NoAnswer> {
         .iter()
         .rfind(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
     {
+        // HTTP/1.0 has no transfer codings: hyper refuses the answer.
+        if response.version == Some(0) {
+            return Err(NoAnswer::Closed);
+        }
         let last = te.value.rsplit(|&b| b == b',').next().unwrap_or_default();
         if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
             Framing::Chunked
@@ -311,14 +416,18 @@ fn parse_head(buf: &[u8], to_head: bool) -> Result<Option<Head>, NoAnswer> {
             .iter()
             .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
         {
-            let n: u64 = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .ok_or(NoAnswer::Closed)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(NoAnswer::Closed);
+            // As hyper reads it: digits only, and a list ("5, 5") of one value.
+            for v in h.value.split(|&b| b == b',') {
+                let v = v.trim_ascii();
+                let n: u64 = (!v.is_empty() && v.iter().all(u8::is_ascii_digit))
+                    .then(|| std::str::from_utf8(v).ok()?.parse().ok())
+                    .flatten()
+                    .ok_or(NoAnswer::Closed)?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(NoAnswer::Closed);
+                }
+                length = Some(n);
             }
-            length = Some(n);
         }
         length.map_or(Framing::UntilClose, Framing::Length)
     };
@@ -330,6 +439,7 @@ fn parse_head(buf: &[u8], to_head: bool) -> Result<Option<Head>, NoAnswer> {
     };
     Ok(Some(Head {
         answer,
+        location: first("location"),
         len,
         framing,
     }))

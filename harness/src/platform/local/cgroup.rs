@@ -81,6 +81,34 @@ pub(super) fn replica_dir(run_dir: &Path, name: &str) -> Result<PathBuf, String>
     Ok(dir)
 }
 
+/// A limit the local platform sets on each replica through a cgroup of its own (memory in
+/// [`Cgroups`], CPU in [`super::cpu_cgroup::CpuCgroups`]): where a replica's cgroup is, how the
+/// limit is set or lifted, and what it did while it was set.
+pub trait ReplicaLimit {
+    /// The limit's value (bytes, thousandths of a CPU).
+    type Value: Copy;
+    /// The cgroup of replica `name` (created if need be): where its process is started.
+    fn replica(&self, name: &str) -> Result<PathBuf, String>;
+    /// Sets the limit of the replica whose cgroup is `dir` (`None`: lifts it).
+    fn set_limit(&self, dir: &Path, value: Option<Self::Value>) -> Result<(), String>;
+    /// What the limit did to the replica whose cgroup is `dir`, as an event (when it did anything).
+    fn effect(&self, replica: &str, dir: &Path) -> Option<String>;
+}
+
+impl ReplicaLimit for Cgroups {
+    type Value = u64;
+    fn replica(&self, name: &str) -> Result<PathBuf, String> {
+        Cgroups::replica(self, name)
+    }
+    fn set_limit(&self, dir: &Path, bytes: Option<u64>) -> Result<(), String> {
+        Cgroups::set_limit(self, dir, bytes)
+    }
+    fn effect(&self, replica: &str, dir: &Path) -> Option<String> {
+        let kills = self.oom_kills(dir);
+        (kills > 0).then(|| format!("{replica}: OOM-killed {kills} times under its memory limit"))
+    }
+}
+
 impl Cgroups {
     /// Creates the run's cgroup directory (needs root).
     pub fn create() -> Result<Cgroups, String> {

@@ -100,42 +100,14 @@ impl MemoryLimiter for LocalPlatform {
         let cgroups = ctx.cgroups.as_ref().map_err(|why| {
             BrownoutError::Environment(format!("fault memory-limit: {why}; run brownout as root"))
         })?;
-        let svc = deployed
-            .services
-            .iter()
-            .find(|(n, _)| n == service)
-            .map(|(_, s)| s.clone())
-            .ok_or_else(|| {
-                BrownoutError::BadInput(format!("no service '{service}' is deployed"))
-            })?;
-        {
-            let mut limits = ctx.memory_limits.lock().expect("limits lock");
-            match bytes {
-                Some(b) => limits.insert(service.to_string(), b),
-                None => limits.remove(service),
-            };
-        }
-        let replicas: Vec<String> = svc
-            .lock()
-            .expect("service lock")
-            .replicas
-            .iter()
-            .map(|r| r.handle.name.clone())
-            .collect();
-        for name in &replicas {
-            let dir = cgroups.replica(name).map_err(BrownoutError::Environment)?;
-            cgroups
-                .set_limit(&dir, bytes)
-                .map_err(BrownoutError::Environment)?;
-            if bytes.is_none() {
-                let kills = cgroups.oom_kills(&dir);
-                if kills > 0 {
-                    evidence.event(format!(
-                        "{name}: OOM-killed {kills} times under its memory limit"
-                    ));
-                }
-            }
-        }
+        let replicas = limit_replicas(
+            deployed,
+            cgroups,
+            &ctx.memory_limits,
+            service,
+            bytes,
+            evidence,
+        )?;
         evidence.event(match bytes {
             Some(b) => format!(
                 "memory limit of {service} set to {:.0} MiB per replica ({})",
@@ -160,35 +132,14 @@ impl CpuLimiter for LocalPlatform {
         let cgroups = ctx.cpu_cgroups.as_ref().map_err(|why| {
             BrownoutError::Environment(format!("fault cpu-limit: {why}; run brownout as root"))
         })?;
-        let svc = deployed.service(service)?;
-        {
-            let mut limits = ctx.cpu_limits.lock().expect("limits lock");
-            match millicpus {
-                Some(m) => limits.insert(service.to_string(), m),
-                None => limits.remove(service),
-            };
-        }
-        let replicas: Vec<String> = svc
-            .lock()
-            .expect("service lock")
-            .replicas
-            .iter()
-            .map(|r| r.handle.name.clone())
-            .collect();
-        for name in &replicas {
-            let dir = cgroups.replica(name).map_err(BrownoutError::Environment)?;
-            cgroups
-                .set_limit(&dir, millicpus)
-                .map_err(BrownoutError::Environment)?;
-            if millicpus.is_none() {
-                let throttled = super::cpu_cgroup::throttled_in(&dir);
-                if throttled > 0 {
-                    evidence.event(format!(
-                        "{name}: throttled in {throttled} periods of 100 ms under its CPU limit"
-                    ));
-                }
-            }
-        }
+        let replicas = limit_replicas(
+            deployed,
+            cgroups,
+            &ctx.cpu_limits,
+            service,
+            millicpus,
+            evidence,
+        )?;
         evidence.event(match millicpus {
             Some(m) => format!(
                 "CPU limit of {service} set to {} CPUs per replica ({})",
@@ -199,6 +150,46 @@ impl CpuLimiter for LocalPlatform {
         });
         Ok(())
     }
+}
+
+/// Sets (`Some`) or lifts (`None`) one kind of limit on every replica of `service`, and
+/// remembers it for the replicas started later (restarts, rollouts); on lifting, records what the
+/// limit did to each replica. Returns the replicas' names.
+fn limit_replicas<C: super::cgroup::ReplicaLimit>(
+    deployed: &super::Deployed,
+    cgroups: &C,
+    limits: &std::sync::Mutex<std::collections::BTreeMap<String, C::Value>>,
+    service: &str,
+    value: Option<C::Value>,
+    evidence: &Evidence,
+) -> Result<Vec<String>> {
+    let svc = deployed.service(service)?;
+    {
+        let mut limits = limits.lock().expect("limits lock");
+        match value {
+            Some(v) => limits.insert(service.to_string(), v),
+            None => limits.remove(service),
+        };
+    }
+    let replicas: Vec<String> = svc
+        .lock()
+        .expect("service lock")
+        .replicas
+        .iter()
+        .map(|r| r.handle.name.clone())
+        .collect();
+    for name in &replicas {
+        let dir = cgroups.replica(name).map_err(BrownoutError::Environment)?;
+        cgroups
+            .set_limit(&dir, value)
+            .map_err(BrownoutError::Environment)?;
+        if value.is_none() {
+            if let Some(effect) = cgroups.effect(name, &dir) {
+                evidence.event(effect);
+            }
+        }
+    }
+    Ok(replicas)
 }
 
 impl RolloutDriver for LocalPlatform {

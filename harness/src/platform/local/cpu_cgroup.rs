@@ -31,6 +31,22 @@ pub fn quota_us(millicpus: u32) -> u64 {
     u64::from(millicpus) * PERIOD_US / 1000
 }
 
+impl super::cgroup::ReplicaLimit for CpuCgroups {
+    type Value = u32;
+    fn replica(&self, name: &str) -> Result<PathBuf, String> {
+        CpuCgroups::replica(self, name)
+    }
+    fn set_limit(&self, dir: &Path, millicpus: Option<u32>) -> Result<(), String> {
+        CpuCgroups::set_limit(self, dir, millicpus)
+    }
+    fn effect(&self, replica: &str, dir: &Path) -> Option<String> {
+        let throttled = throttled_in(dir);
+        (throttled > 0).then(|| {
+            format!("{replica}: throttled in {throttled} periods of 100 ms under its CPU limit")
+        })
+    }
+}
+
 impl CpuCgroups {
     /// Creates the run's CPU cgroup directory (needs root).
     pub fn create() -> Result<CpuCgroups, String> {

@@ -118,35 +118,12 @@ pub(super) fn replica_config(
     if let Some(var) = &svc.bug_env {
         spec = spec.env(var, ctx.opts.bugs.join(","));
     }
+    let service = svc.name.get_ref();
     if let Ok(cgroups) = &ctx.cgroups {
-        let dir = cgroups.replica(name).map_err(BrownoutError::Environment)?;
-        let limit = ctx
-            .memory_limits
-            .lock()
-            .expect("limits lock")
-            .get(svc.name.get_ref())
-            .copied();
-        if limit.is_some() {
-            cgroups
-                .set_limit(&dir, limit)
-                .map_err(BrownoutError::Environment)?;
-        }
-        spec.cgroup = Some(dir);
+        spec.cgroup = Some(limited_cgroup(cgroups, &ctx.memory_limits, service, name)?);
     }
     if let Ok(cgroups) = &ctx.cpu_cgroups {
-        let dir = cgroups.replica(name).map_err(BrownoutError::Environment)?;
-        let limit = ctx
-            .cpu_limits
-            .lock()
-            .expect("limits lock")
-            .get(svc.name.get_ref())
-            .copied();
-        if limit.is_some() {
-            cgroups
-                .set_limit(&dir, limit)
-                .map_err(BrownoutError::Environment)?;
-        }
-        spec.cpu_cgroup = Some(dir);
+        spec.cpu_cgroup = Some(limited_cgroup(cgroups, &ctx.cpu_limits, service, name)?);
     }
     Ok(ReplicaConfig {
         service: svc.name.get_ref().clone(),
@@ -165,6 +142,26 @@ pub(super) fn replica_config(
         bring_up,
         oom_kills_seen: Default::default(),
     })
+}
+
+/// The cgroup replica `replica` of `service` starts in for one kind of limit, with the service's
+/// limit (set by a fault, remembered for replicas started later) already applied.
+fn limited_cgroup<C: cgroup::ReplicaLimit>(
+    cgroups: &C,
+    limits: &Mutex<BTreeMap<String, C::Value>>,
+    service: &str,
+    replica: &str,
+) -> Result<PathBuf> {
+    let dir = cgroups
+        .replica(replica)
+        .map_err(BrownoutError::Environment)?;
+    let limit = limits.lock().expect("limits lock").get(service).copied();
+    if limit.is_some() {
+        cgroups
+            .set_limit(&dir, limit)
+            .map_err(BrownoutError::Environment)?;
+    }
+    Ok(dir)
 }
 
 /// Starts a replica of the service's current revision; `bring_up`: one of the stack's first

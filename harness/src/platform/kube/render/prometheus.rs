@@ -73,8 +73,8 @@ pub(super) fn prometheus_objects(system: &System, opts: &RenderOptions) -> Resul
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        let text = std::fs::read_to_string(r)
-            .map_err(|e| BrownoutError::BadInput(format!("rule file {}: {e}", r.display())))?;
+        // Through the capped reader, as when the file was validated: it may have changed since.
+        let text = crate::spec::source::read_capped(r)?;
         if rules.insert(base.clone(), text).is_some() {
             return Err(BrownoutError::BadInput(format!(
                 "two rule files are named {base}: on Kubernetes they share one ConfigMap, rename one"
