@@ -65,9 +65,9 @@ test-matrix: (deps "local" "page")
 test-kind *ARGS: (deps "kube" "page")
     scripts/test-kind.sh {{ARGS}}
 
-# Benchmarks, side by side in one run (PARTS: proxy load startup cost; default all): the fault proxy
-# vs HAProxy, the load driver vs bare goose and wrk, stack start-up, the harness's CPU and RSS at
-# 40/400/2000 req/s. Prints the table, writes reports/bench/. `just bench --quick` only checks they run.
+# Benchmarks, side by side in one run (PARTS: proxy load startup cost inflight; default all): the
+# fault proxy vs HAProxy, the load driver vs bare goose and wrk, stack start-up, the harness's CPU and
+# RSS at 40/400/2000 req/s, memory per send waiting for its answer vs reqwest and hyper. Prints the table, writes reports/bench/. `just bench --quick` only checks they run.
 bench *PARTS: (deps "local" "bench") build
     cargo bench -p harness --bench bench -- {{PARTS}}
 

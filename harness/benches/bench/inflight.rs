@@ -5,8 +5,10 @@
 //! load driver (`harness::load`, evidence recorded as in a run), reqwest (what the driver used
 //! before, and what goose uses), and hyper's `client::conn` (the HTTP library under both). Each
 //! runs in a process of its own (this benchmark's executable re-run with
-//! `BROWNOUT_BENCH_ROLE=inflight`), which reports its resident memory before the first send and
-//! once every send is waiting; rounds rotate the order; figures are medians.
+//! `BROWNOUT_BENCH_ROLE=inflight`), which reports its resident memory once a third of the sends
+//! are waiting and once all are: the slope between the two is the cost per send, without what
+//! a client costs once (its runtime, the driver's evidence files). Rounds rotate the order;
+//! figures are medians.
 
 use crate::common::{self, median, Mode, Row};
 use hyper_util::rt::TokioIo;
@@ -27,7 +29,7 @@ fn rss_kb() -> u64 {
 }
 
 /// The child side: `BENCH_CLIENT` makes `BENCH_SENDS` sends to a server that never answers and
-/// prints `{"before_kb":…,"after_kb":…}`.
+/// prints `{"third_kb":…,"after_kb":…}`: resident memory with a third of them waiting, and all.
 pub fn child() {
     let var = |k: &str| std::env::var(k).unwrap_or_else(|_| common::fail(&format!("{k} not set")));
     let client = var("BENCH_CLIENT");
@@ -45,9 +47,14 @@ pub fn child() {
     runtime.block_on(async move {
         let url = format!("http://127.0.0.1:{port}");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let before = rss_kb();
+        let start = tokio::time::Instant::now();
         let spread = Duration::from_millis(sends * 1000 / RATE);
         let timeout = Duration::from_secs(60);
+        // Samples resident memory when a third of the sends are out, whoever makes them.
+        let third = tokio::spawn(async move {
+            tokio::time::sleep_until(start + spread / 3 + Duration::from_millis(200)).await;
+            rss_kb()
+        });
         let mut _keep = None;
         let mut tasks = tokio::task::JoinSet::new();
         match client.as_str() {
@@ -117,9 +124,10 @@ pub fn child() {
             }
         }
         // Every send made and waiting (the driver paces itself; the others were paced above).
-        tokio::time::sleep(spread + Duration::from_millis(1500)).await;
+        tokio::time::sleep_until(start + spread + Duration::from_millis(200)).await;
         let after = rss_kb();
-        println!("{}", json!({"before_kb": before, "after_kb": after}));
+        let third = third.await.unwrap_or(0);
+        println!("{}", json!({"third_kb": third, "after_kb": after}));
         // The sends are abandoned with the process: none is ever answered.
         std::process::exit(0);
     });
@@ -150,7 +158,8 @@ fn measure(client: &str, sends: u64) -> f64 {
     let v: serde_json::Value = serde_json::from_str(out.trim())
         .unwrap_or_else(|e| common::fail(&format!("inflight child said {out:?}: {e}")));
     let kb = |k: &str| v[k].as_f64().unwrap_or(0.0);
-    (kb("after_kb") - kb("before_kb")) * 1024.0 / sends as f64
+    // The sends made between the two samples: two thirds of them.
+    (kb("after_kb") - kb("third_kb")) * 1024.0 / (sends - sends / 3) as f64
 }
 
 pub fn run(mode: Mode) -> (Vec<Row>, serde_json::Value) {

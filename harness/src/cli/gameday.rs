@@ -49,7 +49,7 @@ struct Start {
     /// Stop by itself (healing first) when the harness's resident memory passes this, e.g. 1GiB.
     /// Responses stream to disk, so memory stays flat over time (measured: 16.8–20.4 MB through a
     /// 30-minute game day at 400 req/s); what can grow is the requests in flight, bounded by
-    /// rate × timeout × 2 (about 2.7 KB each: 142 MB at the most for a run at 2,000 req/s with
+    /// rate × timeout × 2 (about 2 KB each: 142 MB at the most for a run at 2,000 req/s with
     /// 40,000 in flight against a stack that could not keep up), so the default holds the default
     /// --max-rate's worst case (about 75 MB) three times over.
     #[arg(long, default_value = "256MiB", value_parser = crate::units::parse_memory)]

@@ -10,10 +10,10 @@
 //! Why not reqwest or hyper's client: during a fault an open-model driver holds thousands of sends
 //! in flight (rate × how long the system takes to answer), and what each one costs while it waits
 //! is what the harness's memory does during a fault. Measured on this machine
-//! (`just bench inflight`): about 27 KB per send waiting for its answer with reqwest, about 17 KB
+//! (`just bench inflight`): about 23 KB per send waiting for its answer with reqwest, about 15 KB
 //! with hyper's `client::conn` (it reserves an 8 KiB read buffer and an 8 KiB header buffer per
-//! connection, and neither can be made smaller without capping the answer's head at that size).
-//! Here nothing is allocated for the answer until the socket is readable
+//! connection, and neither can be made smaller without capping the answer's head at that size),
+//! about 2 KB here: nothing is allocated for the answer until the socket is readable
 //! ([`tokio::net::TcpStream::readable`]), so a send waiting for an answer holds a socket and a
 //! small task.
 
