@@ -251,6 +251,9 @@ async fn a_game_day_driven_from_the_browser_and_the_command_line() {
         .map(|x| x["rate"].as_u64().unwrap())
         .collect();
     assert_eq!(rates, [40, 60]);
+    // Slots for the highest rate `rate` may set (--max-rate 1000 × 10 s × 2), not for the
+    // scenario's own 40 req/s: a rate raised later must not make sends late for want of slots.
+    assert_eq!(r["load"]["max_in_flight"], 20_000);
     assert_eq!(r["verdict"], "pass");
     for f in ["report.md", "report.html", "responses.jsonl"] {
         assert!(report_dir.join(f).is_file(), "{f}");

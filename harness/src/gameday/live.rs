@@ -1,7 +1,9 @@
 //! The live view of a game day: what the page and `brownout gameday status` show, rebuilt once a
 //! second from the evidence. Answers are counted per second of arrival (app 2xx/4xx/5xx/503,
-//! ingress-made 5xx, no response) and their latencies kept for that second only, for the last
-//! [`HISTORY_S`] seconds: the view costs the same in the second hour as in the first minute.
+//! ingress-made 5xx, no response) for the last [`HISTORY_S`] seconds; a second's latencies are kept
+//! only while the last-10-s shares may need them ([`LATENCIES_S`]), then its percentiles are frozen
+//! and the latencies dropped: the view costs the same in the second hour as in the first minute,
+//! and a few seconds of answers, not ten minutes of them, at any rate.
 
 use crate::evidence::{AlertState, EvidenceData, Layer, Lifecycle, Probe};
 use serde::{Deserialize, Serialize};
@@ -9,6 +11,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// Seconds of history the view keeps.
 pub const HISTORY_S: u64 = 600;
+/// Seconds whose latencies are kept (the last-10-s shares, and answers recorded up to a few
+/// seconds after they arrived: the responses file is flushed every second, folded every second).
+pub const LATENCIES_S: u64 = 15;
 
 /// One second of answers, by when they arrived.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -111,7 +116,41 @@ pub struct View {
 pub struct Aggregator {
     /// How far into the evidence's responses file (bytes) was folded in already.
     cursor: u64,
-    seconds: VecDeque<(Second, Vec<u32>)>,
+    seconds: VecDeque<Slot>,
+}
+
+/// One second of the history: its counts, and its latencies until its percentiles are frozen.
+#[derive(Debug, Default)]
+struct Slot {
+    second: Second,
+    latencies: Vec<u32>,
+    /// Percentiles taken and latencies dropped: later answers still count, their latencies not.
+    frozen: bool,
+}
+
+impl Slot {
+    fn new(t_s: u64) -> Slot {
+        Slot {
+            second: Second {
+                t_s,
+                ..Second::default()
+            },
+            ..Slot::default()
+        }
+    }
+
+    /// The second with its percentiles.
+    fn with_percentiles(&self) -> Second {
+        if self.frozen {
+            return self.second.clone();
+        }
+        let (p50, p99) = percentiles(&self.latencies);
+        Second {
+            p50_ms: p50,
+            p99_ms: p99,
+            ..self.second.clone()
+        }
+    }
 }
 
 impl Aggregator {
@@ -122,14 +161,8 @@ impl Aggregator {
         for r in &mut new {
             let r = &r;
             let t_s = (r.t_ms + r.latency_ms) / 1000;
-            let Some(front) = self.seconds.front().map(|s| s.0.t_s) else {
-                self.seconds.push_back((
-                    Second {
-                        t_s,
-                        ..Second::default()
-                    },
-                    Vec::new(),
-                ));
+            let Some(front) = self.seconds.front().map(|s| s.second.t_s) else {
+                self.seconds.push_back(Slot::new(t_s));
                 self.add(r);
                 continue;
             };
@@ -140,30 +173,37 @@ impl Aggregator {
         }
         self.cursor = new.position();
         while let (Some(f), Some(b)) = (self.seconds.front(), self.seconds.back()) {
-            if b.0.t_s - f.0.t_s >= HISTORY_S {
+            if b.second.t_s - f.second.t_s >= HISTORY_S {
                 self.seconds.pop_front();
             } else {
                 break;
             }
         }
+        let newest = self.seconds.back().map_or(0, |s| s.second.t_s);
+        for slot in self
+            .seconds
+            .iter_mut()
+            .rev()
+            .skip_while(|s| newest - s.second.t_s < LATENCIES_S)
+            .take_while(|s| !s.frozen)
+        {
+            slot.second = slot.with_percentiles();
+            slot.latencies = Vec::new();
+            slot.frozen = true;
+        }
     }
 
     fn add(&mut self, r: &crate::evidence::ResponseRecord) {
         let t_s = (r.t_ms + r.latency_ms) / 1000;
-        let back = self.seconds.back().map_or(t_s, |s| s.0.t_s);
+        let back = self.seconds.back().map_or(t_s, |s| s.second.t_s);
         for t in back + 1..=t_s {
-            self.seconds.push_back((
-                Second {
-                    t_s: t,
-                    ..Second::default()
-                },
-                Vec::new(),
-            ));
+            self.seconds.push_back(Slot::new(t));
         }
-        let front = self.seconds.front().map_or(0, |s| s.0.t_s);
-        let Some((s, lat)) = self.seconds.get_mut((t_s - front) as usize) else {
+        let front = self.seconds.front().map_or(0, |s| s.second.t_s);
+        let Some(slot) = self.seconds.get_mut((t_s - front) as usize) else {
             return;
         };
+        let s = &mut slot.second;
         match (r.layer, r.status) {
             (Layer::Client, _) => s.none += 1,
             (Layer::Ingress, st) if st >= 500 => s.ingress_5xx += 1,
@@ -175,22 +215,15 @@ impl Aggregator {
             (_, st) if st >= 400 => s.s4xx += 1,
             _ => s.ok += 1,
         }
-        lat.push(r.latency_from_schedule_ms().min(u32::MAX as u64) as u32);
+        if !slot.frozen {
+            let latency = r.latency_from_schedule_ms().min(u32::MAX as u64) as u32;
+            slot.latencies.push(latency);
+        }
     }
 
     /// The per-second counts with their percentiles, oldest first.
     pub fn seconds(&self) -> Vec<Second> {
-        self.seconds
-            .iter()
-            .map(|(s, lat)| {
-                let (p50, p99) = percentiles(lat);
-                Second {
-                    p50_ms: p50,
-                    p99_ms: p99,
-                    ..s.clone()
-                }
-            })
-            .collect()
+        self.seconds.iter().map(Slot::with_percentiles).collect()
     }
 
     /// Shares over the last `n` complete-or-current seconds up to `now_s`.
@@ -198,10 +231,14 @@ impl Aggregator {
         let from = now_s.saturating_sub(n);
         let mut lat = Vec::new();
         let mut sum = Second::default();
-        for (s, l) in self
+        for Slot {
+            second: s,
+            latencies: l,
+            ..
+        } in self
             .seconds
             .iter()
-            .filter(|(s, _)| s.t_s >= from && s.t_s <= now_s)
+            .filter(|s| s.second.t_s >= from && s.second.t_s <= now_s)
         {
             sum.ok += s.ok;
             sum.s4xx += s.s4xx;
@@ -354,5 +391,41 @@ mod tests {
             a.seconds().iter().map(|s| s.ok).sum::<u32>() as u64,
             HISTORY_S
         );
+    }
+
+    /// Only the last [`LATENCIES_S`] seconds hold their latencies; older seconds keep the
+    /// percentiles they had, so the view's memory does not grow with rate × ten minutes.
+    #[test]
+    fn latencies_are_kept_only_for_the_recent_seconds_and_percentiles_stay() {
+        let mut d = EvidenceData::default();
+        // 100 answers a second for 60 s; second s's latencies are 1..=100 ms plus s.
+        for sec in 0..60u64 {
+            for i in 0..100u64 {
+                d.responses
+                    .push(answer(sec * 1000 + i, 200, Layer::App, sec + i % 100 + 1));
+            }
+        }
+        let mut a = Aggregator::default();
+        a.fold(&d);
+        let held: usize = a.seconds.iter().map(|s| s.latencies.capacity()).sum();
+        let fresh = a.seconds.iter().filter(|s| !s.frozen).count() as u64;
+        assert_eq!(fresh, LATENCIES_S, "seconds still holding latencies");
+        assert!(
+            held <= (LATENCIES_S as usize + 1) * 256,
+            "{held} latencies held"
+        );
+        let s = a.seconds();
+        // A frozen second kept its percentiles (from 1..=100 ms after its own second's offset).
+        assert_eq!((s[5].p50_ms, s[5].p99_ms), (Some(55), Some(104)));
+        assert_eq!(s[5].ok, 100);
+        // A late answer for a frozen second still counts; its latency cannot move the frozen
+        // percentiles.
+        d.responses.push(answer(5_500, 200, Layer::App, 400));
+        a.fold(&d);
+        let s = a.seconds();
+        assert_eq!((s[5].ok, s[5].p99_ms), (101, Some(104)));
+        // The last-10-s shares still see every latency of their seconds.
+        assert_eq!(a.shares(59, 9).answers, 1000);
+        assert!(a.shares(59, 9).p99_ms.is_some());
     }
 }

@@ -350,60 +350,43 @@ async fn redirects_on_the_same_origin_are_followed_as_reqwest_followed_them() {
         body: Some("{}"),
     };
     // 302 turns the POST into a GET without its body; 307 keeps both.
-    let (target, server) = serve_each(vec![
-        vec![w(
-            "HTTP/1.1 302 Found\r\nlocation: /api/orders/1?x=1\r\ncontent-length: 0\r\n\r\n",
-        )],
-        vec![w("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")],
-    ])
+    let (got, requests, host) = redirected(
+        "HTTP/1.1 302 Found\r\nlocation: /api/orders/1?x=1\r\ncontent-length: 0\r\n\r\n",
+        &checkout,
+    )
     .await;
-    assert_eq!(
-        exchange(&target, &checkout, 2 * SECOND).await,
-        Ok(answer(200))
-    );
-    let got = server.await.unwrap();
+    assert_eq!(got, Ok(answer(200)));
+    let second = &requests[1];
     assert!(
-        got[1].starts_with("GET /api/orders/1?x=1 HTTP/1.1\r\n"),
-        "{}",
-        got[1]
+        second.starts_with("GET /api/orders/1?x=1 HTTP/1.1\r\n"),
+        "{second}"
     );
-    assert!(got[1].contains("x-request-id: bo-1-7-1\r\n"), "{}", got[1]);
+    assert!(second.contains("x-request-id: bo-1-7-1\r\n"), "{second}");
+    let referer = format!("referer: http://{host}/api/checkout\r\n");
+    assert!(second.contains(&referer), "{second}");
+    assert!(!second.contains("content-length"), "{second}");
+    let (got, requests, _) = redirected(
+        "HTTP/1.1 307 Temporary Redirect\r\nlocation: ../api/retry\r\ncontent-length: 0\r\n\r\n",
+        &checkout,
+    )
+    .await;
+    assert_eq!(got, Ok(answer(200)));
+    let second = &requests[1];
     assert!(
-        got[1].contains(&format!("referer: http://{}/api/checkout\r\n", target.host)),
-        "{}",
-        got[1]
+        second.starts_with("POST /api/retry HTTP/1.1\r\n"),
+        "{second}"
     );
-    assert!(!got[1].contains("content-length"), "{}", got[1]);
+    assert!(second.ends_with("content-length: 2\r\n\r\n{}"), "{second}");
+    // Another origin (here another port): not followed, the redirect is the answer.
     let (target, server) = serve_each(vec![vec![w(
         "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:1/elsewhere\r\n\r\n",
     )]])
     .await;
-    // Another origin (here another port): not followed, the redirect is the answer.
     assert_eq!(
         exchange(&target, &checkout, 2 * SECOND).await,
         Ok(answer(307))
     );
     assert_eq!(server.await.unwrap().len(), 1);
-    let (target, server) = serve_each(vec![
-        vec![w("HTTP/1.1 307 Temporary Redirect\r\nlocation: ../api/retry\r\ncontent-length: 0\r\n\r\n")],
-        vec![w("HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")],
-    ])
-    .await;
-    assert_eq!(
-        exchange(&target, &checkout, 2 * SECOND).await,
-        Ok(answer(201))
-    );
-    let got = server.await.unwrap();
-    assert!(
-        got[1].starts_with("POST /api/retry HTTP/1.1\r\n"),
-        "{}",
-        got[1]
-    );
-    assert!(
-        got[1].ends_with("content-length: 2\r\n\r\n{}"),
-        "{}",
-        got[1]
-    );
     // Redirects without end: reqwest's "too many redirects" after 10.
     let hop = || {
         vec![w(
@@ -416,6 +399,21 @@ async fn redirects_on_the_same_origin_are_followed_as_reqwest_followed_them() {
         Err(NoAnswer::Redirects)
     );
     assert_eq!(server.await.unwrap().len(), MAX_REDIRECTS + 1);
+}
+
+/// `request` to a server that answers `redirect`, then 200 on the next connection: the outcome,
+/// the requests the server received and the target's host.
+async fn redirected(
+    redirect: &str,
+    request: &Request<'_>,
+) -> (Result<Answer, NoAnswer>, Vec<String>, String) {
+    let (target, server) = serve_each(vec![
+        vec![w(redirect)],
+        vec![w("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")],
+    ])
+    .await;
+    let got = exchange(&target, request, 2 * SECOND).await;
+    (got, server.await.unwrap(), target.host.clone())
 }
 
 #[tokio::test]

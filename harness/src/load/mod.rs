@@ -2,7 +2,8 @@
 //! Send *i* is scheduled at `start + i / rate`, whatever the system does; which request it is comes
 //! from a seeded, stationary [`mix`]. Each send runs as its own task with a connection of its own
 //! ([`http`]: what a send costs while it waits is what a slow system costs the harness), so a slow
-//! system costs in-flight tasks, not more clients; in-flight sends are capped (`max_in_flight`). A send that starts later than its schedule (the cap was reached, or
+//! system costs in-flight tasks, not more clients; in-flight sends are capped (`max_in_flight`).
+//! A send that starts later than its schedule (the cap was reached, or
 //! the machine was too busy) is counted as *late* and its lateness recorded: latency is judged from
 //! the **scheduled** time, so a driver that falls behind cannot hide slow answers (no coordinated
 //! omission). Every load loop is bounded by `max_run` and by the number of sends that fit in it.
